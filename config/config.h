@@ -1,0 +1,92 @@
+/* config/config.h: moat's immutable configuration model and its CLI-flag loader. Plain C only:
+ * no sockets, no logging, no libuv; addresses are text plus parsed numbers. */
+#ifndef MOAT_CONFIG_H
+#define MOAT_CONFIG_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define MOAT_CFG_MAX_CERTS 2 /* one ECDSA and one RSA pair at most */
+
+/* A HOST:PORT as written by the user. host is a name, an IPv4 literal, or an IPv6 literal
+ * (written "[::1]:8443", stored without brackets). */
+struct moat_cfg_hostport {
+    char host[256];  /* NUL-terminated; no brackets */
+    uint16_t port;   /* 0 allowed only where the caller allows it (listeners: "pick one") */
+    int is_ipv6;     /* the host is an IPv6 literal */
+};
+
+/* An address range: family 4 or 6, addr in network byte order (4 or 16 bytes used). */
+struct moat_cfg_cidr {
+    int family;          /* 4 or 6 */
+    uint8_t addr[16];    /* host bits are zero */
+    unsigned prefix_len; /* 0..32 or 0..128 */
+};
+
+struct moat_cfg_cert {
+    char *cert_file; /* owned; PEM, leaf first then chain */
+    char *key_file;  /* owned; PEM private key */
+};
+
+/* Everything moat runs with. Built once by a loader, then read-only (shared by all workers). */
+struct moat_cfg {
+    struct moat_cfg_hostport *listeners; /* owned array */
+    size_t n_listeners;
+    struct moat_cfg_hostport *backends; /* owned array; names resolved by proxy/ at start */
+    size_t n_backends;
+    struct moat_cfg_cert certs[MOAT_CFG_MAX_CERTS];
+    size_t n_certs; /* 0: use the development certificate */
+    struct moat_cfg_cidr *trusted_proxies; /* owned array */
+    size_t n_trusted_proxies;
+    unsigned workers;          /* >= 1; default: number of CPUs (set by the caller's default) */
+    char *state_dir;           /* owned; NULL: $MOAT_STATE_DIR, $XDG_STATE_HOME/moat, ~/.local/state/moat */
+    int log_level;             /* MOAT_CFG_LOG_* */
+    int access_log;            /* 1: one line per request on stdout (default), 0: off */
+    uint64_t drain_timeout_ms; /* SIGTERM: in-flight requests get this long (default 30000) */
+};
+
+enum moat_cfg_log_level {
+    MOAT_CFG_LOG_ERROR = 0,
+    MOAT_CFG_LOG_WARN = 1,
+    MOAT_CFG_LOG_INFO = 2,
+    MOAT_CFG_LOG_DEBUG = 3,
+};
+
+/* What moat_cfg_from_argv() found on the command line. */
+enum moat_cfg_result {
+    MOAT_CFG_RUN = 0,      /* *out holds a configuration to run */
+    MOAT_CFG_HELP = 1,     /* --help: print moat_cfg_usage(), exit 0 */
+    MOAT_CFG_VERSION = 2,  /* --version: print MOAT_CFG_VERSION_STRING, exit 0 */
+    MOAT_CFG_BAD_ARGS = -1 /* err says why; print it and the usage, exit 2 */
+};
+
+/* Parses argv (flags below) into a new configuration. default_workers is used when --workers is
+ * absent (the caller passes the CPU count). Flags: --listen HOST:PORT (repeatable; default
+ * 0.0.0.0:8443), --cert FILE / --key FILE (pairs, up to 2), --backend HOST:PORT (repeatable, at
+ * least one), --workers N (1..256), --trusted-proxy CIDR (repeatable), --state-dir DIR,
+ * --log-level error|warn|info|debug, --no-access-log, --drain-timeout SECONDS, --version, --help.
+ * "--flag=value" is accepted too. On MOAT_CFG_RUN *out is owned by the caller (moat_cfg_free).
+ * Does not touch files: certificates are read by tls/. */
+enum moat_cfg_result moat_cfg_from_argv(int argc, char **argv, unsigned default_workers,
+                                        struct moat_cfg **out, char *err, size_t err_len);
+
+/* The --help text. */
+const char *moat_cfg_usage(void);
+
+/* "moat 0.1.0" */
+const char *moat_cfg_version(void);
+
+void moat_cfg_free(struct moat_cfg *cfg); /* NULL: nothing */
+
+/* Parses "host:port", "1.2.3.4:80", "[::1]:8443". allow_port_zero: listeners may ask for an
+ * ephemeral port. Returns 0, or -1 with err set ("missing port in 'x'", ...). */
+int moat_cfg_hostport_parse(const char *text, int allow_port_zero, struct moat_cfg_hostport *out,
+                            char *err, size_t err_len);
+
+/* Parses "10.0.0.0/8", "192.0.2.7" (a /32), "2001:db8::/32", "::1". Returns 0 or -1 with err. */
+int moat_cfg_cidr_parse(const char *text, struct moat_cfg_cidr *out, char *err, size_t err_len);
+
+/* 1 if addr (4 or 16 bytes in network order, per family 4 or 6) lies in c. An IPv4-mapped IPv6
+ * address (::ffff:a.b.c.d) matches IPv4 ranges. */
+int moat_cfg_cidr_contains(const struct moat_cfg_cidr *c, int family, const uint8_t *addr);
+
+#endif

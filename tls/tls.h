@@ -1,0 +1,124 @@
+/* tls/tls.h: moat's TLS layer on mbedTLS 3.6. Certificates and keys are loaded once and shared
+ * read-only; each worker builds its own server configuration (RNG, ticket keys) on top; each
+ * connection runs a session over memory: ciphertext in through feed(), ciphertext out through a
+ * caller's callback. Never touches sockets, clocks or logs; errors come back as values and text. */
+#ifndef MOAT_TLS_H
+#define MOAT_TLS_H
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* One certificate chain and its key, as files. */
+struct moat_tls_pair {
+    const char *cert_file; /* PEM: leaf first, then intermediates */
+    const char *key_file;  /* PEM private key: ECDSA P-256/P-384 or RSA >= 2048 */
+};
+
+/* Options of a listener's TLS (copied; strings borrowed only during the call). */
+struct moat_tls_opts {
+    const struct moat_tls_pair *pairs; /* 1 or 2 (one ECDSA + one RSA) */
+    size_t n_pairs;
+};
+
+struct moat_tls_ctx;    /* certificates + keys; immutable, shared by all workers, refcounted */
+struct moat_tls_server; /* one worker's mbedTLS server configuration over a ctx */
+struct moat_tls_session;
+
+/* Must run once in main() before any other call here (psa_crypto_init). 0 or -1. */
+int moat_tls_global_init(char *err, size_t err_len);
+void moat_tls_global_free(void);
+
+/* Loads and checks every pair: readable files, parseable PEM, a supported key type and size, the
+ * key matches its certificate, at most one pair per key type. On error returns -1 and err names
+ * the file and the reason ("site.key: key does not match certificate site.pem"). */
+int moat_tls_ctx_new(const struct moat_tls_opts *opts, struct moat_tls_ctx **out, char *err,
+                     size_t err_len);
+void moat_tls_ctx_ref(struct moat_tls_ctx *ctx);   /* atomic */
+void moat_tls_ctx_unref(struct moat_tls_ctx *ctx); /* atomic; frees at 0; NULL: nothing */
+
+/* Text describing the loaded certificates for the start-up log, e.g.
+ * "ECDSA P-256 CN=localhost, RSA 2048 CN=localhost" (static storage inside ctx). */
+const char *moat_tls_ctx_describe(const struct moat_tls_ctx *ctx);
+
+/* Builds one worker's server configuration: TLS 1.2 + 1.3 only; TLS 1.3 AES-GCM and
+ * ChaCha20-Poly1305 suites; TLS 1.2 ECDHE + AEAD suites only; groups X25519, P-256, P-384; ALPN
+ * http/1.1; session tickets; no renegotiation. Takes a reference on ctx. NULL on failure with
+ * err. Used by one thread only. */
+struct moat_tls_server *moat_tls_server_new(struct moat_tls_ctx *ctx, char *err, size_t err_len);
+void moat_tls_server_free(struct moat_tls_server *srv); /* after its last session is freed */
+
+/* Called with every ciphertext byte a session produces, in order. The callee copies the bytes
+ * (they are not valid after return). Returns 0, or -1 (out of memory: the session fails). */
+typedef int (*moat_tls_emit_cb)(void *ctx, const void *data, size_t len);
+
+/* A new session for one accepted connection (recycled from a per-server free list, so the ~38 KiB
+ * of mbedTLS record buffers are not reallocated per connection). NULL on ENOMEM. */
+struct moat_tls_session *moat_tls_session_new(struct moat_tls_server *srv, moat_tls_emit_cb emit,
+                                              void *emit_ctx);
+void moat_tls_session_free(struct moat_tls_session *s); /* back to the free list; NULL: nothing */
+
+/* Results of the session calls below. */
+enum moat_tls_result {
+    MOAT_TLS_OK = 0,
+    MOAT_TLS_AGAIN = -1,  /* needs more ciphertext */
+    MOAT_TLS_CLOSED = -2, /* the peer sent close_notify: orderly end */
+    MOAT_TLS_EOF = -3,    /* the transport ended without close_notify (feed_eof() was called) */
+    MOAT_TLS_FATAL = -4,  /* protocol or crypto error: see last_error; use nothing but _free() */
+};
+
+/* Copies len ciphertext bytes received from the network into the session's input buffer (the
+ * buffer exists only while it holds bytes). Returns 0, or MOAT_TLS_FATAL when more than 64 KiB
+ * would be held unprocessed (the caller should have stopped reading). */
+int moat_tls_session_feed(struct moat_tls_session *s, const void *data, size_t len);
+
+/* The network said EOF: after the buffered bytes, the transport has ended. */
+void moat_tls_session_feed_eof(struct moat_tls_session *s);
+
+/* Bytes fed but not yet consumed by mbedTLS. */
+size_t moat_tls_session_buffered(const struct moat_tls_session *s);
+
+/* Advances the handshake: MOAT_TLS_OK when it is complete (also on later calls), MOAT_TLS_AGAIN,
+ * MOAT_TLS_EOF or MOAT_TLS_FATAL. May emit ciphertext. */
+int moat_tls_session_handshake(struct moat_tls_session *s);
+
+/* Decrypts at most cap bytes of application data into buf. Returns > 0 (bytes), MOAT_TLS_AGAIN
+ * (nothing more until more ciphertext is fed), MOAT_TLS_CLOSED, MOAT_TLS_EOF or MOAT_TLS_FATAL.
+ * Call again until MOAT_TLS_AGAIN: one feed may hold several records. May emit (alerts). */
+long moat_tls_session_read(struct moat_tls_session *s, void *buf, size_t cap);
+
+/* Encrypts all len bytes (in records of up to 16 KiB) and emits them. MOAT_TLS_OK or
+ * MOAT_TLS_FATAL. */
+int moat_tls_session_write(struct moat_tls_session *s, const void *data, size_t len);
+
+/* Emits close_notify (after a completed handshake; otherwise does nothing). */
+void moat_tls_session_close_notify(struct moat_tls_session *s);
+
+/* After MOAT_TLS_FATAL: mbedTLS's code (negative, e.g. -0x7780) and a short text for logs. */
+int moat_tls_session_last_error(const struct moat_tls_session *s, const char **text);
+
+/* After the handshake: "TLSv1.3", "TLS1-3-AES-256-GCM-SHA384"-style names for access logs. */
+const char *moat_tls_session_version(const struct moat_tls_session *s);
+const char *moat_tls_session_cipher(const struct moat_tls_session *s);
+
+/* ---- development certificate ------------------------------------------------------------- */
+
+/* PEM texts of a development CA and a leaf it signed, all owned by the struct. */
+struct moat_tls_devcert {
+    char *ca_cert_pem;
+    char *ca_key_pem;
+    char *leaf_cert_pem; /* leaf, then the CA certificate (a chain) */
+    char *leaf_key_pem;
+};
+
+/* Makes a new ECDSA P-256 CA ("moat development CA", 10 years from now) and a leaf for
+ * localhost, 127.0.0.1 and ::1 (SAN; serverAuth; valid from an hour before now for 825 days),
+ * with mbedTLS's own key and x509 writing APIs. now: the current time (the caller reads the
+ * clock). Returns 0, or -1 with err. */
+int moat_tls_devcert_make(time_t now, struct moat_tls_devcert *out, char *err, size_t err_len);
+void moat_tls_devcert_free(struct moat_tls_devcert *dc); /* frees the strings; the struct stays */
+
+/* 1 if the PEM certificate at path is valid at now + margin_s, 0 if it expires (or is not yet
+ * valid) by then, -1 if it cannot be read or parsed. */
+int moat_tls_cert_file_valid_at(const char *path, time_t now, time_t margin_s);
+
+#endif
