@@ -1,0 +1,1133 @@
+/* proxy/conn.c: one client connection, from accept to close: TLS over memory, request parsing,
+ * the exchange with a leased upstream, backpressure both ways, timeouts, and orderly or abortive
+ * ends. It owns its TLS session, parsers, queues and handles; it leases at most one upstream. */
+#include "proxy/conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config/config.h"
+#include "proxy/log.h"
+#include "proxy/upstream.h"
+#include "proxy/worker.h"
+#include "tls/tls.h"
+
+/* Requests up to this size are kept whole until the first response byte, so one whose pooled
+ * connection turns out dead can be sent again (see ARCHITECTURE.md, Retries). */
+#define REPLAY_MAX 65536
+
+/* One uv_write toward the client: owns its chunks until the callback, whatever the status. */
+struct cli_write {
+    uv_write_t req;
+    struct moat_conn *c; /* borrowed: write callbacks run before the close callback */
+    size_t n;
+    size_t bytes;
+    struct moat_chunk *chunks[16];
+};
+
+static const char *const state_names[] = {"HANDSHAKE", "HEAD", "RELAY", "SHUTDOWN", "CLOSING"};
+
+#define conn_log(c, level, fmt, ...)                                                               \
+    moat_log(level, "w%u c%llu %s %s " fmt, (c)->w->id, (unsigned long long)(c)->id, (c)->peer,    \
+             state_names[(c)->state], __VA_ARGS__)
+
+static void pump(struct moat_conn *c);
+static void cli_flush(struct moat_conn *c);
+static void begin_shutdown(struct moat_conn *c);
+static void respond_error(struct moat_conn *c, int status, const char *detail);
+static void complete_exchange(struct moat_conn *c);
+
+static void set_state(struct moat_conn *c, enum moat_conn_state to)
+{
+    moat_log(MOAT_LOG_DEBUG, "w%u c%llu %s -> %s", c->w->id, (unsigned long long)c->id,
+             state_names[c->state], state_names[to]);
+    c->state = to;
+}
+
+/* ---- deadlines ---------------------------------------------------------------------------- */
+
+static void on_conn_timer(uv_timer_t *t);
+
+/* One timer carries the current state's deadline; repeating, so uv_timer_again() re-arms it. */
+static void set_deadline(struct moat_conn *c, uint64_t ms)
+{
+    if (ms == 0)
+        uv_timer_stop(&c->timer);
+    else
+        uv_timer_start(&c->timer, on_conn_timer, ms, ms);
+}
+
+static void on_conn_timer(uv_timer_t *t)
+{
+    struct moat_conn *c = t->data;
+    switch (c->state) {
+    case MOAT_CONN_HANDSHAKE:
+        conn_log(c, MOAT_LOG_INFO, "tls handshake timeout after %llu ms",
+                 (unsigned long long)c->w->rt->handshake_timeout_ms);
+        moat_conn_close(c);
+        break;
+    case MOAT_CONN_HEAD:
+        if (!c->ex.is_head_timed) {
+            begin_shutdown(c); /* keep-alive idle: an ordinary end */
+            break;
+        }
+        conn_log(c, MOAT_LOG_INFO, "request head timeout after %llu ms",
+                 (unsigned long long)c->w->rt->head_timeout_ms);
+        respond_error(c, 408, "request head not received in time");
+        break;
+    case MOAT_CONN_RELAY:
+        conn_log(c, MOAT_LOG_INFO, "request body stalled for %llu ms",
+                 (unsigned long long)c->w->rt->body_gap_ms);
+        respond_error(c, 408, "request body not received in time");
+        break;
+    case MOAT_CONN_SHUTDOWN:
+    case MOAT_CONN_CLOSING:
+        moat_conn_close(c); /* flush stalled or linger over */
+        break;
+    }
+}
+
+/* ---- reads from the client ---------------------------------------------------------------- */
+
+static void on_cli_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct moat_conn *c = h->data;
+    (void)suggested;
+    buf->base = c->w->slab;
+    buf->len = sizeof(c->w->slab);
+}
+
+static void on_cli_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void rx_block(struct moat_conn *c, unsigned why)
+{
+    if (c->rx_blocked == 0 && c->state != MOAT_CONN_CLOSING)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    c->rx_blocked |= why;
+}
+
+static void rx_unblock(struct moat_conn *c, unsigned why)
+{
+    unsigned before = c->rx_blocked;
+    c->rx_blocked &= ~why;
+    if (before == 0 || c->rx_blocked != 0 || c->state == MOAT_CONN_CLOSING)
+        return;
+    uv_read_start((uv_stream_t *)&c->tcp, on_cli_alloc, on_cli_read);
+}
+
+/* ---- writes to the client ----------------------------------------------------------------- */
+
+static int on_tls_emit(void *ctx, const void *data, size_t len)
+{
+    struct moat_conn *c = ctx;
+    return moat_bufq_append(&c->to_cli, data, len);
+}
+
+static size_t cli_pending(const struct moat_conn *c)
+{
+    size_t staged = c->w->stage_conn == c ? c->w->stage_len : 0;
+    return c->to_cli.bytes + c->cli_inflight + staged;
+}
+
+/* Encrypts the worker's staged plaintext into c's queue. 0 or -1 (the session failed). */
+static int stage_seal(struct moat_conn *c)
+{
+    struct moat_worker *w = c->w;
+    if (w->stage_conn != c || w->stage_len == 0)
+        return 0;
+    size_t len = w->stage_len;
+    w->stage_len = 0;
+    w->stage_conn = NULL;
+    if (moat_tls_session_write(c->tls, w->stage, len) != MOAT_TLS_OK) {
+        const char *text;
+        int code = moat_tls_session_last_error(c->tls, &text);
+        conn_log(c, MOAT_LOG_INFO, "tls write failed: -0x%04x (%s)", (unsigned)-code, text);
+        return -1;
+    }
+    return 0;
+}
+
+/* Plaintext for the client is coalesced in the worker's stage, so a head and a small body (or
+ * a chunk head, its data and CRLF) leave in one TLS record instead of three. */
+static void cli_send(struct moat_conn *c, const char *data, size_t len)
+{
+    struct moat_worker *w = c->w;
+    if (w->stage_conn != c && w->stage_len > 0)
+        cli_flush(w->stage_conn); /* every handler flushes before returning: defensive only */
+    w->stage_conn = c;
+    while (len > 0) {
+        size_t room = sizeof(w->stage) - w->stage_len;
+        size_t n = len < room ? len : room;
+        memcpy(w->stage + w->stage_len, data, n);
+        w->stage_len += n;
+        w->stage_conn = c;
+        data += n;
+        len -= n;
+        if (w->stage_len == sizeof(w->stage) && stage_seal(c) != 0) {
+            w->stage_len = 0;
+            w->stage_conn = NULL;
+            return; /* cli_flush() notices the dead session through the closed state */
+        }
+    }
+}
+
+static void maybe_shutdown(struct moat_conn *c);
+
+static void on_cli_write(uv_write_t *req, int status)
+{
+    struct cli_write *wr = req->data;
+    struct moat_conn *c = wr->c;
+    for (size_t i = 0; i < wr->n; i++)
+        moat_chunk_free(wr->chunks[i]);
+    c->cli_inflight -= wr->bytes;
+    free(wr);
+    if (c->state == MOAT_CONN_CLOSING)
+        return;
+    if (status < 0) {
+        conn_log(c, MOAT_LOG_DEBUG, "write to client failed: %s", uv_err_name(status));
+        moat_conn_close(c);
+        return;
+    }
+    if (c->state == MOAT_CONN_SHUTDOWN) {
+        uv_timer_again(&c->timer); /* the client is still reading: give it more time */
+        maybe_shutdown(c);
+        return;
+    }
+    if (c->up != NULL && cli_pending(c) <= c->w->rt->low_water)
+        moat_upstream_rx_unblock(c->up, MOAT_RX_PEER_FULL);
+}
+
+static void cli_flush(struct moat_conn *c)
+{
+    if (c->state == MOAT_CONN_CLOSING)
+        return;
+    if (stage_seal(c) != 0) {
+        moat_conn_close(c);
+        return;
+    }
+    while (c->to_cli.head != NULL) {
+        struct cli_write *wr = malloc(sizeof(*wr));
+        if (wr == NULL) {
+            moat_conn_close(c);
+            return;
+        }
+        wr->c = c;
+        wr->req.data = wr;
+        wr->n = moat_bufq_take(&c->to_cli, wr->chunks, 16);
+        wr->bytes = 0;
+        uv_buf_t bufs[16];
+        for (size_t i = 0; i < wr->n; i++) {
+            bufs[i] = uv_buf_init(wr->chunks[i]->data, (unsigned)wr->chunks[i]->len);
+            wr->bytes += wr->chunks[i]->len;
+        }
+        c->cli_inflight += wr->bytes;
+        int err = uv_write(&wr->req, (uv_stream_t *)&c->tcp, bufs, (unsigned)wr->n, on_cli_write);
+        if (err != 0) {
+            c->cli_inflight -= wr->bytes;
+            for (size_t i = 0; i < wr->n; i++)
+                moat_chunk_free(wr->chunks[i]);
+            free(wr);
+            conn_log(c, MOAT_LOG_DEBUG, "write to client failed: %s", uv_err_name(err));
+            moat_conn_close(c);
+            return;
+        }
+    }
+    if (c->up != NULL && cli_pending(c) > c->w->rt->high_water)
+        moat_upstream_rx_block(c->up, MOAT_RX_PEER_FULL);
+    maybe_shutdown(c);
+}
+
+/* ---- orderly and abortive ends ------------------------------------------------------------ */
+
+static void on_cli_closed(uv_handle_t *h)
+{
+    struct moat_conn *c = h->data;
+    if (--c->closes_pending > 0)
+        return;
+    struct moat_worker *w = c->w;
+    moat_tls_session_free(c->tls);
+    moat_http_parser_free(c->req);
+    moat_http_parser_free(c->resp);
+    moat_bufq_clear(&c->to_cli);
+    moat_bufq_clear(&c->to_up);
+    free(c->pending);
+    free(c->ex.replay);
+    free(c->ex.log_req);
+    moat_list_remove(&c->node);
+    free(c);
+    moat_worker_conn_gone(w);
+}
+
+void moat_conn_close(struct moat_conn *c)
+{
+    if (c->state == MOAT_CONN_CLOSING)
+        return; /* idempotent: a timeout, an error and EOF may all land here */
+    set_state(c, MOAT_CONN_CLOSING);
+    moat_upstream_release(c->up, 0);
+    c->up = NULL;
+    if (c->w->stage_conn == c) {
+        c->w->stage_len = 0;
+        c->w->stage_conn = NULL;
+    }
+    c->closes_pending = 2;
+    uv_close((uv_handle_t *)&c->tcp, on_cli_closed);
+    uv_close((uv_handle_t *)&c->timer, on_cli_closed);
+}
+
+static void on_cli_shutdown(uv_shutdown_t *req, int status)
+{
+    struct moat_conn *c = req->data;
+    if (c->state == MOAT_CONN_CLOSING)
+        return;
+    if (status < 0) {
+        moat_conn_close(c);
+        return;
+    }
+    /* Closing with unread input would send RST and could destroy the response in flight, so
+     * read and discard until the client closes, for a bounded time. */
+    set_deadline(c, c->w->rt->linger_ms);
+    c->rx_blocked = 0;
+    uv_read_start((uv_stream_t *)&c->tcp, on_cli_alloc, on_cli_read);
+    if (c->peer_eof)
+        moat_conn_close(c);
+}
+
+static void maybe_shutdown(struct moat_conn *c)
+{
+    if (c->state != MOAT_CONN_SHUTDOWN || c->shutdown_started || cli_pending(c) != 0)
+        return;
+    c->shutdown_started = 1;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_cli_shutdown) != 0)
+        moat_conn_close(c);
+}
+
+/* Our last bytes (and close_notify) go out, then FIN, then a bounded linger. */
+static void begin_shutdown(struct moat_conn *c)
+{
+    if (c->state == MOAT_CONN_SHUTDOWN || c->state == MOAT_CONN_CLOSING)
+        return;
+    moat_upstream_release(c->up, 0);
+    c->up = NULL;
+    int was_handshaking = c->state == MOAT_CONN_HANDSHAKE;
+    set_state(c, MOAT_CONN_SHUTDOWN);
+    if (!c->is_plain_reject && !was_handshaking) {
+        if (stage_seal(c) != 0) {
+            moat_conn_close(c);
+            return;
+        }
+        moat_tls_session_close_notify(c->tls);
+    }
+    /* A client that stops reading our last response must not hold the connection forever. */
+    set_deadline(c, c->w->rt->body_gap_ms);
+    rx_block(c, MOAT_RX_EOF);
+    cli_flush(c);
+}
+
+void moat_conn_drain(struct moat_conn *c)
+{
+    switch (c->state) {
+    case MOAT_CONN_HANDSHAKE:
+        moat_conn_close(c);
+        break;
+    case MOAT_CONN_HEAD:
+        if (!c->ex.is_head_timed && c->pending == NULL)
+            begin_shutdown(c);
+        else
+            c->ex.is_keep_alive = 0; /* a head is arriving: serve it, then close */
+        break;
+    case MOAT_CONN_RELAY:
+        c->ex.is_keep_alive = 0;
+        break;
+    case MOAT_CONN_SHUTDOWN:
+    case MOAT_CONN_CLOSING:
+        break;
+    }
+}
+
+/* ---- the exchange ------------------------------------------------------------------------- */
+
+static void exchange_reset(struct moat_conn *c)
+{
+    free(c->ex.replay);
+    free(c->ex.log_req);
+    memset(&c->ex, 0, sizeof(c->ex));
+}
+
+/* Appends s to out as a log-safe string: quotes, backslashes, controls and non-ASCII escaped. */
+static size_t log_escape(char *out, size_t cap, const char *s, size_t len, size_t max)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < len && i < max && o + 4 < cap; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[ch >> 4];
+            out[o++] = hex[ch & 15];
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    return o;
+}
+
+static const struct moat_http_field *find_field(const struct moat_http_head *h, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < h->n_fields; i++)
+        if (h->fields[i].name_len == len && strncasecmp(h->fields[i].name, name, len) == 0)
+            return &h->fields[i];
+    return NULL;
+}
+
+/* Keeps what the access log needs of a request head: "request line" then "referer" "agent". */
+static void remember_for_log(struct moat_conn *c, const struct moat_http_head *h)
+{
+    char line[3200];
+    size_t o = 0;
+    line[o++] = '"';
+    o += log_escape(line + o, sizeof(line) - o, h->method_name, strlen(h->method_name), 32);
+    line[o++] = ' ';
+    o += log_escape(line + o, sizeof(line) - o, h->target, h->target_len, 1024);
+    o += (size_t)snprintf(line + o, sizeof(line) - o, " HTTP/1.%d\" ", h->version_minor);
+    static const char *const names[] = {"Referer", "User-Agent"};
+    for (int i = 0; i < 2; i++) {
+        const struct moat_http_field *f = find_field(h, names[i]);
+        line[o++] = '"';
+        if (f != NULL && f->value_len > 0)
+            o += log_escape(line + o, sizeof(line) - o - 4, f->value, f->value_len, 512);
+        else
+            line[o++] = '-';
+        line[o++] = '"';
+        line[o++] = ' ';
+    }
+    line[o - 1] = '\0';
+    free(c->ex.log_req);
+    c->ex.log_req = strdup(line);
+}
+
+static void write_access_log(struct moat_conn *c)
+{
+    const struct moat_worker *w = c->w;
+    if (!w->rt->cfg->access_log)
+        return;
+    char when[40];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", &tm);
+    /* Split "request" from "referer" "agent": the combined format puts status and bytes between. */
+    const char *req = "\"-\"";
+    const char *rest = "\"-\" \"-\"";
+    char head[1300];
+    if (c->ex.log_req != NULL) {
+        const char *split = strstr(c->ex.log_req, "\" \"");
+        size_t n = split != NULL ? (size_t)(split - c->ex.log_req) + 1 : strlen(c->ex.log_req);
+        if (n >= sizeof(head))
+            n = sizeof(head) - 1;
+        memcpy(head, c->ex.log_req, n);
+        head[n] = '\0';
+        req = head;
+        rest = split != NULL ? split + 2 : rest;
+    }
+    double secs = (double)(uv_now((uv_loop_t *)&w->loop) - c->ex.start_ms) / 1000.0;
+    const char *upstream = c->ex.tries > 0 ? w->rt->backends[c->ex.backend].addr_text : "-";
+    char line[4096];
+    int n = snprintf(line, sizeof(line), "%s - - [%s] %s %d %llu %s %.3f %s\n", c->peer_ip, when,
+                     req, c->ex.status, (unsigned long long)c->ex.body_bytes_out, rest, secs,
+                     upstream);
+    if (n > (int)sizeof(line) - 1) {
+        n = (int)sizeof(line) - 1;
+        line[n - 1] = '\n';
+    }
+    moat_log_access(line, n);
+}
+
+/* The response was relayed whole (or an error answered): log, hand the upstream back, and go on
+ * with the next request or end the connection. */
+static void complete_exchange(struct moat_conn *c)
+{
+    write_access_log(c);
+    int reuse_up = c->ex.up_reusable && c->ex.req_done && c->to_up.bytes == 0;
+    moat_upstream_release(c->up, reuse_up);
+    c->up = NULL;
+    moat_bufq_clear(&c->to_up);
+    int keep = c->ex.plan.is_keep_alive && c->ex.is_keep_alive && c->ex.req_done &&
+               !c->peer_eof && !c->w->is_draining;
+    exchange_reset(c);
+    if (!keep) {
+        begin_shutdown(c);
+        return;
+    }
+    set_state(c, MOAT_CONN_HEAD);
+    moat_http_parser_next(c->req);
+    set_deadline(c, c->w->rt->idle_timeout_ms);
+    rx_unblock(c, MOAT_RX_PIPELINE);
+    pump(c); /* the next request may be buffered whole already */
+}
+
+/* Answers with a short error response of moat's own. After the response head went out only an
+ * abort is left: the client sees the truncation. */
+static void respond_error(struct moat_conn *c, int status, const char *detail)
+{
+    if (c->state == MOAT_CONN_CLOSING || c->state == MOAT_CONN_SHUTDOWN)
+        return;
+    if (c->ex.head_sent) {
+        conn_log(c, MOAT_LOG_INFO, "aborting response after its head: %s", detail);
+        moat_conn_close(c);
+        return;
+    }
+    moat_upstream_release(c->up, 0);
+    c->up = NULL;
+    /* Backend failures leave the client's framing intact; client errors do not. */
+    int keep = status >= 500 && c->ex.req_done && c->ex.is_keep_alive;
+    char buf[512];
+    long n = moat_http_error_write(status, detail, keep, buf, sizeof(buf));
+    if (c->state == MOAT_CONN_HANDSHAKE || n < 0) {
+        moat_conn_close(c);
+        return;
+    }
+    if (c->ex.start_ms == 0)
+        c->ex.start_ms = uv_now(&c->w->loop);
+    cli_send(c, buf, (size_t)n);
+    c->ex.status = status;
+    c->ex.head_sent = 1;
+    c->ex.resp_done = 1;
+    c->ex.plan.is_keep_alive = keep;
+    c->ex.plan.framing = MOAT_HTTP_BODY_LENGTH;
+    complete_exchange(c);
+    cli_flush(c);
+}
+
+/* ---- toward the backend ------------------------------------------------------------------- */
+
+static void up_queue(struct moat_conn *c, const char *data, size_t len)
+{
+    if (moat_bufq_append(&c->to_up, data, len) != 0) {
+        respond_error(c, 500, "out of memory");
+        return;
+    }
+    if (!c->ex.replay_ok)
+        return;
+    if (c->ex.replay_len + len > REPLAY_MAX) {
+        free(c->ex.replay); /* too big to resend: a retry is no longer possible */
+        c->ex.replay = NULL;
+        c->ex.replay_ok = 0;
+        return;
+    }
+    char *r = realloc(c->ex.replay, c->ex.replay_len + len);
+    if (r == NULL) {
+        c->ex.replay_ok = 0;
+        return;
+    }
+    memcpy(r + c->ex.replay_len, data, len);
+    c->ex.replay = r;
+    c->ex.replay_len += len;
+}
+
+static size_t up_pending(const struct moat_conn *c)
+{
+    return c->to_up.bytes + (c->up != NULL ? c->up->inflight : 0);
+}
+
+static void up_flush(struct moat_conn *c)
+{
+    if (c->up == NULL || c->up->state != MOAT_UP_ACTIVE || c->to_up.head == NULL)
+        return;
+    int err = moat_upstream_write(c->up, &c->to_up);
+    if (err != 0)
+        moat_conn_on_up_read(c, NULL, err);
+}
+
+static int lease_upstream(struct moat_conn *c, size_t backend, int fresh_only);
+
+/* The leased connection is ready: the request can flow, and the response is due once the whole
+ * request has been sent (a slow upload is not the backend's silence). */
+static void up_ready(struct moat_conn *c)
+{
+    moat_http_parser_set_request_method(c->resp, c->ex.method);
+    if (c->ex.req_done)
+        moat_upstream_set_deadline(c->up, c->w->rt->backend_gap_ms);
+    up_flush(c);
+}
+
+static int lease_upstream(struct moat_conn *c, size_t backend, int fresh_only)
+{
+    struct moat_upstream *up;
+    int err = moat_upstream_lease(c->w, backend, fresh_only, c, &up);
+    if (err != 0) {
+        conn_log(c, MOAT_LOG_WARN, "backend %s: %s", c->w->rt->backends[backend].addr_text,
+                 uv_strerror(err));
+        return err;
+    }
+    c->up = up;
+    if (up->state == MOAT_UP_ACTIVE)
+        up_ready(c);
+    return 0;
+}
+
+/* Chooses a backend for a new request, or the next one after a refusal. */
+static void start_upstream(struct moat_conn *c)
+{
+    for (;;) {
+        size_t avoid = c->ex.tries == 0 ? SIZE_MAX : c->ex.backend;
+        c->ex.backend = moat_backend_next(c->w, avoid);
+        c->ex.tries++;
+        size_t be = c->ex.backend;
+        if (lease_upstream(c, be, 0) == 0)
+            return;
+        if (!(c->ex.tries < 2 && c->w->rt->n_backends > 1)) {
+            respond_error(c, 502, "no backend answered");
+            return;
+        }
+    }
+}
+
+/* A connection attempt failed or timed out before anything was sent: one more backend. */
+static void up_connect_failed(struct moat_conn *c, int status, int is_timeout)
+{
+    size_t be = c->up->backend;
+    conn_log(c, MOAT_LOG_WARN, "backend %s: connect failed: %s", c->w->rt->backends[be].addr_text,
+             is_timeout ? "timed out" : uv_strerror(status));
+    moat_upstream_release(c->up, 0);
+    c->up = NULL;
+    if (c->ex.tries < 2 && c->w->rt->n_backends > 1) {
+        start_upstream(c);
+        cli_flush(c);
+        return;
+    }
+    respond_error(c, is_timeout ? 504 : 502,
+                  is_timeout ? "backend connect timed out" : "no backend answered");
+}
+
+void moat_conn_on_up_connected(struct moat_conn *c, int status)
+{
+    if (status < 0) {
+        up_connect_failed(c, status, 0);
+        return;
+    }
+    up_ready(c);
+    cli_flush(c);
+}
+
+void moat_conn_on_up_timeout(struct moat_conn *c)
+{
+    if (c->up->state == MOAT_UP_CONNECTING) {
+        up_connect_failed(c, UV_ETIMEDOUT, 1);
+        return;
+    }
+    conn_log(c, MOAT_LOG_WARN, "backend %s: no response for %llu ms",
+             c->w->rt->backends[c->up->backend].addr_text,
+             (unsigned long long)c->w->rt->backend_gap_ms);
+    respond_error(c, 504, "backend timed out");
+}
+
+void moat_conn_on_up_drained(struct moat_conn *c)
+{
+    if (up_pending(c) > c->w->rt->low_water || !(c->rx_blocked & MOAT_RX_PEER_FULL))
+        return;
+    rx_unblock(c, MOAT_RX_PEER_FULL);
+    pump(c);
+}
+
+/* A reused connection died before any response byte: the backend had closed it while it sat in
+ * the pool. That must never become a 502, so send again on a fresh connection when that is safe:
+ * the request is still held whole, and it is idempotent or none of it reached the backend. */
+static int retry_stale(struct moat_conn *c)
+{
+    struct moat_upstream *up = c->up;
+    if (!up->is_reused || c->ex.resp_started || !c->ex.replay_ok ||
+        !(moat_http_method_is_idempotent(c->ex.method) || !up->bytes_sent))
+        return 0;
+    conn_log(c, MOAT_LOG_DEBUG, "backend %s: pooled connection was dead; resending",
+             c->w->rt->backends[up->backend].addr_text);
+    size_t be = up->backend;
+    moat_upstream_release(up, 0);
+    c->up = NULL;
+    moat_bufq_clear(&c->to_up);
+    if (moat_bufq_append(&c->to_up, c->ex.replay, c->ex.replay_len) != 0)
+        return 0;
+    return lease_upstream(c, be, 1) == 0;
+}
+
+static void up_failed(struct moat_conn *c, ssize_t err)
+{
+    if (err == UV_EOF) {
+        /* A body delimited by the close ends here; anything else is a truncation. */
+        enum moat_http_status st = moat_http_parser_finish(c->resp);
+        if (st == MOAT_HTTP_DONE && c->ex.resp_done) {
+            c->ex.up_reusable = 0;
+            complete_exchange(c);
+            cli_flush(c);
+            return;
+        }
+    }
+    if (retry_stale(c)) {
+        cli_flush(c);
+        return;
+    }
+    conn_log(c, MOAT_LOG_WARN, "backend %s: connection ended %s: %s",
+             c->w->rt->backends[c->up->backend].addr_text,
+             c->ex.head_sent ? "mid-response" : "before a response",
+             uv_strerror((int)err));
+    respond_error(c, 502, "backend closed the connection");
+    cli_flush(c);
+}
+
+void moat_conn_on_up_read(struct moat_conn *c, const char *buf, ssize_t nread)
+{
+    if (nread < 0) {
+        up_failed(c, nread);
+        return;
+    }
+    if (!c->ex.resp_started) {
+        c->ex.resp_started = 1;
+        free(c->ex.replay); /* a response has begun: this request will not be sent again */
+        c->ex.replay = NULL;
+        c->ex.replay_ok = 0;
+    }
+    size_t off = 0;
+    while (off < (size_t)nread) {
+        size_t used = 0;
+        enum moat_http_status st = moat_http_parser_feed(c->resp, buf + off, (size_t)nread - off,
+                                                         &used);
+        off += used;
+        if (c->state == MOAT_CONN_CLOSING)
+            return;
+        if (st == MOAT_HTTP_MORE)
+            break;
+        if (st == MOAT_HTTP_DONE) {
+            if (!c->ex.resp_done) {
+                moat_http_parser_next(c->resp); /* an interim 1xx: the final response follows */
+                continue;
+            }
+            if (off < (size_t)nread)
+                c->ex.up_reusable = 0; /* bytes nobody asked for: never reuse this connection */
+            complete_exchange(c);
+            cli_flush(c);
+            return;
+        }
+        if (st == MOAT_HTTP_UPGRADE) {
+            /* TODO(#3): WebSocket tunnels. Until then a 101 cannot be relayed. */
+            conn_log(c, MOAT_LOG_INFO, "backend %s answered 101; tunnels are not supported",
+                     c->w->rt->backends[c->up->backend].addr_text);
+            respond_error(c, 502, "protocol upgrade not supported");
+            cli_flush(c);
+            return;
+        }
+        conn_log(c, MOAT_LOG_WARN, "backend %s: invalid response: %s",
+                 c->w->rt->backends[c->up->backend].addr_text,
+                 moat_http_parser_error_reason(c->resp));
+        respond_error(c, 502, "invalid response from backend");
+        cli_flush(c);
+        return;
+    }
+    cli_flush(c);
+}
+
+/* ---- response parser callbacks ------------------------------------------------------------ */
+
+/* "timeout=5, max=100" -> 5000 ms; 0 when absent or unreadable. */
+static uint64_t keep_alive_timeout_ms(const struct moat_http_head *h)
+{
+    const struct moat_http_field *f = find_field(h, "Keep-Alive");
+    if (f == NULL)
+        return 0;
+    for (size_t i = 0; i + 8 <= f->value_len; i++) {
+        if (strncasecmp(f->value + i, "timeout=", 8) != 0)
+            continue;
+        uint64_t s = 0;
+        size_t j = i + 8;
+        while (j < f->value_len && f->value[j] >= '0' && f->value[j] <= '9' && s < 100000)
+            s = s * 10 + (uint64_t)(f->value[j++] - '0');
+        return s * 1000;
+    }
+    return 0;
+}
+
+static int on_resp_head(void *ctx, const struct moat_http_head *h)
+{
+    struct moat_conn *c = ctx;
+    struct moat_worker *w = c->w;
+    struct moat_http_resp_plan plan;
+    if (h->status < 200 && h->status != 101) {
+        /* RFC 9110 §15.2: interim responses go to HTTP/1.1 clients only. */
+        if (c->ex.minor >= 1) {
+            long n = moat_http_response_head_write(h, c->ex.method, c->ex.minor, 1, w->head_buf,
+                                                   sizeof(w->head_buf), &plan);
+            if (n > 0)
+                cli_send(c, w->head_buf, (size_t)n);
+        }
+        return 0;
+    }
+    c->ex.up_reusable = h->is_keep_alive;
+    uint64_t ka = keep_alive_timeout_ms(h);
+    if (ka != 0 && c->up != NULL) {
+        /* Leave the pool a second before the backend's own idle close can race our reuse. */
+        c->up->keepalive_ms = ka > 1500 ? ka - 1000 : ka / 2;
+    }
+    int keep = c->ex.is_keep_alive && c->ex.req_done;
+    long n = moat_http_response_head_write(h, c->ex.method, c->ex.minor, keep, w->head_buf,
+                                           sizeof(w->head_buf), &c->ex.plan);
+    if (n < 0) {
+        moat_http_parser_fail(c->resp, 502, "response head too large to relay");
+        return -1;
+    }
+    cli_send(c, w->head_buf, (size_t)n);
+    c->ex.status = h->status;
+    c->ex.head_sent = 1;
+    return 0;
+}
+
+static int on_resp_body(void *ctx, const char *data, size_t len)
+{
+    struct moat_conn *c = ctx;
+    if (len == 0)
+        return 0;
+    if (c->ex.plan.framing == MOAT_HTTP_BODY_CHUNKED) {
+        char ch[24];
+        cli_send(c, ch, moat_http_chunk_head(ch, len));
+        cli_send(c, data, len);
+        cli_send(c, MOAT_HTTP_CRLF, 2);
+    } else {
+        cli_send(c, data, len);
+    }
+    c->ex.body_bytes_out += len;
+    return 0;
+}
+
+static int on_resp_done(void *ctx)
+{
+    struct moat_conn *c = ctx;
+    if (!c->ex.head_sent)
+        return 0; /* an interim response ended */
+    if (c->ex.plan.framing == MOAT_HTTP_BODY_CHUNKED)
+        cli_send(c, MOAT_HTTP_LAST_CHUNK, sizeof(MOAT_HTTP_LAST_CHUNK) - 1);
+    c->ex.resp_done = 1;
+    return 0;
+}
+
+static const struct moat_http_parser_cbs resp_cbs = {
+    .on_head = on_resp_head,
+    .on_body = on_resp_body,
+    .on_done = on_resp_done,
+};
+
+/* ---- request parser callbacks ------------------------------------------------------------- */
+
+static int on_req_head(void *ctx, const struct moat_http_head *h)
+{
+    struct moat_conn *c = ctx;
+    struct moat_worker *w = c->w;
+    set_state(c, MOAT_CONN_RELAY);
+    c->ex.has_head = 1;
+    c->ex.method = h->method;
+    c->ex.minor = h->version_minor;
+    c->ex.is_keep_alive = h->is_keep_alive && !w->is_draining;
+    c->ex.replay_ok = 1;
+    remember_for_log(c, h);
+    struct moat_http_fwd fwd = {.client_addr = c->peer_ip, .peer_is_trusted = c->is_trusted};
+    long n = moat_http_request_head_write(h, &fwd, w->head_buf, sizeof(w->head_buf));
+    if (n < 0) {
+        moat_http_parser_fail(c->req, 431, "request head too large to forward");
+        return -1;
+    }
+    up_queue(c, w->head_buf, (size_t)n);
+    c->ex.req_chunked = h->framing == MOAT_HTTP_BODY_CHUNKED;
+    /* While a body is due the client's silence is bounded; once it is sent, only the backend's. */
+    set_deadline(c, h->framing == MOAT_HTTP_BODY_NONE ? 0 : w->rt->body_gap_ms);
+    return 0;
+}
+
+static int on_req_body(void *ctx, const char *data, size_t len)
+{
+    struct moat_conn *c = ctx;
+    if (len == 0)
+        return 0;
+    if (c->ex.req_chunked) {
+        char ch[24];
+        up_queue(c, ch, moat_http_chunk_head(ch, len));
+        up_queue(c, data, len);
+        up_queue(c, MOAT_HTTP_CRLF, 2);
+    } else {
+        up_queue(c, data, len);
+    }
+    uv_timer_again(&c->timer);
+    return 0;
+}
+
+static int on_req_done(void *ctx)
+{
+    struct moat_conn *c = ctx;
+    if (c->ex.req_chunked)
+        up_queue(c, MOAT_HTTP_LAST_CHUNK, sizeof(MOAT_HTTP_LAST_CHUNK) - 1);
+    c->ex.req_done = 1;
+    set_deadline(c, 0);
+    if (c->up != NULL && c->up->state == MOAT_UP_ACTIVE)
+        moat_upstream_set_deadline(c->up, c->w->rt->backend_gap_ms);
+    return 0;
+}
+
+static const struct moat_http_parser_cbs req_cbs = {
+    .on_head = on_req_head,
+    .on_body = on_req_body,
+    .on_done = on_req_done,
+};
+
+/* ---- the client's plaintext --------------------------------------------------------------- */
+
+/* Keeps rest (which may point into c->pending itself) as the pending plaintext. */
+static void keep_pending(struct moat_conn *c, const char *rest, size_t len)
+{
+    char *copy = NULL;
+    if (len > 0) {
+        copy = malloc(len);
+        if (copy == NULL) {
+            moat_conn_close(c);
+            return;
+        }
+        memcpy(copy, rest, len);
+    }
+    free(c->pending);
+    c->pending = copy;
+    c->pending_len = len;
+}
+
+/* Feeds decrypted request bytes to the parser and acts on where it stopped. */
+static void feed_request(struct moat_conn *c, const char *data, size_t len)
+{
+    if (c->state == MOAT_CONN_HEAD && !c->ex.is_head_timed) {
+        c->ex.is_head_timed = 1; /* the first byte of a request: its head is now due */
+        c->ex.start_ms = uv_now(&c->w->loop);
+        set_deadline(c, c->w->rt->head_timeout_ms);
+    }
+    size_t used = 0;
+    enum moat_http_status st = moat_http_parser_feed(c->req, data, len, &used);
+    if (c->state == MOAT_CONN_CLOSING)
+        return;
+    switch (st) {
+    case MOAT_HTTP_MORE:
+        keep_pending(c, NULL, 0);
+        break;
+    case MOAT_HTTP_DONE:
+    case MOAT_HTTP_UPGRADE:
+        /* One request at a time: the next one waits until this response is relayed. */
+        keep_pending(c, data + used, len - used);
+        rx_block(c, MOAT_RX_PIPELINE);
+        break;
+    case MOAT_HTTP_ERROR:
+        keep_pending(c, NULL, 0);
+        conn_log(c, MOAT_LOG_INFO, "bad request: %d %s", moat_http_parser_error_status(c->req),
+                 moat_http_parser_error_reason(c->req));
+        respond_error(c, moat_http_parser_error_status(c->req),
+                      moat_http_parser_error_reason(c->req));
+        return;
+    }
+    if (c->state != MOAT_CONN_RELAY)
+        return;
+    if (c->up == NULL && c->ex.tries == 0)
+        start_upstream(c);
+    else
+        up_flush(c);
+    if (c->state != MOAT_CONN_CLOSING && up_pending(c) > c->w->rt->high_water)
+        rx_block(c, MOAT_RX_PEER_FULL);
+}
+
+/* The client will send nothing more (close_notify or a bare transport EOF). */
+static void on_client_eof(struct moat_conn *c, int is_orderly)
+{
+    c->peer_eof = 1;
+    rx_block(c, MOAT_RX_EOF);
+    if (c->state == MOAT_CONN_HEAD && !c->ex.is_head_timed && c->pending == NULL) {
+        if (is_orderly)
+            begin_shutdown(c); /* answer close_notify with ours */
+        else
+            moat_conn_close(c);
+        return;
+    }
+    if (c->state == MOAT_CONN_RELAY && c->ex.req_done)
+        return; /* a half-close after a complete request: finish the response, then close */
+    conn_log(c, MOAT_LOG_INFO, "client closed mid-request%s", "");
+    moat_conn_close(c);
+}
+
+static void handshake(struct moat_conn *c)
+{
+    int r = moat_tls_session_handshake(c->tls);
+    if (r == MOAT_TLS_AGAIN)
+        return;
+    if (r != MOAT_TLS_OK) {
+        const char *text = "transport closed";
+        int code = r == MOAT_TLS_FATAL ? moat_tls_session_last_error(c->tls, &text) : 0;
+        conn_log(c, MOAT_LOG_INFO, "tls handshake failed: -0x%04x (%s)", (unsigned)-code, text);
+        /* Send the alert mbedTLS queued, then end. */
+        begin_shutdown(c);
+        return;
+    }
+    set_state(c, MOAT_CONN_HEAD);
+    set_deadline(c, c->w->rt->head_timeout_ms);
+}
+
+/* Moves the client's bytes forward as far as the state and backpressure allow. */
+static void pump(struct moat_conn *c)
+{
+    struct moat_worker *w = c->w;
+    if (c->state == MOAT_CONN_HANDSHAKE)
+        handshake(c);
+    while (c->state == MOAT_CONN_HEAD || c->state == MOAT_CONN_RELAY) {
+        if (c->rx_blocked & (MOAT_RX_PIPELINE | MOAT_RX_PEER_FULL))
+            break;
+        if (c->pending != NULL) {
+            feed_request(c, c->pending, c->pending_len);
+            continue;
+        }
+        if (c->peer_eof)
+            break;
+        long n = moat_tls_session_read(c->tls, w->plain, sizeof(w->plain));
+        if (n > 0) {
+            feed_request(c, w->plain, (size_t)n);
+            continue;
+        }
+        if (n == MOAT_TLS_AGAIN)
+            break;
+        if (n == MOAT_TLS_CLOSED || n == MOAT_TLS_EOF) {
+            on_client_eof(c, n == MOAT_TLS_CLOSED);
+            break;
+        }
+        const char *text;
+        int code = moat_tls_session_last_error(c->tls, &text);
+        conn_log(c, MOAT_LOG_INFO, "tls read failed: -0x%04x (%s)", (unsigned)-code, text);
+        moat_conn_close(c);
+        return;
+    }
+    cli_flush(c);
+}
+
+/* A client speaking plain HTTP to the TLS port: a TLS record starts with 0x16, a request with
+ * an upper-case method letter. Tell it in its own language, then close. */
+static int reject_plain_http(struct moat_conn *c, const char *data, size_t len)
+{
+    if (len == 0 || data[0] < 'A' || data[0] > 'Z')
+        return 0;
+    c->is_plain_reject = 1;
+    char buf[512];
+    long n = moat_http_error_write(400, "this port speaks HTTPS; use an https:// URL", 0, buf,
+                                   sizeof(buf));
+    conn_log(c, MOAT_LOG_INFO, "plain HTTP on the TLS port%s", "");
+    if (n > 0)
+        moat_bufq_append(&c->to_cli, buf, (size_t)n);
+    begin_shutdown(c);
+    return 1;
+}
+
+static void on_cli_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct moat_conn *c = s->data;
+    if (nread == 0 || c->state == MOAT_CONN_CLOSING)
+        return;
+    if (c->state == MOAT_CONN_SHUTDOWN) {
+        if (nread < 0)
+            moat_conn_close(c); /* lingering is over: the client has closed too */
+        return;                 /* bytes after our last response are discarded */
+    }
+    if (nread < 0) {
+        if (nread != UV_EOF) {
+            conn_log(c, MOAT_LOG_DEBUG, "read failed: %s", uv_err_name((int)nread));
+            moat_conn_close(c);
+            return;
+        }
+        rx_block(c, MOAT_RX_EOF);
+        moat_tls_session_feed_eof(c->tls);
+    } else {
+        if (c->state == MOAT_CONN_HANDSHAKE && moat_tls_session_buffered(c->tls) == 0 &&
+            !c->tls_started && reject_plain_http(c, buf->base, (size_t)nread))
+            return;
+        c->tls_started = 1;
+        if (moat_tls_session_feed(c->tls, buf->base, (size_t)nread) != 0) {
+            conn_log(c, MOAT_LOG_INFO, "client sends faster than it is served%s", "");
+            moat_conn_close(c);
+            return;
+        }
+    }
+    pump(c);
+}
+
+/* ---- accept ------------------------------------------------------------------------------- */
+
+static void describe_peer(struct moat_conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    strcpy(c->peer, "?");
+    strcpy(c->peer_ip, "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    const struct moat_cfg *cfg = c->w->rt->cfg;
+    const uint8_t *raw;
+    int family;
+    int port;
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        uv_ip6_name(a, c->peer_ip, sizeof(c->peer_ip));
+        snprintf(c->peer, sizeof(c->peer), "[%s]:%d", c->peer_ip, ntohs(a->sin6_port));
+        raw = a->sin6_addr.s6_addr;
+        family = 6;
+        port = ntohs(a->sin6_port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        uv_ip4_name(a, c->peer_ip, sizeof(c->peer_ip));
+        snprintf(c->peer, sizeof(c->peer), "%s:%d", c->peer_ip, ntohs(a->sin_port));
+        raw = (const uint8_t *)&a->sin_addr.s_addr;
+        family = 4;
+        port = ntohs(a->sin_port);
+    }
+    (void)port;
+    for (size_t i = 0; i < cfg->n_trusted_proxies; i++)
+        if (moat_cfg_cidr_contains(&cfg->trusted_proxies[i], family, raw))
+            c->is_trusted = 1;
+}
+
+void moat_conn_accept(struct moat_worker *w, uv_stream_t *server)
+{
+    struct moat_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        moat_log(MOAT_LOG_ERROR, "w%u accept: out of memory", w->id);
+        return;
+    }
+    c->w = w;
+    c->id = ++w->next_conn_id;
+    moat_list_init(&c->node);
+    moat_bufq_init(&c->to_cli);
+    moat_bufq_init(&c->to_up);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->shutdown_req.data = c;
+    strcpy(c->peer, "?");
+    strcpy(c->peer_ip, "?");
+    uv_tcp_init(&w->loop, &c->tcp);
+    uv_timer_init(&w->loop, &c->timer);
+    moat_list_push_back(&w->conns, &c->node);
+    w->n_conns++;
+    c->state = MOAT_CONN_HANDSHAKE;
+    int err = uv_accept(server, (uv_stream_t *)&c->tcp);
+    if (err != 0) {
+        moat_log(MOAT_LOG_DEBUG, "w%u accept failed: %s", w->id, uv_err_name(err));
+        moat_conn_close(c);
+        return;
+    }
+    describe_peer(c);
+    c->tls = moat_tls_session_new(w->tls, on_tls_emit, c);
+    c->req = moat_http_parser_new(MOAT_HTTP_REQUEST, &w->rt->http_limits, &req_cbs, c);
+    c->resp = moat_http_parser_new(MOAT_HTTP_RESPONSE, &w->rt->http_limits, &resp_cbs, c);
+    if (c->tls == NULL || c->req == NULL || c->resp == NULL) {
+        conn_log(c, MOAT_LOG_ERROR, "out of memory for a new connection%s", "");
+        moat_conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    set_deadline(c, w->rt->handshake_timeout_ms);
+    uv_read_start((uv_stream_t *)&c->tcp, on_cli_alloc, on_cli_read);
+}

@@ -1,0 +1,95 @@
+/* proxy/conn.h: one client connection: TLS session, request parsing, the exchange with a
+ * leased upstream, and its orderly or abortive end. */
+#ifndef MOAT_CONN_H
+#define MOAT_CONN_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "http/http.h"
+#include "proxy/base/bufq.h"
+#include "proxy/base/list.h"
+
+struct moat_worker;
+struct moat_upstream;
+
+enum moat_conn_state {
+    MOAT_CONN_HANDSHAKE, /* TLS handshake running; parser idle; no upstream */
+    MOAT_CONN_HEAD,      /* reading a request head; no upstream leased */
+    MOAT_CONN_RELAY,     /* a request is being served: upstream leased or being chosen */
+    MOAT_CONN_SHUTDOWN,  /* our last bytes are flushing, then shutdown and a bounded linger */
+    MOAT_CONN_CLOSING,   /* handles closing; only close callbacks still run */
+};
+
+/* One request and its response. Reset between requests. */
+struct moat_exchange {
+    enum moat_http_method method;
+    int minor;                /* the client's HTTP/1.<minor> */
+    int is_keep_alive;        /* the client connection may carry another request after this */
+    int is_head_timed;        /* the head timer runs since this request's first byte */
+    int has_head;             /* the request head was parsed */
+    int req_done;             /* the whole request was parsed (and queued for the backend) */
+    int resp_started;         /* a byte of the response arrived from the backend */
+    int head_sent;            /* the response head went to the client */
+    int resp_done;            /* the whole response was relayed */
+    int up_reusable;          /* the backend allows another request on its connection */
+    uint64_t up_keepalive_ms; /* the backend's Keep-Alive: timeout, 0 if none */
+    int status;               /* status sent to the client, 0 before */
+    struct moat_http_resp_plan plan; /* how the response body is framed to the client */
+    size_t backend;           /* the backend tried last (and named in the access log) */
+    int req_chunked;          /* the request body is re-chunked toward the backend */
+    int tries;                /* connection attempts made for this request */
+    char *replay;             /* owned: copy of the request bytes while small enough to resend */
+    size_t replay_len;
+    int replay_ok;            /* replay holds the whole request sent so far */
+    uint64_t start_ms;        /* loop time of the first byte */
+    uint64_t body_bytes_out;  /* response body bytes relayed to the client */
+    char *log_req;            /* owned: "METHOD target HTTP/1.x" "referer" "user-agent" */
+};
+
+struct moat_conn {
+    struct moat_list node;       /* in w->conns */
+    struct moat_worker *w;       /* borrowed */
+    uint64_t id;
+    uv_tcp_t tcp;
+    uv_timer_t timer;            /* the current state's deadline */
+    uv_shutdown_t shutdown_req;
+    enum moat_conn_state state;
+    int closes_pending;          /* handles not yet closed; conn freed at 0 */
+    struct moat_tls_session *tls;    /* owned */
+    struct moat_http_parser *req;    /* owned: requests from the client */
+    struct moat_http_parser *resp;   /* owned: responses from upstreams (created on first use) */
+    struct moat_bufq to_cli;     /* ciphertext for the client not yet handed to uv_write */
+    size_t cli_inflight;         /* ciphertext in uv_write */
+    struct moat_bufq to_up;      /* request bytes for the backend not yet handed to uv_write */
+    char *pending;               /* owned: plaintext received after a complete request */
+    size_t pending_len;
+    unsigned rx_blocked;         /* MOAT_RX_* reasons client reads are stopped */
+    int peer_eof;                /* the client will send nothing more */
+    int tls_started;             /* a byte was fed to the TLS session */
+    int is_plain_reject;         /* plain HTTP on the TLS port: raw 400, no TLS */
+    int shutdown_started;
+    struct moat_upstream *up;    /* leased */
+    struct moat_exchange ex;
+    char peer[64];               /* "198.51.100.7:50122", for logs */
+    char peer_ip[48];            /* "198.51.100.7", for X-Forwarded-For and the access log */
+    int is_trusted;              /* peer lies in a --trusted-proxy range */
+};
+
+/* Takes a freshly accepted connection from server. Logs and drops it on failure. */
+void moat_conn_accept(struct moat_worker *w, uv_stream_t *server);
+
+/* Drain: idle connections end now (orderly), busy ones after their current response. */
+void moat_conn_drain(struct moat_conn *c);
+
+/* Closes at once (no close_notify): a timeout, an error and EOF may all land here. */
+void moat_conn_close(struct moat_conn *c);
+
+/* Events from the leased upstream (upstream.c). */
+void moat_conn_on_up_connected(struct moat_conn *c, int status);
+void moat_conn_on_up_read(struct moat_conn *c, const char *buf, ssize_t nread);
+void moat_conn_on_up_drained(struct moat_conn *c); /* queued bytes fell to low water */
+void moat_conn_on_up_timeout(struct moat_conn *c); /* connect or silence deadline passed */
+
+#endif

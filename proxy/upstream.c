@@ -1,0 +1,302 @@
+/* proxy/upstream.c: backend connections, their per-worker idle pools and round-robin choice.
+ * An upstream is owned by its pool while idle and leased to one client connection while busy;
+ * its memory lives until the last of its two handles has closed. */
+#include "proxy/upstream.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include "proxy/conn.h"
+#include "proxy/log.h"
+#include "proxy/worker.h"
+
+/* Idle connections of one backend; most recently used at the back. */
+struct moat_pool {
+    struct moat_list idle;
+    size_t n_idle;
+};
+
+/* One uv_write: owns its chunks until the callback, whatever the status. */
+struct up_write {
+    uv_write_t req;
+    struct moat_upstream *up; /* borrowed: handle callbacks run before its close callback */
+    size_t n;
+    size_t bytes;
+    struct moat_chunk *chunks[16];
+};
+
+static void up_close(struct moat_upstream *up);
+
+int moat_pools_init(struct moat_worker *w)
+{
+    w->pools = calloc(w->rt->n_backends, sizeof(*w->pools));
+    if (w->pools == NULL)
+        return -1;
+    for (size_t i = 0; i < w->rt->n_backends; i++)
+        moat_list_init(&w->pools[i].idle);
+    return 0;
+}
+
+void moat_pools_close(struct moat_worker *w)
+{
+    for (size_t i = 0; w->pools != NULL && i < w->rt->n_backends; i++) {
+        struct moat_pool *p = &w->pools[i];
+        while (!moat_list_is_empty(&p->idle))
+            up_close(moat_list_entry(p->idle.next, struct moat_upstream, node));
+    }
+}
+
+void moat_pools_free(struct moat_worker *w)
+{
+    free(w->pools);
+    w->pools = NULL;
+}
+
+size_t moat_backend_next(struct moat_worker *w, size_t avoid)
+{
+    size_t n = w->rt->n_backends;
+    if (avoid != SIZE_MAX)
+        return (avoid + 1) % n;
+    return w->rr_next++ % n;
+}
+
+static void on_up_closed(uv_handle_t *h)
+{
+    struct moat_upstream *up = h->data;
+    if (--up->closes_pending == 0)
+        free(up);
+}
+
+static void up_close(struct moat_upstream *up)
+{
+    if (up->state == MOAT_UP_CLOSING)
+        return;
+    if (up->state == MOAT_UP_IDLE)
+        up->w->pools[up->backend].n_idle--;
+    moat_list_remove(&up->node);
+    up->state = MOAT_UP_CLOSING;
+    up->client = NULL;
+    up->closes_pending = 2;
+    uv_close((uv_handle_t *)&up->tcp, on_up_closed);
+    uv_close((uv_handle_t *)&up->timer, on_up_closed);
+}
+
+/* A pooled connection is usable only if the backend neither closed it nor sent anything: a FIN
+ * that arrived in this loop iteration has not reached on_up_read yet, so ask the socket. */
+static int up_is_stale(struct moat_upstream *up)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&up->tcp, &fd) != 0)
+        return 1;
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
+static void on_up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct moat_upstream *up = h->data;
+    (void)suggested;
+    buf->base = up->w->slab;
+    buf->len = sizeof(up->w->slab);
+}
+
+static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct moat_upstream *up = s->data;
+    if (nread == 0)
+        return; /* nothing now */
+    if (up->state != MOAT_UP_ACTIVE || up->client == NULL) {
+        /* Idle: the backend closed (or sent bytes nobody asked for); it is no longer usable. */
+        moat_log(MOAT_LOG_DEBUG, "w%u upstream %s idle connection ended: %s", up->w->id,
+                 up->w->rt->backends[up->backend].addr_text,
+                 nread < 0 ? uv_err_name((int)nread) : "unexpected bytes");
+        up_close(up);
+        return;
+    }
+    if (nread > 0 && uv_is_active((uv_handle_t *)&up->timer))
+        uv_timer_again(&up->timer); /* silence is measured from the last byte */
+    moat_conn_on_up_read(up->client, buf->base, nread);
+}
+
+static void on_up_timer(uv_timer_t *t)
+{
+    struct moat_upstream *up = t->data;
+    if (up->state == MOAT_UP_IDLE) {
+        up_close(up); /* expired before the backend's own idle timeout can bite */
+        return;
+    }
+    if (up->client != NULL)
+        moat_conn_on_up_timeout(up->client);
+}
+
+static void on_up_connect(uv_connect_t *req, int status)
+{
+    struct moat_upstream *up = req->data;
+    if (status == UV_ECANCELED || up->state == MOAT_UP_CLOSING)
+        return;
+    uv_timer_stop(&up->timer);
+    if (status == 0) {
+        up->state = MOAT_UP_ACTIVE;
+        uv_tcp_nodelay(&up->tcp, 1);
+        status = uv_read_start((uv_stream_t *)&up->tcp, on_up_alloc, on_up_read);
+    }
+    struct moat_conn *c = up->client;
+    if (c != NULL)
+        moat_conn_on_up_connected(c, status); /* on failure the conn releases us */
+    else
+        up_close(up);
+}
+
+int moat_upstream_lease(struct moat_worker *w, size_t backend, int fresh_only,
+                        struct moat_conn *c, struct moat_upstream **out)
+{
+    struct moat_pool *p = &w->pools[backend];
+    while (!fresh_only && !moat_list_is_empty(&p->idle)) {
+        struct moat_upstream *up = moat_list_entry(p->idle.prev, struct moat_upstream, node);
+        moat_list_remove(&up->node);
+        p->n_idle--;
+        up->state = MOAT_UP_ACTIVE;
+        if (up_is_stale(up)) {
+            up_close(up);
+            continue;
+        }
+        uv_timer_stop(&up->timer);
+        up->client = c;
+        up->is_reused = 1;
+        up->bytes_sent = 0;
+        *out = up;
+        return 0;
+    }
+
+    struct moat_upstream *up = calloc(1, sizeof(*up));
+    if (up == NULL)
+        return UV_ENOMEM;
+    moat_list_init(&up->node);
+    up->w = w;
+    up->backend = backend;
+    up->state = MOAT_UP_CONNECTING;
+    up->client = c;
+    up->tcp.data = up;
+    up->timer.data = up;
+    up->connect_req.data = up;
+    uv_tcp_init(&w->loop, &up->tcp);
+    uv_timer_init(&w->loop, &up->timer);
+    int err = uv_tcp_connect(&up->connect_req, &up->tcp,
+                             (const struct sockaddr *)&w->rt->backends[backend].addr,
+                             on_up_connect);
+    if (err != 0) {
+        up_close(up);
+        return err;
+    }
+    uv_timer_start(&up->timer, on_up_timer, w->rt->connect_timeout_ms, 0);
+    *out = up;
+    return 0;
+}
+
+void moat_upstream_release(struct moat_upstream *up, int reuse)
+{
+    if (up == NULL)
+        return;
+    up->client = NULL;
+    struct moat_worker *w = up->w;
+    struct moat_pool *p = &w->pools[up->backend];
+    if (!reuse || up->state != MOAT_UP_ACTIVE || up->inflight != 0 || w->is_draining ||
+        p->n_idle >= w->rt->pool_max_idle) {
+        up_close(up);
+        return;
+    }
+    up->state = MOAT_UP_IDLE;
+    moat_list_push_back(&p->idle, &up->node);
+    p->n_idle++;
+    /* Watch for the backend's close while idle, whatever the last lessee had stopped. */
+    up->rx_blocked = 0;
+    int err = uv_read_start((uv_stream_t *)&up->tcp, on_up_alloc, on_up_read);
+    if (err != 0 && err != UV_EALREADY) {
+        up_close(up);
+        return;
+    }
+    uint64_t ms = w->rt->pool_idle_ms;
+    if (up->keepalive_ms != 0 && up->keepalive_ms < ms)
+        ms = up->keepalive_ms;
+    uv_timer_start(&up->timer, on_up_timer, ms, 0);
+}
+
+static void on_up_write(uv_write_t *req, int status)
+{
+    struct up_write *wr = req->data;
+    struct moat_upstream *up = wr->up;
+    for (size_t i = 0; i < wr->n; i++)
+        moat_chunk_free(wr->chunks[i]);
+    up->inflight -= wr->bytes;
+    free(wr);
+    if (status == UV_ECANCELED || up->client == NULL)
+        return;
+    if (status < 0) {
+        moat_conn_on_up_read(up->client, NULL, status);
+        return;
+    }
+    up->bytes_sent = 1;
+    if (up->inflight <= up->w->rt->low_water)
+        moat_conn_on_up_drained(up->client);
+}
+
+int moat_upstream_write(struct moat_upstream *up, struct moat_bufq *q)
+{
+    while (q->head != NULL) {
+        struct up_write *wr = malloc(sizeof(*wr));
+        if (wr == NULL)
+            return UV_ENOMEM;
+        wr->up = up;
+        wr->req.data = wr;
+        wr->n = moat_bufq_take(q, wr->chunks, 16);
+        wr->bytes = 0;
+        uv_buf_t bufs[16];
+        for (size_t i = 0; i < wr->n; i++) {
+            bufs[i] = uv_buf_init(wr->chunks[i]->data, (unsigned)wr->chunks[i]->len);
+            wr->bytes += wr->chunks[i]->len;
+        }
+        up->inflight += wr->bytes;
+        int err = uv_write(&wr->req, (uv_stream_t *)&up->tcp, bufs, (unsigned)wr->n, on_up_write);
+        if (err != 0) {
+            up->inflight -= wr->bytes;
+            for (size_t i = 0; i < wr->n; i++)
+                moat_chunk_free(wr->chunks[i]);
+            free(wr);
+            return err;
+        }
+    }
+    return 0;
+}
+
+void moat_upstream_rx_block(struct moat_upstream *up, unsigned why)
+{
+    if (up->rx_blocked == 0 && up->state == MOAT_UP_ACTIVE) {
+        uv_read_stop((uv_stream_t *)&up->tcp);
+        /* We stopped reading: the backend's silence is ours, not its fault. */
+        uv_timer_stop(&up->timer);
+    }
+    up->rx_blocked |= why;
+}
+
+void moat_upstream_rx_unblock(struct moat_upstream *up, unsigned why)
+{
+    unsigned before = up->rx_blocked;
+    up->rx_blocked &= ~why;
+    if (before == 0 || up->rx_blocked != 0 || up->state != MOAT_UP_ACTIVE)
+        return;
+    uv_read_start((uv_stream_t *)&up->tcp, on_up_alloc, on_up_read);
+    if (uv_timer_get_repeat(&up->timer) != 0)
+        uv_timer_again(&up->timer); /* a silence deadline was set: it runs again from now */
+}
+
+void moat_upstream_set_deadline(struct moat_upstream *up, uint64_t ms)
+{
+    if (ms == 0) {
+        uv_timer_stop(&up->timer);
+        return;
+    }
+    /* A repeating timer so uv_timer_again() can re-arm it on every byte. */
+    uv_timer_start(&up->timer, on_up_timer, ms, ms);
+}

@@ -1,0 +1,75 @@
+/* proxy/upstream.h: plain-HTTP connections to backends, their per-worker idle pools, and the
+ * round-robin choice of backend. A client connection leases one upstream per request. */
+#ifndef MOAT_UPSTREAM_H
+#define MOAT_UPSTREAM_H
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "proxy/base/bufq.h"
+#include "proxy/base/list.h"
+
+struct moat_worker;
+struct moat_conn;
+
+enum moat_up_state {
+    MOAT_UP_CONNECTING, /* leased; TCP connect in progress; nothing written */
+    MOAT_UP_ACTIVE,     /* leased; connected; carries the lessee's request and response */
+    MOAT_UP_IDLE,       /* in its pool; reading only to notice the backend's close */
+    MOAT_UP_CLOSING,    /* handles closing; freed by the last close callback */
+};
+
+struct moat_upstream {
+    struct moat_list node;     /* in the pool's idle list while IDLE */
+    struct moat_worker *w;     /* borrowed */
+    size_t backend;            /* index into w->rt->backends */
+    uv_tcp_t tcp;
+    uv_timer_t timer;          /* connect deadline, backend silence, or pool expiry */
+    uv_connect_t connect_req;
+    enum moat_up_state state;
+    int closes_pending;        /* handles not yet closed; freed at 0 */
+    struct moat_conn *client;  /* borrowed while leased, NULL otherwise */
+    size_t inflight;           /* bytes given to uv_write whose callback has not run */
+    unsigned rx_blocked;       /* MOAT_RX_* reasons reads are stopped */
+    int is_reused;             /* served an earlier request: a death may be staleness */
+    int bytes_sent;            /* a write of the current request completed */
+    uint64_t keepalive_ms;     /* may idle in the pool this long (backend's Keep-Alive) */
+};
+
+/* Read-stop reasons, shared with conn.c. */
+#define MOAT_RX_PEER_FULL 0x1u /* the other side holds more than its high water */
+#define MOAT_RX_PIPELINE 0x2u  /* a parsed request waits for its response to finish */
+#define MOAT_RX_EOF 0x4u       /* the peer finished sending; never restart */
+#define MOAT_RX_IDLE 0x8u      /* upstream: not leased and not watched */
+
+/* Creates the worker's pools (one per backend). 0 or -1. */
+int moat_pools_init(struct moat_worker *w);
+
+/* Closes every idle pooled connection (stop) and, with free_too, frees the pools. */
+void moat_pools_close(struct moat_worker *w);
+void moat_pools_free(struct moat_worker *w);
+
+/* Picks the next backend in round-robin order, skipping `avoid` (SIZE_MAX: none). */
+size_t moat_backend_next(struct moat_worker *w, size_t avoid);
+
+/* Leases a connection to backend for client c: a pooled one still open (state ACTIVE,
+ * is_reused 1) unless fresh_only, else a new one (state CONNECTING; c gets
+ * moat_conn_on_up_connected() later). Returns 0, or a negative libuv error (nothing leased). */
+int moat_upstream_lease(struct moat_worker *w, size_t backend, int fresh_only,
+                        struct moat_conn *c, struct moat_upstream **out);
+
+/* Ends a lease: reuse=1 returns it to its pool (if the pool has room), else it is closed.
+ * Accepts NULL. The client pointer is cut at once: no callback reaches c afterwards. */
+void moat_upstream_release(struct moat_upstream *up, int reuse);
+
+/* Moves every chunk of q into uv_writes on up (ACTIVE only). 0 or a negative libuv error. */
+int moat_upstream_write(struct moat_upstream *up, struct moat_bufq *q);
+
+/* Starts or stops reading from the backend (see STYLE.md §5). */
+void moat_upstream_rx_block(struct moat_upstream *up, unsigned why);
+void moat_upstream_rx_unblock(struct moat_upstream *up, unsigned why);
+
+/* Arms the silence timer: the backend must send something within ms (0: disarm). */
+void moat_upstream_set_deadline(struct moat_upstream *up, uint64_t ms);
+
+#endif

@@ -1,0 +1,156 @@
+/* proxy/worker.c: a worker thread: its loop, its listeners (bound by main(), one SO_REUSEPORT
+ * socket per listener per worker), its TLS server, its connections and pools, and its drain. */
+#include "proxy/worker.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "proxy/conn.h"
+#include "proxy/log.h"
+#include "proxy/upstream.h"
+#include "tls/tls.h"
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct moat_worker *w = server->data;
+    if (status < 0) {
+        moat_log(MOAT_LOG_WARN, "w%u accept: %s", w->id, uv_strerror(status));
+        return;
+    }
+    moat_conn_accept(w, server);
+}
+
+int moat_worker_init(struct moat_worker *w, unsigned id, const struct moat_runtime *rt,
+                     int *listen_fds, size_t n_listeners)
+{
+    w->id = id;
+    w->rt = rt;
+    w->listen_fds = listen_fds;
+    w->n_listeners = n_listeners;
+    moat_list_init(&w->conns);
+    atomic_init(&w->stop_requested, 0);
+    if (uv_loop_init(&w->loop) != 0)
+        return -1;
+    char err[256];
+    w->tls = moat_tls_server_new(rt->tls, err, sizeof(err));
+    if (w->tls == NULL) {
+        moat_log(MOAT_LOG_ERROR, "w%u tls: %s", id, err);
+        return -1;
+    }
+    if (moat_pools_init(w) != 0)
+        return -1;
+    w->listeners = calloc(n_listeners, sizeof(*w->listeners));
+    if (w->listeners == NULL)
+        return -1;
+    for (size_t i = 0; i < n_listeners; i++) {
+        uv_tcp_t *l = &w->listeners[i];
+        uv_tcp_init(&w->loop, l);
+        l->data = w;
+        int e = uv_tcp_open(l, listen_fds[i]);
+        if (e == 0)
+            e = uv_listen((uv_stream_t *)l, 511, on_connection);
+        if (e != 0) {
+            moat_log(MOAT_LOG_ERROR, "w%u listen: %s", id, uv_strerror(e));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* The worker is done when draining found no connection left: close what keeps the loop alive. */
+static void finish_if_drained(struct moat_worker *w)
+{
+    if (!w->is_draining || w->n_conns != 0)
+        return;
+    if (!uv_is_closing((uv_handle_t *)&w->wake))
+        uv_close((uv_handle_t *)&w->wake, on_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
+        uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
+}
+
+void moat_worker_conn_gone(struct moat_worker *w)
+{
+    w->n_conns--;
+    finish_if_drained(w);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    struct moat_worker *w = t->data;
+    moat_log(MOAT_LOG_WARN, "w%u drain timeout: closing %zu connection(s)", w->id, w->n_conns);
+    struct moat_list *n = w->conns.next;
+    while (n != &w->conns) {
+        struct moat_list *next = n->next;
+        moat_conn_close(moat_list_entry(n, struct moat_conn, node));
+        n = next;
+    }
+}
+
+static void on_wake(uv_async_t *a)
+{
+    struct moat_worker *w = a->data;
+    if (!atomic_load(&w->stop_requested) || w->is_draining)
+        return;
+    w->is_draining = 1;
+    for (size_t i = 0; i < w->n_listeners; i++)
+        uv_close((uv_handle_t *)&w->listeners[i], on_handle_closed);
+    moat_pools_close(w);
+    struct moat_list *n = w->conns.next;
+    while (n != &w->conns) {
+        struct moat_list *next = n->next; /* drain may close (not yet free) the connection */
+        moat_conn_drain(moat_list_entry(n, struct moat_conn, node));
+        n = next;
+    }
+    uv_timer_start(&w->drain_timer, on_drain_timeout, w->rt->cfg->drain_timeout_ms, 0);
+    finish_if_drained(w);
+}
+
+static void *worker_main(void *arg)
+{
+    struct moat_worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+int moat_worker_start(struct moat_worker *w)
+{
+    w->wake.data = w;
+    w->drain_timer.data = w;
+    if (uv_async_init(&w->loop, &w->wake, on_wake) != 0)
+        return -1;
+    uv_timer_init(&w->loop, &w->drain_timer);
+    return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
+}
+
+void moat_worker_stop(struct moat_worker *w)
+{
+    atomic_store(&w->stop_requested, 1);
+    uv_async_send(&w->wake);
+}
+
+static void on_walk_close(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, on_handle_closed);
+}
+
+void moat_worker_join(struct moat_worker *w)
+{
+    pthread_join(w->thread, NULL);
+    /* Everything closed itself while draining; this only catches what a bug left open. */
+    uv_walk(&w->loop, on_walk_close, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&w->loop);
+    if (rc != 0)
+        moat_log(MOAT_LOG_ERROR, "w%u loop close: %s", w->id, uv_err_name(rc));
+    moat_tls_server_free(w->tls);
+    moat_pools_free(w);
+    free(w->listeners);
+    free(w->listen_fds);
+}
