@@ -38,6 +38,7 @@ static void cli_flush(struct moat_conn *c);
 static void begin_shutdown(struct moat_conn *c);
 static void respond_error(struct moat_conn *c, int status, const char *detail);
 static void complete_exchange(struct moat_conn *c);
+static struct moat_http_parser *new_resp_parser(struct moat_conn *c);
 
 static void set_state(struct moat_conn *c, enum moat_conn_state to)
 {
@@ -454,6 +455,18 @@ static void complete_exchange(struct moat_conn *c)
     int reuse_up = c->ex.up_reusable && c->ex.req_done && c->to_up.bytes == 0;
     moat_upstream_release(c->up, reuse_up);
     c->up = NULL;
+    /* The response parser follows one backend connection: it goes on with a pooled one only
+     * after a cleanly parsed response; anything else starts over on a fresh parser. */
+    if (c->ex.resp_parsed) {
+        moat_http_parser_next(c->resp);
+    } else {
+        moat_http_parser_free(c->resp);
+        c->resp = new_resp_parser(c);
+        if (c->resp == NULL) {
+            moat_conn_close(c);
+            return;
+        }
+    }
     moat_bufq_clear(&c->to_up);
     int keep = c->ex.plan.is_keep_alive && c->ex.is_keep_alive && c->ex.req_done &&
                !c->peer_eof && !c->w->is_draining;
@@ -704,6 +717,7 @@ void moat_conn_on_up_read(struct moat_conn *c, const char *buf, ssize_t nread)
                 moat_http_parser_next(c->resp); /* an interim 1xx: the final response follows */
                 continue;
             }
+            c->ex.resp_parsed = 1;
             if (off < (size_t)nread)
                 c->ex.up_reusable = 0; /* bytes nobody asked for: never reuse this connection */
             complete_exchange(c);
@@ -815,6 +829,11 @@ static const struct moat_http_parser_cbs resp_cbs = {
     .on_body = on_resp_body,
     .on_done = on_resp_done,
 };
+
+static struct moat_http_parser *new_resp_parser(struct moat_conn *c)
+{
+    return moat_http_parser_new(MOAT_HTTP_RESPONSE, &c->w->rt->http_limits, &resp_cbs, c);
+}
 
 /* ---- request parser callbacks ------------------------------------------------------------- */
 
@@ -962,7 +981,9 @@ static void handshake(struct moat_conn *c)
     if (r != MOAT_TLS_OK) {
         const char *text = "transport closed";
         int code = r == MOAT_TLS_FATAL ? moat_tls_session_last_error(c->tls, &text) : 0;
-        conn_log(c, MOAT_LOG_INFO, "tls handshake failed: -0x%04x (%s)", (unsigned)-code, text);
+        /* A bare close (port probes, health checks) is routine; a failed handshake is news. */
+        conn_log(c, r == MOAT_TLS_FATAL ? MOAT_LOG_INFO : MOAT_LOG_DEBUG,
+                 "tls handshake failed: -0x%04x (%s)", (unsigned)-code, text);
         /* Send the alert mbedTLS queued, then end. */
         begin_shutdown(c);
         return;
@@ -1121,7 +1142,7 @@ void moat_conn_accept(struct moat_worker *w, uv_stream_t *server)
     describe_peer(c);
     c->tls = moat_tls_session_new(w->tls, on_tls_emit, c);
     c->req = moat_http_parser_new(MOAT_HTTP_REQUEST, &w->rt->http_limits, &req_cbs, c);
-    c->resp = moat_http_parser_new(MOAT_HTTP_RESPONSE, &w->rt->http_limits, &resp_cbs, c);
+    c->resp = new_resp_parser(c);
     if (c->tls == NULL || c->req == NULL || c->resp == NULL) {
         conn_log(c, MOAT_LOG_ERROR, "out of memory for a new connection%s", "");
         moat_conn_close(c);

@@ -140,7 +140,8 @@ static void on_up_connect(uv_connect_t *req, int status)
     if (status == 0) {
         up->state = MOAT_UP_ACTIVE;
         uv_tcp_nodelay(&up->tcp, 1);
-        status = uv_read_start((uv_stream_t *)&up->tcp, on_up_alloc, on_up_read);
+        if (up->rx_blocked == 0) /* the client may still be flushing an earlier response */
+            status = uv_read_start((uv_stream_t *)&up->tcp, on_up_alloc, on_up_read);
     }
     struct moat_conn *c = up->client;
     if (c != NULL)

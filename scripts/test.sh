@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# scripts/test.sh: installs what is missing, builds moat, and runs the whole suite twice: in a
+# normal build (unit + integration) and in an AddressSanitizer + UndefinedBehaviorSanitizer
+# build (the same tests). Exits non-zero if anything fails. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh
+
+jobs=$(nproc)
+run_suite() { # build-dir label cmake-args...
+    local dir=$1 label=$2
+    shift 2
+    echo "== $label: configure and build ($dir)"
+    cmake -S . -B "$dir" "$@" >/dev/null
+    cmake --build "$dir" -j"$jobs" >/dev/null
+    echo "== $label: ctest"
+    (cd "$dir" && ctest --output-on-failure --timeout 900 -j"$jobs")
+}
+
+run_suite build "release build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# halt_on_error: a sanitizer report must fail the test that caused it, not scroll by.
+export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:strict_string_checks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export MOAT_SANITIZED=1
+run_suite build-asan "ASan+UBSan build" -DCMAKE_BUILD_TYPE=Debug -DMOAT_SANITIZE=ON
+echo "== all suites passed"
