@@ -52,7 +52,8 @@ struct moat_http_head {
     struct moat_http_field *fields; /* in arrival order, all of them (hop-by-hop included) */
     size_t n_fields;
     enum moat_http_framing framing;
-    uint64_t content_length; /* framing == MOAT_HTTP_BODY_LENGTH */
+    uint64_t content_length; /* framing == MOAT_HTTP_BODY_LENGTH; responses to HEAD and 304s:
+                              * the declared length of the body they do not have */
     int is_keep_alive;       /* the sender allows another message on this connection */
     int is_upgrade;          /* requests: Connection: upgrade + Upgrade; responses: status 101 */
     int expects_continue;    /* requests: "Expect: 100-continue" on HTTP/1.1 */
@@ -105,8 +106,8 @@ enum moat_http_status {
 
 /* Parses len bytes; callbacks run inside. *consumed is set to the bytes used (all of them for
  * MOAT_HTTP_MORE). Requests are validated beyond llhttp: only HTTP/1.0 and 1.1; HTTP/1.1 needs
- * exactly one Host; Transfer-Encoding must end in chunked; unknown methods 501; CONNECT 405;
- * "PRI * HTTP/2.0" 400. */
+ * exactly one Host; Transfer-Encoding must end in chunked (other codings before it: 501);
+ * unknown methods 501; CONNECT 405; "PRI * HTTP/2.0" 400. */
 enum moat_http_status moat_http_parser_feed(struct moat_http_parser *p, const char *data,
                                             size_t len, size_t *consumed);
 
@@ -115,15 +116,17 @@ enum moat_http_status moat_http_parser_feed(struct moat_http_parser *p, const ch
  * it returns MOAT_HTTP_ERROR (truncated). */
 enum moat_http_status moat_http_parser_finish(struct moat_http_parser *p);
 
-/* After MOAT_HTTP_DONE or MOAT_HTTP_UPGRADE: resume for the next message on the connection. */
+/* After MOAT_HTTP_DONE or MOAT_HTTP_UPGRADE: resume for the next message on the connection.
+ * Until then feed() parses nothing and repeats that status with *consumed 0; at any other time
+ * this does nothing. */
 void moat_http_parser_next(struct moat_http_parser *p);
 
 /* 1 between messages (nothing of a next message has been seen yet). */
 int moat_http_parser_is_idle(const struct moat_http_parser *p);
 
-/* After MOAT_HTTP_ERROR: the status to answer with (400, 413, 414, 431, 501, 505, or what a
- * callback set; for response parsers 502) and a short reason for logs ("invalid header value
- * char", "Host missing"). Static strings. */
+/* After MOAT_HTTP_ERROR: the status to answer with (400, 405, 413, 414, 431, 501, 505; 500 when
+ * memory ran out or a callback failed; or what a callback set; for response parsers 502) and a
+ * short reason for logs ("invalid header value char", "Host missing"). Static strings. */
 int moat_http_parser_error_status(const struct moat_http_parser *p);
 const char *moat_http_parser_error_reason(const struct moat_http_parser *p);
 
@@ -160,7 +163,8 @@ struct moat_http_resp_plan {
 /* Writes the head moat sends to the client for backend response head h. req_method: the
  * request's method; client_minor: the client's HTTP/1.x minor; client_keep_alive: the client
  * asked for, and moat allows, keep-alive. Hop-by-hop fields are dropped as for requests. Body
- * framing: responses without a body (HEAD, 1xx, 204, 304) keep their Content-Length as sent;
+ * framing: responses without a body keep their Content-Length (HEAD, 304; regenerated from the
+ * parsed number) or lose it (1xx, 204, 2xx to CONNECT: RFC 9110 §8.6, §9.3.6);
  * Content-Length stays Content-Length; chunked and EOF-delimited bodies are sent chunked to
  * HTTP/1.1 clients and EOF-delimited (with Connection: close) to HTTP/1.0 clients. Adds
  * "Connection: close" when the connection will close, "Connection: keep-alive" to HTTP/1.0
@@ -177,9 +181,10 @@ size_t moat_http_chunk_head(char *out, size_t len);
 #define MOAT_HTTP_LAST_CHUNK "0\r\n\r\n" /* end of a chunked body (no trailers) */
 
 /* Writes a complete short error response: status line, Content-Type: text/plain, Content-Length,
- * "Connection: close" unless keep_alive, and a one-line body naming the status and detail (may be
- * NULL). Returns the length written or -1 (cap). 400, 404, 405, 408, 413, 414, 417, 431, 500,
- * 501, 502, 503, 504, 505 have their standard reason phrases. */
+ * "Connection: close" ("Connection: keep-alive" if keep_alive, for HTTP/1.0 clients), for 503
+ * "Retry-After: 1", and a one-line body naming the status and detail (may be NULL). Returns the
+ * length written or -1 (cap). 400, 404, 405, 408, 413, 414, 417, 431, 500, 501, 502, 503, 504,
+ * 505 have their standard reason phrases. */
 long moat_http_error_write(int status, const char *detail, int keep_alive, char *out, size_t cap);
 
 /* The standard reason phrase for a status ("Bad Gateway"), "" if unknown. */

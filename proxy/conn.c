@@ -517,28 +517,29 @@ static void respond_error(struct moat_conn *c, int status, const char *detail)
 
 /* ---- toward the backend ------------------------------------------------------------------- */
 
-static void up_queue(struct moat_conn *c, const char *data, size_t len)
+/* Queues request bytes for the backend (and keeps them for a resend while small). Called from
+ * request parser callbacks: on failure it fails the parse, which answers 500. */
+static int up_queue(struct moat_conn *c, const char *data, size_t len)
 {
     if (moat_bufq_append(&c->to_up, data, len) != 0) {
-        respond_error(c, 500, "out of memory");
-        return;
+        moat_http_parser_fail(c->req, 500, "out of memory");
+        return -1;
     }
     if (!c->ex.replay_ok)
-        return;
-    if (c->ex.replay_len + len > REPLAY_MAX) {
+        return 0;
+    char *r = NULL;
+    if (c->ex.replay_len + len <= REPLAY_MAX)
+        r = realloc(c->ex.replay, c->ex.replay_len + len);
+    if (r == NULL) {
         free(c->ex.replay); /* too big to resend: a retry is no longer possible */
         c->ex.replay = NULL;
         c->ex.replay_ok = 0;
-        return;
-    }
-    char *r = realloc(c->ex.replay, c->ex.replay_len + len);
-    if (r == NULL) {
-        c->ex.replay_ok = 0;
-        return;
+        return 0;
     }
     memcpy(r + c->ex.replay_len, data, len);
     c->ex.replay = r;
     c->ex.replay_len += len;
+    return 0;
 }
 
 static size_t up_pending(const struct moat_conn *c)
@@ -854,7 +855,8 @@ static int on_req_head(void *ctx, const struct moat_http_head *h)
         moat_http_parser_fail(c->req, 431, "request head too large to forward");
         return -1;
     }
-    up_queue(c, w->head_buf, (size_t)n);
+    if (up_queue(c, w->head_buf, (size_t)n) != 0)
+        return -1;
     c->ex.req_chunked = h->framing == MOAT_HTTP_BODY_CHUNKED;
     /* While a body is due the client's silence is bounded; once it is sent, only the backend's. */
     set_deadline(c, h->framing == MOAT_HTTP_BODY_NONE ? 0 : w->rt->body_gap_ms);
@@ -866,23 +868,25 @@ static int on_req_body(void *ctx, const char *data, size_t len)
     struct moat_conn *c = ctx;
     if (len == 0)
         return 0;
+    int rc;
     if (c->ex.req_chunked) {
         char ch[24];
-        up_queue(c, ch, moat_http_chunk_head(ch, len));
-        up_queue(c, data, len);
-        up_queue(c, MOAT_HTTP_CRLF, 2);
+        rc = up_queue(c, ch, moat_http_chunk_head(ch, len));
+        rc = rc != 0 ? rc : up_queue(c, data, len);
+        rc = rc != 0 ? rc : up_queue(c, MOAT_HTTP_CRLF, 2);
     } else {
-        up_queue(c, data, len);
+        rc = up_queue(c, data, len);
     }
     uv_timer_again(&c->timer);
-    return 0;
+    return rc;
 }
 
 static int on_req_done(void *ctx)
 {
     struct moat_conn *c = ctx;
-    if (c->ex.req_chunked)
-        up_queue(c, MOAT_HTTP_LAST_CHUNK, sizeof(MOAT_HTTP_LAST_CHUNK) - 1);
+    if (c->ex.req_chunked &&
+        up_queue(c, MOAT_HTTP_LAST_CHUNK, sizeof(MOAT_HTTP_LAST_CHUNK) - 1) != 0)
+        return -1;
     c->ex.req_done = 1;
     set_deadline(c, 0);
     if (c->up != NULL && c->up->state == MOAT_UP_ACTIVE)

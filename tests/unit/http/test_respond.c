@@ -1,0 +1,121 @@
+/* tests/unit/http/test_respond.c: moat's own responses, reason phrases, chunk heads, methods. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "http/http.h"
+#include "test_http.h"
+
+static void test_error_responses(void **state)
+{
+    (void)state;
+    static const struct {
+        int status;
+        const char *detail;
+        int keep_alive;
+        const char *want;
+    } cases[] = {
+        {502, "no backend answered", 0,
+         "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"
+         "Content-Length: 37\r\nConnection: close\r\n\r\n502 Bad Gateway: no backend answered\n"},
+        {404, NULL, 1,
+         "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n"
+         "Content-Length: 14\r\nConnection: keep-alive\r\n\r\n404 Not Found\n"},
+        {503, "draining", 0,
+         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+         "Content-Length: 34\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+         "503 Service Unavailable: draining\n"},
+        {431, "too many header fields", 0,
+         "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; "
+         "charset=utf-8\r\n"
+         "Content-Length: 60\r\nConnection: close\r\n\r\n"
+         "431 Request Header Fields Too Large: too many header fields\n"},
+        {599, "x", 0,
+         "HTTP/1.1 599 \r\nContent-Type: text/plain; charset=utf-8\r\n"
+         "Content-Length: 7\r\nConnection: close\r\n\r\n599: x\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char out[512];
+        long n = moat_http_error_write(cases[i].status, cases[i].detail, cases[i].keep_alive, out,
+                                       sizeof(out));
+        size_t want_len = strlen(cases[i].want);
+        assert_int_equal(n, (long)want_len);
+        assert_memory_equal(out, cases[i].want, want_len);
+        /* The stated Content-Length is the body's. */
+        const char *body = strstr(out, "\r\n\r\n") + 4;
+        const char *cl = strstr(out, "Content-Length: ") + 16;
+        assert_int_equal(strtoul(cl, NULL, 10), (unsigned long)(out + n - body));
+        /* Any smaller buffer fails. */
+        for (size_t cap = 0; cap < want_len; cap++)
+            assert_int_equal(moat_http_error_write(cases[i].status, cases[i].detail,
+                                                   cases[i].keep_alive, out, cap),
+                             -1);
+        assert_int_equal(moat_http_error_write(cases[i].status, cases[i].detail,
+                                               cases[i].keep_alive, out, want_len + 1),
+                         n);
+    }
+}
+
+static void test_reasons(void **state)
+{
+    (void)state;
+    static const int statuses[] = {400, 404, 405, 408, 413, 414, 417,
+                                   431, 500, 501, 502, 503, 504, 505};
+    for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
+        assert_true(moat_http_reason(statuses[i])[0] != '\0');
+    assert_string_equal(moat_http_reason(502), "Bad Gateway");
+    assert_string_equal(moat_http_reason(414), "URI Too Long");
+    assert_string_equal(moat_http_reason(413), "Content Too Large");
+    assert_string_equal(moat_http_reason(505), "HTTP Version Not Supported");
+    assert_string_equal(moat_http_reason(299), "");
+}
+
+static void test_chunk_heads(void **state)
+{
+    (void)state;
+    static const struct {
+        size_t len;
+        const char *want;
+    } cases[] = {
+        {1, "1\r\n"},    {15, "f\r\n"},        {16, "10\r\n"},
+        {255, "ff\r\n"}, {65536, "10000\r\n"}, {SIZE_MAX, "ffffffffffffffff\r\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char out[18];
+        size_t n = moat_http_chunk_head(out, cases[i].len);
+        assert_int_equal(n, strlen(cases[i].want));
+        assert_memory_equal(out, cases[i].want, n);
+    }
+    assert_string_equal(MOAT_HTTP_LAST_CHUNK, "0\r\n\r\n");
+}
+
+static void test_idempotent_methods(void **state)
+{
+    (void)state;
+    assert_true(moat_http_method_is_idempotent(MOAT_HTTP_M_GET));
+    assert_true(moat_http_method_is_idempotent(MOAT_HTTP_M_HEAD));
+    assert_true(moat_http_method_is_idempotent(MOAT_HTTP_M_OPTIONS));
+    assert_true(moat_http_method_is_idempotent(MOAT_HTTP_M_TRACE));
+    assert_true(moat_http_method_is_idempotent(MOAT_HTTP_M_PUT));
+    assert_true(moat_http_method_is_idempotent(MOAT_HTTP_M_DELETE));
+    assert_false(moat_http_method_is_idempotent(MOAT_HTTP_M_POST));
+    assert_false(moat_http_method_is_idempotent(MOAT_HTTP_M_PATCH));
+    assert_false(moat_http_method_is_idempotent(MOAT_HTTP_M_CONNECT));
+    assert_false(moat_http_method_is_idempotent(MOAT_HTTP_M_OTHER));
+}
+
+int run_respond_tests(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_error_responses),
+        cmocka_unit_test(test_reasons),
+        cmocka_unit_test(test_chunk_heads),
+        cmocka_unit_test(test_idempotent_methods),
+    };
+    return cmocka_run_group_tests_name("http respond", tests, NULL, NULL);
+}
