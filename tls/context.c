@@ -1,1 +1,340 @@
-/* placeholder: being written */
+/* tls/context.c: certificates and keys (shared, read-only, refcounted) and each worker's mbedTLS
+ * server configuration over them. */
+#include "tls/tls.h"
+#include "tls/internal.h"
+
+#include <errno.h>
+#include <psa/crypto.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/ecp.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ticket.h>
+#include <mbedtls/x509_crt.h>
+
+struct moat_tls_cert {
+    mbedtls_x509_crt chain;
+    mbedtls_pk_context key;
+};
+
+struct moat_tls_ctx {
+    atomic_int refs;
+    struct moat_tls_cert certs[2];
+    size_t n_certs;
+    char describe[512];
+};
+
+/* Static because mbedTLS keeps the pointers for the life of every configuration. Suites are in
+ * our order of preference for TLS 1.2 (TLS 1.3 takes the client's first supported suite). Only
+ * ECDHE + AEAD: forward secrecy and no CBC padding oracles. */
+static const int ciphersuites[] = {
+    MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
+    MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+    MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    0,
+};
+
+/* Without an explicit list mbedTLS also offers FFDHE up to 8192 bits: a client asking only for
+ * that costs hundreds of milliseconds of CPU per handshake. */
+static const uint16_t groups[] = {
+    MBEDTLS_SSL_IANA_TLS_GROUP_X25519,
+    MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+    MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1,
+    MBEDTLS_SSL_IANA_TLS_GROUP_NONE,
+};
+
+static const char *alpn[] = {"http/1.1", NULL};
+
+#define TICKET_LIFETIME_S 86400 /* above 604800 mbedTLS fails every TLS 1.3 handshake */
+
+void moat_tls_strerror(int code, char *buf, size_t len)
+{
+    mbedtls_strerror(code, buf, len);
+}
+
+int moat_tls_global_init(char *err, size_t err_len)
+{
+    psa_status_t st = psa_crypto_init();
+    if (st != PSA_SUCCESS) {
+        snprintf(err, err_len, "PSA crypto initialisation failed (%d)", (int)st);
+        return -1;
+    }
+    return 0;
+}
+
+void moat_tls_global_free(void)
+{
+    mbedtls_psa_crypto_free();
+}
+
+/* Reads a whole file plus a terminating NUL (mbedTLS's PEM parser needs it). */
+char *moat_tls_read_file(const char *path, size_t *len, char *err, size_t err_len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, err_len, "%s: cannot read: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 8192, n = 0;
+    char *buf = malloc(cap);
+    while (buf != NULL) {
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (n < cap - 1 || cap >= (1u << 24))
+            break;
+        char *bigger = realloc(buf, cap * 2);
+        if (bigger == NULL) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = bigger;
+        cap *= 2;
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (buf == NULL || failed) {
+        snprintf(err, err_len, "%s: cannot read: %s", path, buf == NULL ? "out of memory" : "I/O error");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n + 1;
+    return buf;
+}
+
+/* A one-off RNG for key parsing and pair checks at start-up. */
+struct start_rng {
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+};
+
+static int start_rng_init(struct start_rng *r)
+{
+    mbedtls_entropy_init(&r->entropy);
+    mbedtls_ctr_drbg_init(&r->drbg);
+    return mbedtls_ctr_drbg_seed(&r->drbg, mbedtls_entropy_func, &r->entropy,
+                                 (const unsigned char *)"moat-start", 10);
+}
+
+static void start_rng_free(struct start_rng *r)
+{
+    mbedtls_ctr_drbg_free(&r->drbg);
+    mbedtls_entropy_free(&r->entropy);
+}
+
+/* "ECDSA P-256", "RSA 2048", or NULL for a key moat does not serve with. */
+static const char *key_kind(const mbedtls_pk_context *pk, char *buf, size_t len)
+{
+    mbedtls_pk_type_t t = mbedtls_pk_get_type(pk);
+    if (t == MBEDTLS_PK_RSA) {
+        size_t bits = mbedtls_pk_get_bitlen(pk);
+        if (bits < 2048)
+            return NULL;
+        snprintf(buf, len, "RSA %zu", bits);
+        return buf;
+    }
+    if (t == MBEDTLS_PK_ECKEY || t == MBEDTLS_PK_ECDSA) {
+        mbedtls_ecp_group_id g = mbedtls_ecp_keypair_get_group_id(mbedtls_pk_ec(*pk));
+        if (g == MBEDTLS_ECP_DP_SECP256R1)
+            snprintf(buf, len, "ECDSA P-256");
+        else if (g == MBEDTLS_ECP_DP_SECP384R1)
+            snprintf(buf, len, "ECDSA P-384");
+        else
+            return NULL;
+        return buf;
+    }
+    return NULL;
+}
+
+static int load_pair(const struct moat_tls_pair *p, struct moat_tls_cert *c, struct start_rng *rng,
+                     char *kind, size_t kind_len, char *err, size_t err_len)
+{
+    char why[160];
+    size_t len;
+    char *pem = moat_tls_read_file(p->cert_file, &len, err, err_len);
+    if (pem == NULL)
+        return -1;
+    int rc = mbedtls_x509_crt_parse(&c->chain, (const unsigned char *)pem, len);
+    free(pem);
+    if (rc != 0) {
+        if (rc > 0)
+            snprintf(why, sizeof(why), "%d certificate(s) in it could not be parsed", rc);
+        else
+            mbedtls_strerror(rc, why, sizeof(why));
+        snprintf(err, err_len, "%s: not a PEM certificate chain: %s", p->cert_file, why);
+        return -1;
+    }
+    pem = moat_tls_read_file(p->key_file, &len, err, err_len);
+    if (pem == NULL)
+        return -1;
+    rc = mbedtls_pk_parse_key(&c->key, (const unsigned char *)pem, len, NULL, 0,
+                              mbedtls_ctr_drbg_random, &rng->drbg);
+    mbedtls_platform_zeroize(pem, len);
+    free(pem);
+    if (rc != 0) {
+        mbedtls_strerror(rc, why, sizeof(why));
+        snprintf(err, err_len, "%s: not a PEM private key (encrypted keys are not supported): %s",
+                 p->key_file, why);
+        return -1;
+    }
+    if (key_kind(&c->key, kind, kind_len) == NULL) {
+        snprintf(err, err_len, "%s: unsupported key: use ECDSA P-256 or P-384, or RSA of 2048 bits "
+                 "or more", p->key_file);
+        return -1;
+    }
+    if (mbedtls_pk_check_pair(&c->chain.pk, &c->key, mbedtls_ctr_drbg_random, &rng->drbg) != 0) {
+        snprintf(err, err_len, "%s: key does not match certificate %s", p->key_file, p->cert_file);
+        return -1;
+    }
+    return 0;
+}
+
+int moat_tls_ctx_new(const struct moat_tls_opts *opts, struct moat_tls_ctx **out, char *err,
+                     size_t err_len)
+{
+    *out = NULL;
+    if (opts->n_pairs < 1 || opts->n_pairs > 2) {
+        snprintf(err, err_len, "give one or two certificate/key pairs");
+        return -1;
+    }
+    struct moat_tls_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    atomic_init(&ctx->refs, 1);
+    struct start_rng rng;
+    int rc = start_rng_init(&rng);
+    if (rc != 0) {
+        snprintf(err, err_len, "cannot seed the random generator (-0x%04x)", (unsigned)-rc);
+        goto fail;
+    }
+    size_t used = 0;
+    for (size_t i = 0; i < opts->n_pairs; i++) {
+        struct moat_tls_cert *c = &ctx->certs[i];
+        mbedtls_x509_crt_init(&c->chain);
+        mbedtls_pk_init(&c->key);
+        ctx->n_certs = i + 1;
+        char kind[32];
+        if (load_pair(&opts->pairs[i], c, &rng, kind, sizeof(kind), err, err_len) != 0)
+            goto fail;
+        if (i == 1 && mbedtls_pk_get_type(&c->key) == mbedtls_pk_get_type(&ctx->certs[0].key)) {
+            snprintf(err, err_len, "%s: a second pair must use the other key type (one ECDSA, one "
+                     "RSA)", opts->pairs[i].cert_file);
+            goto fail;
+        }
+        char dn[256];
+        if (mbedtls_x509_dn_gets(dn, sizeof(dn), &c->chain.subject) < 0)
+            snprintf(dn, sizeof(dn), "?");
+        used += (size_t)snprintf(ctx->describe + used, sizeof(ctx->describe) - used, "%s%s %s",
+                                 i ? ", " : "", kind, dn);
+        if (used >= sizeof(ctx->describe))
+            used = sizeof(ctx->describe) - 1;
+    }
+    start_rng_free(&rng);
+    *out = ctx;
+    return 0;
+fail:
+    start_rng_free(&rng);
+    moat_tls_ctx_unref(ctx);
+    return -1;
+}
+
+void moat_tls_ctx_ref(struct moat_tls_ctx *ctx)
+{
+    atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
+}
+
+void moat_tls_ctx_unref(struct moat_tls_ctx *ctx)
+{
+    if (ctx == NULL || atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < ctx->n_certs; i++) {
+        mbedtls_x509_crt_free(&ctx->certs[i].chain);
+        mbedtls_pk_free(&ctx->certs[i].key);
+    }
+    free(ctx);
+}
+
+const char *moat_tls_ctx_describe(const struct moat_tls_ctx *ctx)
+{
+    return ctx->describe;
+}
+
+struct moat_tls_server *moat_tls_server_new(struct moat_tls_ctx *ctx, char *err, size_t err_len)
+{
+    struct moat_tls_server *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    moat_tls_ctx_ref(ctx);
+    srv->ctx = ctx;
+    mbedtls_ssl_config_init(&srv->conf);
+    mbedtls_entropy_init(&srv->entropy);
+    mbedtls_ctr_drbg_init(&srv->drbg);
+    mbedtls_ssl_ticket_init(&srv->tickets);
+    const char *step = "seeding the random generator";
+    int rc = mbedtls_ctr_drbg_seed(&srv->drbg, mbedtls_entropy_func, &srv->entropy,
+                                   (const unsigned char *)"moat-worker", 11);
+    if (rc == 0) {
+        step = "configuring TLS defaults";
+        rc = mbedtls_ssl_config_defaults(&srv->conf, MBEDTLS_SSL_IS_SERVER,
+                                         MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+    }
+    if (rc == 0) {
+        step = "setting up session tickets";
+        rc = mbedtls_ssl_ticket_setup(&srv->tickets, mbedtls_ctr_drbg_random, &srv->drbg,
+                                      MBEDTLS_CIPHER_AES_256_GCM, TICKET_LIFETIME_S);
+    }
+    for (size_t i = 0; rc == 0 && i < ctx->n_certs; i++) {
+        step = "installing the certificate";
+        rc = mbedtls_ssl_conf_own_cert(&srv->conf, &ctx->certs[i].chain, &ctx->certs[i].key);
+    }
+    if (rc == 0) {
+        step = "setting ALPN";
+        rc = mbedtls_ssl_conf_alpn_protocols(&srv->conf, alpn);
+    }
+    if (rc != 0) {
+        char why[160];
+        mbedtls_strerror(rc, why, sizeof(why));
+        snprintf(err, err_len, "TLS set-up failed %s: %s", step, why);
+        moat_tls_server_free(srv);
+        return NULL;
+    }
+    mbedtls_ssl_conf_rng(&srv->conf, mbedtls_ctr_drbg_random, &srv->drbg);
+    mbedtls_ssl_conf_min_tls_version(&srv->conf, MBEDTLS_SSL_VERSION_TLS1_2);
+    mbedtls_ssl_conf_max_tls_version(&srv->conf, MBEDTLS_SSL_VERSION_TLS1_3);
+    mbedtls_ssl_conf_ciphersuites(&srv->conf, ciphersuites);
+    mbedtls_ssl_conf_groups(&srv->conf, groups);
+    mbedtls_ssl_conf_renegotiation(&srv->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+    mbedtls_ssl_conf_session_tickets_cb(&srv->conf, mbedtls_ssl_ticket_write,
+                                        mbedtls_ssl_ticket_parse, &srv->tickets);
+    return srv;
+}
+
+void moat_tls_server_free(struct moat_tls_server *srv)
+{
+    if (srv == NULL)
+        return;
+    moat_tls_session_pool_drain(srv);
+    mbedtls_ssl_config_free(&srv->conf);
+    mbedtls_ssl_ticket_free(&srv->tickets);
+    mbedtls_ctr_drbg_free(&srv->drbg);
+    mbedtls_entropy_free(&srv->entropy);
+    moat_tls_ctx_unref(srv->ctx);
+    free(srv);
+}

@@ -1,0 +1,31 @@
+/* tls/internal.h: what tls/'s files share and nobody else sees. */
+#ifndef MOAT_TLS_INTERNAL_H
+#define MOAT_TLS_INTERNAL_H
+#include <stddef.h>
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ticket.h>
+
+/* One worker's server configuration. Used by its thread only: the DRBG, the ticket keys and the
+ * free list need no locks. */
+struct moat_tls_server {
+    struct moat_tls_ctx *ctx; /* a reference: certificates and keys the config points into */
+    mbedtls_ssl_config conf;
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+    mbedtls_ssl_ticket_context tickets;
+    struct moat_tls_session *spare; /* reset sessions, linked through their next field */
+    size_t n_spare;
+};
+
+/* Frees every spare session (the server is going away). */
+void moat_tls_session_pool_drain(struct moat_tls_server *srv);
+
+/* Reads a whole file plus a NUL. NULL with err naming the file. */
+char *moat_tls_read_file(const char *path, size_t *len, char *err, size_t err_len);
+
+void moat_tls_strerror(int code, char *buf, size_t len);
+
+#endif
