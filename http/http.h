@@ -121,6 +121,11 @@ enum moat_http_status moat_http_parser_finish(struct moat_http_parser *p);
  * this does nothing. */
 void moat_http_parser_next(struct moat_http_parser *p);
 
+/* Forgets everything, errors included: the parser is as new (same kind, limits, callbacks).
+ * Response parsers are reset before every exchange, since each may use another backend
+ * connection and llhttp carries connection state (such as a seen `Connection: close`). */
+void moat_http_parser_reset(struct moat_http_parser *p);
+
 /* 1 between messages (nothing of a next message has been seen yet). */
 int moat_http_parser_is_idle(const struct moat_http_parser *p);
 

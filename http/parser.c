@@ -601,6 +601,25 @@ void moat_http_parser_free(struct moat_http_parser *p)
     free(p);
 }
 
+void moat_http_parser_reset(struct moat_http_parser *p)
+{
+    arena_release(p);
+    enum moat_http_method m = p->req_method;
+    struct moat_http_limits limits = p->limits;
+    struct moat_http_parser_cbs cbs = p->cbs;
+    void *ctx = p->ctx;
+    enum moat_http_kind kind = p->kind;
+    memset(p, 0, sizeof(*p));
+    p->kind = kind;
+    p->limits = limits;
+    p->cbs = cbs;
+    p->ctx = ctx;
+    p->req_method = m;
+    p->phase = PH_IDLE;
+    llhttp_init(&p->llh, kind == MOAT_HTTP_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
+    p->llh.data = p;
+}
+
 void moat_http_parser_set_request_method(struct moat_http_parser *p, enum moat_http_method m)
 {
     p->req_method = m;

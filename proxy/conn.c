@@ -455,18 +455,7 @@ static void complete_exchange(struct moat_conn *c)
     int reuse_up = c->ex.up_reusable && c->ex.req_done && c->to_up.bytes == 0;
     moat_upstream_release(c->up, reuse_up);
     c->up = NULL;
-    /* The response parser follows one backend connection: it goes on with a pooled one only
-     * after a cleanly parsed response; anything else starts over on a fresh parser. */
-    if (c->ex.resp_parsed) {
-        moat_http_parser_next(c->resp);
-    } else {
-        moat_http_parser_free(c->resp);
-        c->resp = new_resp_parser(c);
-        if (c->resp == NULL) {
-            moat_conn_close(c);
-            return;
-        }
-    }
+    moat_http_parser_reset(c->resp); /* the next exchange may use another backend connection */
     moat_bufq_clear(&c->to_up);
     int keep = c->ex.plan.is_keep_alive && c->ex.is_keep_alive && c->ex.req_done &&
                !c->peer_eof && !c->w->is_draining;
@@ -718,7 +707,6 @@ void moat_conn_on_up_read(struct moat_conn *c, const char *buf, ssize_t nread)
                 moat_http_parser_next(c->resp); /* an interim 1xx: the final response follows */
                 continue;
             }
-            c->ex.resp_parsed = 1;
             if (off < (size_t)nread)
                 c->ex.up_reusable = 0; /* bytes nobody asked for: never reuse this connection */
             complete_exchange(c);

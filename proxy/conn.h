@@ -33,7 +33,6 @@ struct moat_exchange {
     int resp_started;         /* a byte of the response arrived from the backend */
     int head_sent;            /* the response head went to the client */
     int resp_done;            /* the whole response was relayed */
-    int resp_parsed;          /* the response parser ended that response cleanly */
     int up_reusable;          /* the backend allows another request on its connection */
     uint64_t up_keepalive_ms; /* the backend's Keep-Alive: timeout, 0 if none */
     int status;               /* status sent to the client, 0 before */
