@@ -15,7 +15,12 @@
 struct moat_pool {
     struct moat_list idle;
     size_t n_idle;
+    uint64_t down_until_ms; /* loop time until which round-robin passes this backend by */
 };
+
+/* After a failed connect a backend is passed over for this long (per worker), as nginx does by
+ * default, so one dead backend does not cost every request a connect attempt. */
+#define BACKEND_DOWN_MS 10000
 
 /* One uv_write: owns its chunks until the callback, whatever the status. */
 struct up_write {
@@ -53,12 +58,40 @@ void moat_pools_free(struct moat_worker *w)
     w->pools = NULL;
 }
 
+/* Round-robin over the backends not marked down; when all are down, plain round-robin, so a
+ * recovered backend is found by the next request rather than after the mark expires. */
 size_t moat_backend_next(struct moat_worker *w, size_t avoid)
 {
     size_t n = w->rt->n_backends;
-    if (avoid != SIZE_MAX)
-        return (avoid + 1) % n;
-    return w->rr_next++ % n;
+    uint64_t now = uv_now(&w->loop);
+    size_t first = avoid != SIZE_MAX ? (avoid + 1) % n : w->rr_next++ % n;
+    for (size_t i = 0; i < n; i++) {
+        size_t b = (first + i) % n;
+        if (b != avoid && w->pools[b].down_until_ms <= now) {
+            if (avoid == SIZE_MAX)
+                w->rr_next = b + 1;
+            return b;
+        }
+    }
+    return first;
+}
+
+static void mark_backend(struct moat_upstream *up, int status)
+{
+    struct moat_worker *w = up->w;
+    struct moat_pool *p = &w->pools[up->backend];
+    const char *name = w->rt->backends[up->backend].addr_text;
+    if (status == 0) {
+        if (p->down_until_ms != 0)
+            moat_log(MOAT_LOG_INFO, "w%u backend %s answers again", w->id, name);
+        p->down_until_ms = 0;
+        return;
+    }
+    if (p->down_until_ms == 0)
+        moat_log(MOAT_LOG_WARN, "w%u backend %s marked down for %d s: %s", w->id, name,
+                 BACKEND_DOWN_MS / 1000, status == UV_ETIMEDOUT ? "connect timed out"
+                                                                : uv_strerror(status));
+    p->down_until_ms = uv_now(&w->loop) + BACKEND_DOWN_MS;
 }
 
 static void on_up_closed(uv_handle_t *h)
@@ -127,6 +160,8 @@ static void on_up_timer(uv_timer_t *t)
         up_close(up); /* expired before the backend's own idle timeout can bite */
         return;
     }
+    if (up->state == MOAT_UP_CONNECTING)
+        mark_backend(up, UV_ETIMEDOUT);
     if (up->client != NULL)
         moat_conn_on_up_timeout(up->client);
 }
@@ -143,6 +178,7 @@ static void on_up_connect(uv_connect_t *req, int status)
         if (up->rx_blocked == 0) /* the client may still be flushing an earlier response */
             status = uv_read_start((uv_stream_t *)&up->tcp, on_up_alloc, on_up_read);
     }
+    mark_backend(up, status);
     struct moat_conn *c = up->client;
     if (c != NULL)
         moat_conn_on_up_connected(c, status); /* on failure the conn releases us */
