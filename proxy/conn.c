@@ -939,10 +939,10 @@ static void feed_request(struct moat_conn *c, const char *data, size_t len)
     }
     if (c->state != MOAT_CONN_RELAY)
         return;
+    /* Bytes for an active upstream are written once per client read, by pump(): one decrypted
+     * record at a time would mean a write(2) per 16 KiB. */
     if (c->up == NULL && c->ex.tries == 0)
         start_upstream(c);
-    else
-        up_flush(c);
     if (c->state != MOAT_CONN_CLOSING && up_pending(c) > c->w->rt->high_water)
         rx_block(c, MOAT_RX_PEER_FULL);
 }
@@ -1016,7 +1016,9 @@ static void pump(struct moat_conn *c)
         moat_conn_close(c);
         return;
     }
-    cli_flush(c);
+    up_flush(c);
+    if (c->state != MOAT_CONN_CLOSING)
+        cli_flush(c);
 }
 
 /* A client speaking plain HTTP to the TLS port: a TLS record starts with 0x16, a request with
