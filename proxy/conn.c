@@ -102,20 +102,35 @@ static void on_cli_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void on_cli_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
+/* Reads stop at once for backpressure and EOF. For a request waiting behind the one being
+ * served they go on until PIPELINE_READ_AHEAD bytes wait in the TLS session: a client that
+ * simply waits for its response (nearly all do) then costs no epoll_ctl per request. */
+#define PIPELINE_READ_AHEAD (32 * 1024)
+
+static void rx_apply(struct moat_conn *c)
+{
+    if (c->state == MOAT_CONN_CLOSING)
+        return;
+    int stop = (c->rx_blocked & ~MOAT_RX_PIPELINE) != 0 ||
+               ((c->rx_blocked & MOAT_RX_PIPELINE) &&
+                moat_tls_session_buffered(c->tls) >= PIPELINE_READ_AHEAD);
+    if (stop && !c->rx_stopped)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    else if (!stop && c->rx_stopped)
+        uv_read_start((uv_stream_t *)&c->tcp, on_cli_alloc, on_cli_read);
+    c->rx_stopped = stop;
+}
+
 static void rx_block(struct moat_conn *c, unsigned why)
 {
-    if (c->rx_blocked == 0 && c->state != MOAT_CONN_CLOSING)
-        uv_read_stop((uv_stream_t *)&c->tcp);
     c->rx_blocked |= why;
+    rx_apply(c);
 }
 
 static void rx_unblock(struct moat_conn *c, unsigned why)
 {
-    unsigned before = c->rx_blocked;
     c->rx_blocked &= ~why;
-    if (before == 0 || c->rx_blocked != 0 || c->state == MOAT_CONN_CLOSING)
-        return;
-    uv_read_start((uv_stream_t *)&c->tcp, on_cli_alloc, on_cli_read);
+    rx_apply(c);
 }
 
 /* ---- writes to the client ----------------------------------------------------------------- */
@@ -129,7 +144,7 @@ static int on_tls_emit(void *ctx, const void *data, size_t len)
 static size_t cli_pending(const struct moat_conn *c)
 {
     size_t staged = c->w->stage_conn == c ? c->w->stage_len : 0;
-    return c->to_cli.bytes + c->cli_inflight + staged;
+    return c->to_cli.bytes + c->cli_wire.inflight + staged;
 }
 
 /* Encrypts the worker's staged plaintext into c's queue. 0 or -1 (the session failed). */
@@ -176,14 +191,9 @@ static void cli_send(struct moat_conn *c, const char *data, size_t len)
 
 static void maybe_shutdown(struct moat_conn *c);
 
-static void on_cli_write(uv_write_t *req, int status)
+static void on_cli_write_done(struct moat_wire *wire, int status)
 {
-    struct cli_write *wr = req->data;
-    struct moat_conn *c = wr->c;
-    for (size_t i = 0; i < wr->n; i++)
-        moat_chunk_free(wr->chunks[i]);
-    c->cli_inflight -= wr->bytes;
-    free(wr);
+    struct moat_conn *c = moat_wire_owner(wire, struct moat_conn, cli_wire);
     if (c->state == MOAT_CONN_CLOSING)
         return;
     if (status < 0) {
@@ -208,35 +218,18 @@ static void cli_flush(struct moat_conn *c)
         moat_conn_close(c);
         return;
     }
-    while (c->to_cli.head != NULL) {
-        struct cli_write *wr = malloc(sizeof(*wr));
-        if (wr == NULL) {
-            moat_conn_close(c);
-            return;
-        }
-        wr->c = c;
-        wr->req.data = wr;
-        wr->n = moat_bufq_take(&c->to_cli, wr->chunks, 16);
-        wr->bytes = 0;
-        uv_buf_t bufs[16];
-        for (size_t i = 0; i < wr->n; i++) {
-            bufs[i] = uv_buf_init(wr->chunks[i]->data, (unsigned)wr->chunks[i]->len);
-            wr->bytes += wr->chunks[i]->len;
-        }
-        c->cli_inflight += wr->bytes;
-        int err = uv_write(&wr->req, (uv_stream_t *)&c->tcp, bufs, (unsigned)wr->n, on_cli_write);
-        if (err != 0) {
-            c->cli_inflight -= wr->bytes;
-            for (size_t i = 0; i < wr->n; i++)
-                moat_chunk_free(wr->chunks[i]);
-            free(wr);
-            conn_log(c, MOAT_LOG_DEBUG, "write to client failed: %s", uv_err_name(err));
-            moat_conn_close(c);
-            return;
-        }
+    long err = moat_wire_send(&c->cli_wire, &c->to_cli);
+    if (err < 0) {
+        conn_log(c, MOAT_LOG_DEBUG, "write to client failed: %s", uv_err_name((int)err));
+        moat_conn_close(c);
+        return;
     }
-    if (c->up != NULL && cli_pending(c) > c->w->rt->high_water)
-        moat_upstream_rx_block(c->up, MOAT_RX_PEER_FULL);
+    if (c->up != NULL) {
+        if (cli_pending(c) > c->w->rt->high_water)
+            moat_upstream_rx_block(c->up, MOAT_RX_PEER_FULL);
+        else if (cli_pending(c) <= c->w->rt->low_water)
+            moat_upstream_rx_unblock(c->up, MOAT_RX_PEER_FULL);
+    }
     maybe_shutdown(c);
 }
 
@@ -266,6 +259,7 @@ void moat_conn_close(struct moat_conn *c)
     if (c->state == MOAT_CONN_CLOSING)
         return; /* idempotent: a timeout, an error and EOF may all land here */
     set_state(c, MOAT_CONN_CLOSING);
+    moat_list_remove(&c->hs_node); /* a no-op unless it waits for a handshake turn */
     moat_upstream_release(c->up, 0);
     c->up = NULL;
     if (c->w->stage_conn == c) {
@@ -290,6 +284,7 @@ static void on_cli_shutdown(uv_shutdown_t *req, int status)
      * read and discard until the client closes, for a bounded time. */
     set_deadline(c, c->w->rt->linger_ms);
     c->rx_blocked = 0;
+    c->rx_stopped = 0;
     uv_read_start((uv_stream_t *)&c->tcp, on_cli_alloc, on_cli_read);
     if (c->peer_eof)
         moat_conn_close(c);
@@ -533,7 +528,7 @@ static int up_queue(struct moat_conn *c, const char *data, size_t len)
 
 static size_t up_pending(const struct moat_conn *c)
 {
-    return c->to_up.bytes + (c->up != NULL ? c->up->inflight : 0);
+    return c->to_up.bytes + (c->up != NULL ? c->up->wire.inflight : 0);
 }
 
 static void up_flush(struct moat_conn *c)
@@ -967,6 +962,9 @@ static void on_client_eof(struct moat_conn *c, int is_orderly)
 
 static void handshake(struct moat_conn *c)
 {
+    if (!c->hs_granted && !moat_worker_hs_admit(c->w, c))
+        return; /* queued: moat_conn_hs_turn() comes back here */
+    c->hs_granted = 0;
     int r = moat_tls_session_handshake(c->tls);
     if (r == MOAT_TLS_AGAIN)
         return;
@@ -1021,6 +1019,14 @@ static void pump(struct moat_conn *c)
         cli_flush(c);
 }
 
+void moat_conn_hs_turn(struct moat_conn *c)
+{
+    if (c->state != MOAT_CONN_HANDSHAKE)
+        return;
+    c->hs_granted = 1;
+    pump(c);
+}
+
 /* A client speaking plain HTTP to the TLS port: a TLS record starts with 0x16, a request with
  * an upper-case method letter. Tell it in its own language, then close. */
 static int reject_plain_http(struct moat_conn *c, const char *data, size_t len)
@@ -1066,6 +1072,7 @@ static void on_cli_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             moat_conn_close(c);
             return;
         }
+        rx_apply(c); /* read-ahead behind a pipelined request is bounded */
     }
     pump(c);
 }
@@ -1115,10 +1122,13 @@ void moat_conn_accept(struct moat_worker *w, uv_stream_t *server)
     c->w = w;
     c->id = ++w->next_conn_id;
     moat_list_init(&c->node);
+    moat_list_init(&c->hs_node);
     moat_bufq_init(&c->to_cli);
     moat_bufq_init(&c->to_up);
     c->tcp.data = c;
     c->timer.data = c;
+    c->cli_wire.stream = (uv_stream_t *)&c->tcp;
+    c->cli_wire.on_done = on_cli_write_done;
     c->shutdown_req.data = c;
     strcpy(c->peer, "?");
     strcpy(c->peer_ip, "?");

@@ -10,6 +10,7 @@
 #include "http/http.h"
 #include "proxy/base/bufq.h"
 #include "proxy/base/list.h"
+#include "proxy/wire.h"
 
 struct moat_worker;
 struct moat_upstream;
@@ -50,6 +51,8 @@ struct moat_exchange {
 
 struct moat_conn {
     struct moat_list node;       /* in w->conns */
+    struct moat_list hs_node;    /* in w->hs_queue while a handshake step waits its turn */
+    int hs_granted;              /* the worker gave this conn a handshake step */
     struct moat_worker *w;       /* borrowed */
     uint64_t id;
     uv_tcp_t tcp;
@@ -61,11 +64,12 @@ struct moat_conn {
     struct moat_http_parser *req;    /* owned: requests from the client */
     struct moat_http_parser *resp;   /* owned: responses from upstreams (created on first use) */
     struct moat_bufq to_cli;     /* ciphertext for the client not yet handed to uv_write */
-    size_t cli_inflight;         /* ciphertext in uv_write */
+    struct moat_wire cli_wire;   /* writes to tcp; counts ciphertext in uv_write */
     struct moat_bufq to_up;      /* request bytes for the backend not yet handed to uv_write */
     char *pending;               /* owned: plaintext received after a complete request */
     size_t pending_len;
-    unsigned rx_blocked;         /* MOAT_RX_* reasons client reads are stopped */
+    unsigned rx_blocked;         /* MOAT_RX_* reasons client reads are (or may be) stopped */
+    int rx_stopped;              /* uv_read_stop() is in effect */
     int peer_eof;                /* the client will send nothing more */
     int tls_started;             /* a byte was fed to the TLS session */
     int is_plain_reject;         /* plain HTTP on the TLS port: raw 400, no TLS */
@@ -85,6 +89,9 @@ void moat_conn_drain(struct moat_conn *c);
 
 /* Closes at once (no close_notify): a timeout, an error and EOF may all land here. */
 void moat_conn_close(struct moat_conn *c);
+
+/* The worker grants a queued handshake step (worker.c). */
+void moat_conn_hs_turn(struct moat_conn *c);
 
 /* Events from the leased upstream (upstream.c). */
 void moat_conn_on_up_connected(struct moat_conn *c, int status);

@@ -22,16 +22,8 @@ struct moat_pool {
  * default, so one dead backend does not cost every request a connect attempt. */
 #define BACKEND_DOWN_MS 10000
 
-/* One uv_write: owns its chunks until the callback, whatever the status. */
-struct up_write {
-    uv_write_t req;
-    struct moat_upstream *up; /* borrowed: handle callbacks run before its close callback */
-    size_t n;
-    size_t bytes;
-    struct moat_chunk *chunks[16];
-};
-
 static void up_close(struct moat_upstream *up);
+static void on_up_write_done(struct moat_wire *wire, int status);
 
 int moat_pools_init(struct moat_worker *w)
 {
@@ -216,6 +208,8 @@ int moat_upstream_lease(struct moat_worker *w, size_t backend, int fresh_only,
     up->state = MOAT_UP_CONNECTING;
     up->client = c;
     up->tcp.data = up;
+    up->wire.stream = (uv_stream_t *)&up->tcp;
+    up->wire.on_done = on_up_write_done;
     up->timer.data = up;
     up->connect_req.data = up;
     uv_tcp_init(&w->loop, &up->tcp);
@@ -239,7 +233,7 @@ void moat_upstream_release(struct moat_upstream *up, int reuse)
     up->client = NULL;
     struct moat_worker *w = up->w;
     struct moat_pool *p = &w->pools[up->backend];
-    if (!reuse || up->state != MOAT_UP_ACTIVE || up->inflight != 0 || w->is_draining ||
+    if (!reuse || up->state != MOAT_UP_ACTIVE || up->wire.inflight != 0 || w->is_draining ||
         p->n_idle >= w->rt->pool_max_idle) {
         up_close(up);
         return;
@@ -260,14 +254,9 @@ void moat_upstream_release(struct moat_upstream *up, int reuse)
     uv_timer_start(&up->timer, on_up_timer, ms, 0);
 }
 
-static void on_up_write(uv_write_t *req, int status)
+static void on_up_write_done(struct moat_wire *wire, int status)
 {
-    struct up_write *wr = req->data;
-    struct moat_upstream *up = wr->up;
-    for (size_t i = 0; i < wr->n; i++)
-        moat_chunk_free(wr->chunks[i]);
-    up->inflight -= wr->bytes;
-    free(wr);
+    struct moat_upstream *up = moat_wire_owner(wire, struct moat_upstream, wire);
     if (status == UV_ECANCELED || up->client == NULL)
         return;
     if (status < 0) {
@@ -275,35 +264,17 @@ static void on_up_write(uv_write_t *req, int status)
         return;
     }
     up->bytes_sent = 1;
-    if (up->inflight <= up->w->rt->low_water)
+    if (up->wire.inflight <= up->w->rt->low_water)
         moat_conn_on_up_drained(up->client);
 }
 
 int moat_upstream_write(struct moat_upstream *up, struct moat_bufq *q)
 {
-    while (q->head != NULL) {
-        struct up_write *wr = malloc(sizeof(*wr));
-        if (wr == NULL)
-            return UV_ENOMEM;
-        wr->up = up;
-        wr->req.data = wr;
-        wr->n = moat_bufq_take(q, wr->chunks, 16);
-        wr->bytes = 0;
-        uv_buf_t bufs[16];
-        for (size_t i = 0; i < wr->n; i++) {
-            bufs[i] = uv_buf_init(wr->chunks[i]->data, (unsigned)wr->chunks[i]->len);
-            wr->bytes += wr->chunks[i]->len;
-        }
-        up->inflight += wr->bytes;
-        int err = uv_write(&wr->req, (uv_stream_t *)&up->tcp, bufs, (unsigned)wr->n, on_up_write);
-        if (err != 0) {
-            up->inflight -= wr->bytes;
-            for (size_t i = 0; i < wr->n; i++)
-                moat_chunk_free(wr->chunks[i]);
-            free(wr);
-            return err;
-        }
-    }
+    long r = moat_wire_send(&up->wire, q);
+    if (r < 0)
+        return (int)r;
+    if (r > 0)
+        up->bytes_sent = 1;
     return 0;
 }
 

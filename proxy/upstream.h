@@ -8,6 +8,7 @@
 
 #include "proxy/base/bufq.h"
 #include "proxy/base/list.h"
+#include "proxy/wire.h"
 
 struct moat_worker;
 struct moat_conn;
@@ -29,7 +30,7 @@ struct moat_upstream {
     enum moat_up_state state;
     int closes_pending;        /* handles not yet closed; freed at 0 */
     struct moat_conn *client;  /* borrowed while leased, NULL otherwise */
-    size_t inflight;           /* bytes given to uv_write whose callback has not run */
+    struct moat_wire wire;     /* writes to tcp; counts bytes in uv_write */
     unsigned rx_blocked;       /* MOAT_RX_* reasons reads are stopped */
     int is_reused;             /* served an earlier request: a death may be staleness */
     int bytes_sent;            /* a write of the current request completed */

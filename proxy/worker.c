@@ -69,8 +69,11 @@ static void finish_if_drained(struct moat_worker *w)
         return;
     if (!uv_is_closing((uv_handle_t *)&w->wake))
         uv_close((uv_handle_t *)&w->wake, on_handle_closed);
-    if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
-        uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
+    uv_handle_t *mine[] = {(uv_handle_t *)&w->drain_timer, (uv_handle_t *)&w->hs_prepare,
+                           (uv_handle_t *)&w->hs_check, (uv_handle_t *)&w->hs_idle};
+    for (size_t i = 0; i < sizeof(mine) / sizeof(mine[0]); i++)
+        if (!uv_is_closing(mine[i]))
+            uv_close(mine[i], on_handle_closed);
 }
 
 void moat_worker_conn_gone(struct moat_worker *w)
@@ -117,13 +120,58 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+static void on_hs_prepare(uv_prepare_t *h)
+{
+    struct moat_worker *w = h->data;
+    w->hs_budget = MOAT_HS_PER_TURN;
+}
+
+static void on_hs_idle(uv_idle_t *h)
+{
+    (void)h; /* its being active is the point: the poll returns at once */
+}
+
+static void on_hs_check(uv_check_t *h)
+{
+    struct moat_worker *w = h->data;
+    while (w->hs_budget > 0 && !moat_list_is_empty(&w->hs_queue)) {
+        struct moat_conn *c = moat_list_entry(w->hs_queue.next, struct moat_conn, hs_node);
+        moat_list_remove(&c->hs_node);
+        w->hs_budget--;
+        moat_conn_hs_turn(c);
+    }
+    if (moat_list_is_empty(&w->hs_queue))
+        uv_idle_stop(&w->hs_idle);
+}
+
+int moat_worker_hs_admit(struct moat_worker *w, struct moat_conn *c)
+{
+    if (w->hs_budget > 0 && moat_list_is_empty(&w->hs_queue)) {
+        w->hs_budget--;
+        return 1;
+    }
+    if (moat_list_is_empty(&c->hs_node))
+        moat_list_push_back(&w->hs_queue, &c->hs_node);
+    uv_idle_start(&w->hs_idle, on_hs_idle);
+    return 0;
+}
+
 int moat_worker_start(struct moat_worker *w)
 {
     w->wake.data = w;
     w->drain_timer.data = w;
+    w->hs_prepare.data = w;
+    w->hs_check.data = w;
+    moat_list_init(&w->hs_queue);
+    w->hs_budget = MOAT_HS_PER_TURN;
     if (uv_async_init(&w->loop, &w->wake, on_wake) != 0)
         return -1;
     uv_timer_init(&w->loop, &w->drain_timer);
+    uv_prepare_init(&w->loop, &w->hs_prepare);
+    uv_check_init(&w->loop, &w->hs_check);
+    uv_idle_init(&w->loop, &w->hs_idle);
+    uv_prepare_start(&w->hs_prepare, on_hs_prepare);
+    uv_check_start(&w->hs_check, on_hs_check);
     return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
 }
 

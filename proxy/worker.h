@@ -15,6 +15,7 @@
 
 struct moat_tls_ctx;
 struct moat_tls_server;
+struct moat_conn;
 
 /* One backend, resolved once at start. */
 struct moat_backend {
@@ -70,7 +71,17 @@ struct moat_worker {
     size_t stage_len;   /* bytes in stage */
     struct moat_conn *stage_conn; /* borrowed: whose bytes are in stage */
     char head_buf[32768]; /* a serialized head */
+    /* A handshake step costs 1-3 ms of CPU: at most MOAT_HS_PER_TURN run per loop turn and the
+     * rest wait their turn in FIFO order, so a burst of new clients cannot stall the requests
+     * of established ones for tens of milliseconds. */
+    struct moat_list hs_queue; /* conns (by hs_node) whose handshake step waits */
+    unsigned hs_budget;        /* steps left in this loop turn */
+    uv_prepare_t hs_prepare;   /* refills the budget before each poll */
+    uv_check_t hs_check;       /* runs waiting steps after each poll */
+    uv_idle_t hs_idle;         /* keeps the poll from blocking while steps wait */
 };
+
+#define MOAT_HS_PER_TURN 2
 
 /* Sets up the worker (loop, listeners on listen_fds, TLS server). Takes ownership of the fds.
  * Returns 0 or -1 after logging why. */
@@ -85,6 +96,10 @@ void moat_worker_stop(struct moat_worker *w);
 
 /* Joins the thread and frees everything the worker owns. */
 void moat_worker_join(struct moat_worker *w);
+
+/* 1 if c may run a handshake step now (the turn's budget allows and nobody waits before it);
+ * else c is queued and moat_conn_hs_turn(c) runs it later. */
+int moat_worker_hs_admit(struct moat_worker *w, struct moat_conn *c);
 
 /* Connections call this when they are freed. */
 void moat_worker_conn_gone(struct moat_worker *w);

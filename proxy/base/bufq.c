@@ -65,6 +65,26 @@ size_t moat_bufq_take(struct moat_bufq *q, struct moat_chunk **out, size_t max_c
     return n;
 }
 
+void moat_bufq_drop(struct moat_bufq *q, size_t n)
+{
+    while (n > 0 && q->head != NULL) {
+        struct moat_chunk *c = q->head;
+        if (n < c->len) {
+            /* Rare (the socket took part of a chunk): move the tail to the front. */
+            memmove(c->data, c->data + n, c->len - n);
+            c->len -= n;
+            q->bytes -= n;
+            return;
+        }
+        n -= c->len;
+        q->bytes -= c->len;
+        q->head = c->next;
+        free(c);
+    }
+    if (q->head == NULL)
+        q->tail = NULL;
+}
+
 void moat_bufq_clear(struct moat_bufq *q)
 {
     struct moat_chunk *c = q->head;

@@ -30,6 +30,10 @@ int moat_bufq_append(struct moat_bufq *q, const void *data, size_t len);
  * owns them now and frees each with moat_chunk_free(). q->bytes drops by their lengths. */
 size_t moat_bufq_take(struct moat_bufq *q, struct moat_chunk **out, size_t max_chunks);
 
+/* Drops n bytes (at most q->bytes) from the front: whole chunks are freed, a partly sent one
+ * keeps its unsent tail. */
+void moat_bufq_drop(struct moat_bufq *q, size_t n);
+
 /* Frees every queued chunk; the queue is empty and reusable after. */
 void moat_bufq_clear(struct moat_bufq *q);
 

@@ -93,6 +93,38 @@ struct item {
     int v;
 };
 
+/* What a partial direct write leaves: the unsent bytes, in order, whatever the chunk bounds. */
+static void test_drop_front_bytes(void **state)
+{
+    (void)state;
+    struct moat_bufq q;
+    moat_bufq_init(&q);
+    static char data[3 * MOAT_CHUNK_MIN];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (char)(i % 251);
+    for (size_t off = 0; off < sizeof(data); off += 1000) { /* big enough for several chunks */
+        size_t n = sizeof(data) - off < 1000 ? sizeof(data) - off : 1000;
+        assert_int_equal(moat_bufq_append(&q, data + off, n), 0);
+    }
+    assert_true(q.head != q.tail);
+    size_t dropped = MOAT_CHUNK_MIN + 5; /* a whole chunk and part of the next */
+    moat_bufq_drop(&q, dropped);
+    assert_int_equal(q.bytes, sizeof(data) - dropped);
+    size_t at = dropped;
+    for (struct moat_chunk *c = q.head; c != NULL; c = c->next) {
+        assert_memory_equal(c->data, data + at, c->len);
+        at += c->len;
+    }
+    assert_int_equal(at, sizeof(data));
+    moat_bufq_drop(&q, q.bytes);
+    assert_null(q.head);
+    assert_null(q.tail);
+    assert_int_equal(q.bytes, 0);
+    assert_int_equal(moat_bufq_append(&q, "x", 1), 0); /* still usable */
+    assert_ptr_equal(q.head, q.tail);
+    moat_bufq_clear(&q);
+}
+
 static void test_list(void **state)
 {
     (void)state;
@@ -119,6 +151,7 @@ int main(void)
         cmocka_unit_test(test_append_take_keeps_order_and_count),
         cmocka_unit_test(test_record_never_split),
         cmocka_unit_test(test_empty_append_and_take),
+        cmocka_unit_test(test_drop_front_bytes),
         cmocka_unit_test(test_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
