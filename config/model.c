@@ -1,1 +1,48 @@
-/* placeholder: being written */
+/* config/model.c: the configuration model's defaults, growth and release. */
+#include "config/config.h"
+#include "config/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct moat_cfg *moat_cfg_new(unsigned default_workers)
+{
+    struct moat_cfg *cfg = calloc(1, sizeof(*cfg));
+    if (cfg == NULL)
+        return NULL;
+    cfg->workers = default_workers >= 1 ? default_workers : 1;
+    if (cfg->workers > MOAT_CFG_MAX_WORKERS)
+        cfg->workers = MOAT_CFG_MAX_WORKERS;
+    cfg->log_level = MOAT_CFG_LOG_INFO;
+    cfg->access_log = 1;
+    cfg->drain_timeout_ms = 30000;
+    return cfg;
+}
+
+void *moat_cfg_grow(void *array, size_t n, size_t elem_size)
+{
+    /* Called before adding element n. Capacity is 4, then doubles whenever it is full. */
+    size_t cap;
+    if (n == 0)
+        cap = 4;
+    else if (n >= 4 && (n & (n - 1)) == 0)
+        cap = n * 2;
+    else
+        return array;
+    return realloc(array, cap * elem_size);
+}
+
+void moat_cfg_free(struct moat_cfg *cfg)
+{
+    if (cfg == NULL)
+        return;
+    free(cfg->listeners);
+    free(cfg->backends);
+    for (size_t i = 0; i < MOAT_CFG_MAX_CERTS; i++) {
+        free(cfg->certs[i].cert_file);
+        free(cfg->certs[i].key_file);
+    }
+    free(cfg->trusted_proxies);
+    free(cfg->state_dir);
+    free(cfg);
+}

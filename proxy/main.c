@@ -222,7 +222,7 @@ int main(int argc, char **argv)
         printf("%s\n", moat_cfg_version());
         return 0;
     case MOAT_CFG_BAD_ARGS:
-        fprintf(stderr, "%s\n\n%s", err, moat_cfg_usage());
+        fprintf(stderr, "moat: %s\n\n%s", err, moat_cfg_usage());
         return 2;
     case MOAT_CFG_RUN:
         break;
