@@ -13,7 +13,11 @@ run_suite() { # build-dir label cmake-args...
     shift 2
     echo "== $label: configure and build ($dir)"
     cmake -S . -B "$dir" "$@" >/dev/null
-    cmake --build "$dir" -j"$jobs" >/dev/null
+    # Quiet when it works, the whole compiler output when it does not.
+    if ! cmake --build "$dir" -j"$jobs" >"$dir/build.log" 2>&1; then
+        cat "$dir/build.log"
+        exit 1
+    fi
     echo "== $label: ctest"
     (cd "$dir" && ctest --output-on-failure --timeout 900 -j"$jobs")
 }
