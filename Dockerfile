@@ -1,0 +1,39 @@
+# moat in a container: built and run on Debian 13 (trixie), whose own packages carry the
+# mbedTLS 3.6 and llhttp 9 that moat needs. Certificates are mounted as files; the process
+# runs as the unprivileged user "moat" and listens on 8443 (no root needed for a port > 1024).
+#
+#   docker build -t moat .
+#   docker run --rm -p 8443:8443 -v "$PWD/certs:/certs:ro" moat \
+#       --listen 0.0.0.0:8443 --cert /certs/tls.crt --key /certs/tls.key --backend app:8080
+
+FROM debian:trixie-slim AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential cmake pkg-config \
+        libuv1-dev libmbedtls-dev libllhttp-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY CMakeLists.txt ./
+COPY config config
+COPY http http
+COPY tls tls
+COPY proxy proxy
+RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMOAT_TESTS=OFF \
+ && cmake --build build -j"$(nproc)" \
+ && strip build/moat
+
+FROM debian:trixie-slim
+# Only the shared libraries moat links against (names as of Debian 13).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libuv1t64 libmbedtls21 libmbedx509-7 \
+        libmbedcrypto16 libllhttp9.2 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --uid 10001 --home-dir /var/lib/moat --create-home --shell /usr/sbin/nologin moat
+COPY --from=build /src/build/moat /usr/local/bin/moat
+# Without --cert, the development certificate is kept here (mount a volume to keep it).
+ENV MOAT_STATE_DIR=/var/lib/moat
+USER moat
+EXPOSE 8443
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/moat"]
+CMD ["--listen", "0.0.0.0:8443", "--cert", "/certs/tls.crt", "--key", "/certs/tls.key", \
+     "--backend", "app:8080"]
