@@ -490,6 +490,8 @@ static void respond_error(struct moat_conn *c, int status, const char *detail)
     if (c->ex.start_ms == 0)
         c->ex.start_ms = uv_now(&c->w->loop);
     cli_send(c, buf, (size_t)n);
+    const char *body = strstr(buf, "\r\n\r\n"); /* the access log counts body bytes */
+    c->ex.body_bytes_out = body != NULL ? (uint64_t)(buf + n - body - 4) : 0;
     c->ex.status = status;
     c->ex.head_sent = 1;
     c->ex.resp_done = 1;

@@ -31,13 +31,17 @@ trap cleanup EXIT INT TERM
 
 python3 -m http.server --bind 127.0.0.1 --directory "$site" "$backend_port" >/dev/null 2>&1 &
 backend_pid=$!
+for _ in $(seq 1 100); do # up to 10 s for the app to listen, so moat's first request finds it
+    curl -s -o /dev/null "http://127.0.0.1:$backend_port/" && break
+    sleep 0.1
+done
 
 v6=(); [ -s /proc/net/if_inet6 ] && v6=(--listen "[::1]:$port") # localhost may resolve to ::1
 MOAT_STATE_DIR=$state build/moat --listen "127.0.0.1:$port" "${v6[@]}" \
     --backend "127.0.0.1:$backend_port" &
 moat_pid=$!
 
-for _ in $(seq 1 100); do # up to 10 s for both to listen
+for _ in $(seq 1 100); do # up to 10 s for moat to listen
     if [ -f "$state/ca.pem" ] &&
         curl -s -o /dev/null --cacert "$state/ca.pem" "https://localhost:$port/"; then
         break

@@ -49,6 +49,8 @@ class TestUpstream(MoatTestCase):
         rc, out, err = curl("-o", "/dev/null", "-w", "%{http_code}", m.url("/y"))
         self.assertEqual(out, b"502")
         self.stop_clean(m)
+        body_len = len(b"502 Bad Gateway: no backend answered\n")
+        self.assertIn('"GET /y HTTP/1.1" 502 %d ' % body_len, m.stdout())
 
     def test_backend_closing_idle_pooled_connections_never_gives_502(self):
         # The backend drops kept-alive connections after 0.3 s of idleness; moat must notice
