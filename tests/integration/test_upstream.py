@@ -1,9 +1,36 @@
 """Backends: round-robin, refusals and retries, 502, pooled connections the backend closed."""
 import json
+import socket
+import socketserver
+import threading
 import time
 import unittest
 
 from harness import MoatTestCase, curl, free_port, read_response, tls_connect
+
+
+class OneRequestPerConnection(socketserver.BaseRequestHandler):
+    """Answers the first request of a connection with keep-alive, then closes the connection
+    when the second arrives, without answering: what a backend's idle timeout racing with a
+    reused pooled connection looks like from moat."""
+
+    def handle(self):
+        f = self.request.makefile("rb")
+        for n in range(2):
+            length = 0
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+                if line == b"\r\n":
+                    break
+            f.read(length)
+            if n == 1:
+                self.server.dropped += 1
+                return
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 
 def get_json(m, path):
@@ -66,6 +93,34 @@ class TestUpstream(MoatTestCase):
             time.sleep(0.5 if i % 2 else 0.31)
         s.close()
         self.assertNotIn(" 502 ", m.stdout())
+        self.stop_clean(m)
+
+    def dropping_backend(self):
+        class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+        srv = Server(("127.0.0.1", 0), OneRequestPerConnection)
+        srv.dropped = 0
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        return srv
+
+    def test_reused_connection_dying_before_response_is_retried_when_safe(self):
+        srv = self.dropping_backend()
+        m = self.moat("--backend", "127.0.0.1:%d" % srv.server_address[1], "--workers", "1")
+        for method, data, expect in (("GET", [], b"200"), ("POST", ["--data", "x=1"], b"502")):
+            with self.subTest(method=method):
+                # The first request leaves a pooled connection behind; the second reuses it and
+                # the backend drops it unanswered. A GET is resent on a fresh connection; a POST
+                # that already left moat is not (it may have had an effect): 502.
+                rc, out, err = curl("-o", "/dev/null", "-w", "%{http_code}", m.url("/one"))
+                self.assertEqual(out, b"200", err)
+                rc, out, err = curl("-o", "/dev/null", "-w", "%{http_code}", *data,
+                                    m.url("/two"))
+                self.assertEqual(out, expect, err)
+        # Dropped: GET /two, then the POST round's GET /one (resent), then POST /two.
+        self.assertEqual(srv.dropped, 3)
         self.stop_clean(m)
 
     def test_pool_reuses_backend_connections(self):
