@@ -102,18 +102,18 @@ static void on_cli_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void on_cli_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-/* Reads stop at once for backpressure and EOF. For a request waiting behind the one being
- * served they go on until PIPELINE_READ_AHEAD bytes wait in the TLS session: a client that
- * simply waits for its response (nearly all do) then costs no epoll_ctl per request. */
-#define PIPELINE_READ_AHEAD (32 * 1024)
+/* Reads stop at once for backpressure and EOF. Otherwise they stop only when READ_AHEAD bytes
+ * of ciphertext wait unprocessed in the TLS session (a request waiting behind the one being
+ * served, a handshake waiting its turn): a client that simply waits for its response (nearly
+ * all do) then costs no epoll_ctl per request, and no client can make moat buffer more. */
+#define READ_AHEAD (32 * 1024)
 
 static void rx_apply(struct moat_conn *c)
 {
-    if (c->state == MOAT_CONN_CLOSING)
+    if (c->state == MOAT_CONN_CLOSING || c->state == MOAT_CONN_SHUTDOWN)
         return;
     int stop = (c->rx_blocked & ~MOAT_RX_PIPELINE) != 0 ||
-               ((c->rx_blocked & MOAT_RX_PIPELINE) &&
-                moat_tls_session_buffered(c->tls) >= PIPELINE_READ_AHEAD);
+               moat_tls_session_buffered(c->tls) >= READ_AHEAD;
     if (stop && !c->rx_stopped)
         uv_read_stop((uv_stream_t *)&c->tcp);
     else if (!stop && c->rx_stopped)
@@ -533,13 +533,22 @@ static size_t up_pending(const struct moat_conn *c)
     return c->to_up.bytes + (c->up != NULL ? c->up->wire.inflight : 0);
 }
 
-static void up_flush(struct moat_conn *c)
+/* Hands queued request bytes to the backend connection. Returns 1 when that lifted the
+ * backpressure on the client (the socket took the bytes at once, so no write callback will
+ * come to lift it): the caller must pump the client again. */
+static int up_flush(struct moat_conn *c)
 {
     if (c->up == NULL || c->up->state != MOAT_UP_ACTIVE || c->to_up.head == NULL)
-        return;
+        return 0;
     int err = moat_upstream_write(c->up, &c->to_up);
-    if (err != 0)
+    if (err != 0) {
         moat_conn_on_up_read(c, NULL, err);
+        return 0;
+    }
+    if (!(c->rx_blocked & MOAT_RX_PEER_FULL) || up_pending(c) > c->w->rt->low_water)
+        return 0;
+    rx_unblock(c, MOAT_RX_PEER_FULL);
+    return 1;
 }
 
 static int lease_upstream(struct moat_conn *c, size_t backend, int fresh_only);
@@ -551,7 +560,8 @@ static void up_ready(struct moat_conn *c)
     moat_http_parser_set_request_method(c->resp, c->ex.method);
     if (c->ex.req_done)
         moat_upstream_set_deadline(c->up, c->w->rt->backend_gap_ms);
-    up_flush(c);
+    if (up_flush(c))
+        pump(c);
 }
 
 static int lease_upstream(struct moat_conn *c, size_t backend, int fresh_only)
@@ -984,12 +994,11 @@ static void handshake(struct moat_conn *c)
     set_deadline(c, c->w->rt->head_timeout_ms);
 }
 
-/* Moves the client's bytes forward as far as the state and backpressure allow. */
-static void pump(struct moat_conn *c)
+/* Decrypts and parses the client's bytes as far as the state and backpressure allow. Returns
+ * -1 if the connection was closed. */
+static int read_requests(struct moat_conn *c)
 {
     struct moat_worker *w = c->w;
-    if (c->state == MOAT_CONN_HANDSHAKE)
-        handshake(c);
     while (c->state == MOAT_CONN_HEAD || c->state == MOAT_CONN_RELAY) {
         if (c->rx_blocked & (MOAT_RX_PIPELINE | MOAT_RX_PEER_FULL))
             break;
@@ -1014,9 +1023,21 @@ static void pump(struct moat_conn *c)
         int code = moat_tls_session_last_error(c->tls, &text);
         conn_log(c, MOAT_LOG_INFO, "tls read failed: -0x%04x (%s)", (unsigned)-code, text);
         moat_conn_close(c);
-        return;
+        return -1;
     }
-    up_flush(c);
+    return 0;
+}
+
+/* Moves the client's bytes forward as far as the state and backpressure allow. */
+static void pump(struct moat_conn *c)
+{
+    if (c->state == MOAT_CONN_HANDSHAKE)
+        handshake(c);
+    do {
+        if (read_requests(c) != 0)
+            return;
+    } while (up_flush(c)); /* the backend took everything at once: read on */
+    rx_apply(c);           /* reads resume once the session's backlog is consumed */
     if (c->state != MOAT_CONN_CLOSING)
         cli_flush(c);
 }
@@ -1074,7 +1095,7 @@ static void on_cli_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             moat_conn_close(c);
             return;
         }
-        rx_apply(c); /* read-ahead behind a pipelined request is bounded */
+        rx_apply(c); /* what waits unprocessed is bounded */
     }
     pump(c);
 }

@@ -3,6 +3,7 @@ interim responses, malformed requests, header rewriting."""
 import json
 import os
 import tempfile
+import threading
 import unittest
 
 from harness import (IO_TIMEOUT, MoatTestCase, curl, pattern, read_response, sha256,
@@ -180,6 +181,36 @@ class TestHttp(MoatTestCase):
         for name in ("x-secret", "keep-alive", "proxy-connection", "upgrade"):
             self.assertNotIn(name, h)
         self.assertEqual(h["x-kept"], ["yes"])
+
+
+class TestConcurrentUploads(MoatTestCase):
+    def test_many_clients_upload_right_after_their_handshakes(self):
+        # New clients whose handshakes wait their turn keep sending: moat must hold back
+        # (stop reading), not fail them as flooding.
+        be = self.backend()
+        m = self.moat("--backend", be.addr, "--workers", "1")
+        body = pattern(1 << 20)
+        results = []
+
+        def upload(n):
+            try:
+                s = tls_connect(m.port)
+                s.sendall(b"POST /c/%d HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n"
+                          % (n, len(body)) + body)
+                st, _, data = read_response(s.makefile("rb"))
+                s.close()
+                results.append((st, json.loads(data)["sha256"]))
+            except Exception as e:  # counted below
+                results.append((repr(e), None))
+
+        threads = [threading.Thread(target=upload, args=(n,)) for n in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(results, [(200, sha256(body))] * 24)
+        self.assertNotIn("faster than it is served", m.stderr())
+        self.stop_clean(m)
 
 
 class TestTrustedProxy(MoatTestCase):
