@@ -67,7 +67,10 @@ struct moat_worker {
     /* Scratch space, valid only inside one callback (the loop is single-threaded). */
     char slab[65536];   /* every uv_read lands here; callers copy what they keep */
     char plain[16384];  /* decrypted client bytes */
-    char stage[16384];  /* plaintext for the client, coalesced into full TLS records */
+    /* Plaintext for the client, coalesced into full TLS records: 16383 bytes, the most one
+     * mbedTLS TLS 1.3 record carries (its content-type byte takes the 16384th), so a full stage
+     * is one record, not a full one and a 1-byte one. */
+    char stage[16383];
     size_t stage_len;   /* bytes in stage */
     struct moat_conn *stage_conn; /* borrowed: whose bytes are in stage */
     char head_buf[32768]; /* a serialized head */
