@@ -202,6 +202,84 @@ static int resolve_backends(const struct moat_cfg *cfg, struct moat_runtime *rt)
     return 0;
 }
 
+/* Opens the listeners, starts the workers and runs the control loop (signals) until a drain
+ * has finished. 0, or 1 after saying why. */
+static int serve(const struct moat_runtime *rt)
+{
+    const struct moat_cfg *cfg = rt->cfg;
+    size_t n_workers = cfg->workers;
+    struct control ctl = {.n_workers = n_workers};
+    ctl.workers = calloc(n_workers, sizeof(*ctl.workers));
+    int **fds = calloc(n_workers, sizeof(*fds));
+    int ok = ctl.workers != NULL && fds != NULL;
+    for (size_t w = 0; ok && w < n_workers; w++) {
+        fds[w] = calloc(cfg->n_listeners, sizeof(int));
+        ok = fds[w] != NULL;
+    }
+    char listen_names[2048];
+    if (!ok || open_listeners(cfg, n_workers, fds, listen_names, sizeof(listen_names)) != 0) {
+        for (size_t w = 0; fds != NULL && w < n_workers; w++)
+            free(fds[w]);
+        free(fds);
+        free(ctl.workers);
+        return 1;
+    }
+    for (size_t w = 0; w < n_workers; w++) {
+        if (moat_worker_init(&ctl.workers[w], (unsigned)w + 1, rt, fds[w], cfg->n_listeners) !=
+            0)
+            return 1;
+    }
+    free(fds); /* each worker owns its row now */
+
+    char backend_names[2048] = "";
+    for (size_t i = 0; i < rt->n_backends; i++) {
+        size_t used = strlen(backend_names);
+        snprintf(backend_names + used, sizeof(backend_names) - used, "%s%s", i ? "," : "",
+                 rt->backends[i].name);
+    }
+    moat_log(MOAT_LOG_INFO, "main %s started listen=%s backends=%s workers=%zu tls=\"%s\"",
+             moat_cfg_version(), listen_names, backend_names, n_workers,
+             moat_tls_ctx_describe(rt->tls));
+
+    uv_loop_t *loop = uv_default_loop();
+    uv_signal_init(loop, &ctl.sigterm);
+    uv_signal_init(loop, &ctl.sigint);
+    uv_signal_init(loop, &ctl.sighup);
+    ctl.sigterm.data = ctl.sigint.data = ctl.sighup.data = &ctl;
+    uv_signal_start(&ctl.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&ctl.sigint, on_signal, SIGINT);
+    uv_signal_start(&ctl.sighup, on_signal, SIGHUP);
+
+    for (size_t w = 0; w < n_workers; w++) {
+        if (moat_worker_start(&ctl.workers[w]) != 0) {
+            moat_log(MOAT_LOG_ERROR, "main cannot start worker %zu", w + 1);
+            return 1;
+        }
+    }
+    uv_run(loop, UV_RUN_DEFAULT); /* returns once a signal closed the watchers */
+    for (size_t w = 0; w < n_workers; w++)
+        moat_worker_join(&ctl.workers[w]);
+    uv_loop_close(loop);
+    moat_log(MOAT_LOG_INFO, "main stopped%s", "");
+
+    free(ctl.workers);
+    return 0;
+}
+
+/* Loads certificates, resolves backends, then serves until a signal. 0, or 1 after saying why.
+ * Start-up failures free what they made, so sanitizer builds stay leak-free on every path. */
+static int run(const struct moat_cfg *cfg)
+{
+    struct moat_runtime rt = runtime_defaults;
+    rt.cfg = cfg;
+    int rc = 1;
+    if (load_tls(cfg, &rt.tls) == 0 && resolve_backends(cfg, &rt) == 0)
+        rc = serve(&rt);
+    free(rt.backends);
+    moat_tls_ctx_unref(rt.tls);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     /* libuv writes without MSG_NOSIGNAL: a reset peer would otherwise kill the process. */
@@ -228,72 +306,13 @@ int main(int argc, char **argv)
         break;
     }
     moat_log_level = cfg->log_level;
-
+    int rc = 1;
     if (moat_tls_global_init(err, sizeof(err)) != 0) {
         fprintf(stderr, "moat: error: %s\n", err);
-        return 1;
+    } else {
+        rc = run(cfg);
+        moat_tls_global_free();
     }
-    struct moat_runtime rt = runtime_defaults;
-    rt.cfg = cfg;
-    if (load_tls(cfg, &rt.tls) != 0 || resolve_backends(cfg, &rt) != 0)
-        return 1;
-
-    size_t n_workers = cfg->workers;
-    struct control ctl = {.n_workers = n_workers};
-    ctl.workers = calloc(n_workers, sizeof(*ctl.workers));
-    int **fds = calloc(n_workers, sizeof(*fds));
-    if (ctl.workers == NULL || fds == NULL)
-        return 1;
-    for (size_t w = 0; w < n_workers; w++) {
-        fds[w] = calloc(cfg->n_listeners, sizeof(int));
-        if (fds[w] == NULL)
-            return 1;
-    }
-    char listen_names[2048];
-    if (open_listeners(cfg, n_workers, fds, listen_names, sizeof(listen_names)) != 0)
-        return 1;
-    for (size_t w = 0; w < n_workers; w++) {
-        if (moat_worker_init(&ctl.workers[w], (unsigned)w + 1, &rt, fds[w], cfg->n_listeners) !=
-            0)
-            return 1;
-    }
-    free(fds); /* each worker owns its row now */
-
-    char backend_names[2048] = "";
-    for (size_t i = 0; i < rt.n_backends; i++) {
-        size_t used = strlen(backend_names);
-        snprintf(backend_names + used, sizeof(backend_names) - used, "%s%s", i ? "," : "",
-                 rt.backends[i].name);
-    }
-    moat_log(MOAT_LOG_INFO, "main %s started listen=%s backends=%s workers=%zu tls=\"%s\"",
-             moat_cfg_version(), listen_names, backend_names, n_workers,
-             moat_tls_ctx_describe(rt.tls));
-
-    uv_loop_t *loop = uv_default_loop();
-    uv_signal_init(loop, &ctl.sigterm);
-    uv_signal_init(loop, &ctl.sigint);
-    uv_signal_init(loop, &ctl.sighup);
-    ctl.sigterm.data = ctl.sigint.data = ctl.sighup.data = &ctl;
-    uv_signal_start(&ctl.sigterm, on_signal, SIGTERM);
-    uv_signal_start(&ctl.sigint, on_signal, SIGINT);
-    uv_signal_start(&ctl.sighup, on_signal, SIGHUP);
-
-    for (size_t w = 0; w < n_workers; w++) {
-        if (moat_worker_start(&ctl.workers[w]) != 0) {
-            moat_log(MOAT_LOG_ERROR, "main cannot start worker %zu", w + 1);
-            return 1;
-        }
-    }
-    uv_run(loop, UV_RUN_DEFAULT); /* returns once a signal closed the watchers */
-    for (size_t w = 0; w < n_workers; w++)
-        moat_worker_join(&ctl.workers[w]);
-    uv_loop_close(loop);
-    moat_log(MOAT_LOG_INFO, "main stopped%s", "");
-
-    free(ctl.workers);
-    free(rt.backends);
-    moat_tls_ctx_unref(rt.tls);
     moat_cfg_free(cfg);
-    moat_tls_global_free();
-    return 0;
+    return rc;
 }
