@@ -103,6 +103,17 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def read_exactly(self, left, h):
+        """Reads left bytes into the hash h; returns how many."""
+        n = left
+        while left:
+            d = self.rfile.read(min(left, 1 << 20))
+            if not d:
+                raise ConnectionError("body cut short")
+            h.update(d)
+            left -= len(d)
+        return n
+
     def read_body(self):
         h = hashlib.sha256()
         n = 0
@@ -113,24 +124,10 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
                     while self.rfile.readline() not in (b"\r\n", b""):
                         pass
                     break
-                left = size
-                while left:
-                    d = self.rfile.read(min(left, 1 << 20))
-                    if not d:
-                        raise ConnectionError("body cut short")
-                    h.update(d)
-                    n += len(d)
-                    left -= len(d)
+                n += self.read_exactly(size, h)
                 self.rfile.readline()
         else:
-            left = int(self.headers.get("Content-Length", 0))
-            while left:
-                d = self.rfile.read(min(left, 1 << 20))
-                if not d:
-                    raise ConnectionError("body cut short")
-                h.update(d)
-                n += len(d)
-                left -= len(d)
+            n = self.read_exactly(int(self.headers.get("Content-Length", 0)), h)
         return n, h.hexdigest()
 
     def reply(self, status, body=b"", headers=(), length=True):
@@ -326,6 +323,16 @@ def tls_connect(port, host="127.0.0.1", ctx=None, server_hostname="localhost"):
     ctx = ctx or Certs.client_context()
     raw = socket.create_connection((host, port), timeout=IO_TIMEOUT)
     return ctx.wrap_socket(raw, server_hostname=server_hostname)
+
+
+def recv_all(sock):
+    """Everything the peer sends until it closes."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
 
 
 def read_response(sock_file, method="GET"):

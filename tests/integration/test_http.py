@@ -6,8 +6,8 @@ import tempfile
 import threading
 import unittest
 
-from harness import (IO_TIMEOUT, MoatTestCase, curl, pattern, read_response, sha256,
-                     tls_connect)
+from harness import (IO_TIMEOUT, MoatTestCase, curl, pattern, read_response, recv_all,
+                     sha256, tls_connect)
 
 SIZES = (0, 1, 65537, 1 << 20, 100 << 20)
 
@@ -117,12 +117,7 @@ class TestHttp(MoatTestCase):
     def test_http10_closes_unless_keep_alive_asked(self):
         s = tls_connect(self.m.port)
         s.sendall(b"GET /old HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_all(s)
         s.close()
         self.assertTrue(data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.0 200"))
         s = tls_connect(self.m.port)

@@ -5,7 +5,7 @@ import ssl
 import subprocess
 import unittest
 
-from harness import IO_TIMEOUT, Certs, MoatTestCase, curl, have_ipv6, tls_connect
+from harness import IO_TIMEOUT, Certs, MoatTestCase, curl, have_ipv6, recv_all, tls_connect
 
 
 def s_client(port, *args, data=b"", timeout=30):
@@ -66,12 +66,7 @@ class TestTls(MoatTestCase):
     def test_plain_http_on_tls_port_gets_400(self):
         with socket.create_connection(("127.0.0.1", self.m.port), timeout=IO_TIMEOUT) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+            data = recv_all(s)
         self.assertTrue(data.startswith(b"HTTP/1.1 400 "), data)
         self.assertIn(b"HTTPS", data)
         self.assertEqual(self.be.seen, [])
@@ -81,12 +76,7 @@ class TestTls(MoatTestCase):
         raw = socket.create_connection(("127.0.0.1", self.m.port), timeout=IO_TIMEOUT)
         s = ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
         s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:  # a missing close_notify raises SSLEOFError here
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_all(s)  # a missing close_notify raises SSLEOFError here
         s.close()
         self.assertTrue(data.startswith(b"HTTP/1.1 200 "))
 
