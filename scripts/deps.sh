@@ -15,8 +15,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 
-# Packages from the running release: build, tests, demo.
-base_pkgs=(build-essential cmake pkg-config libuv1-dev libcmocka-dev clang
+# Packages from the running release: build, tests, demo. clang + libclang-rt-dev: libFuzzer
+# and the sanitizer runtimes for the fuzzing harnesses.
+base_pkgs=(build-essential cmake pkg-config libuv1-dev libcmocka-dev clang libclang-rt-dev
            curl openssl python3 ca-certificates)
 bench_pkgs=(nginx-light haproxy wrk)
 newer_pkgs=(libmbedtls-dev libllhttp-dev)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh: installs what is missing, builds moat, and runs the whole suite twice: in a
 # normal build (unit + integration) and in an AddressSanitizer + UndefinedBehaviorSanitizer
-# build (the same tests). Exits non-zero if anything fails. CI runs exactly this.
+# build (the same tests), then runs each libFuzzer harness briefly (clang build). Exits non-zero if
+# anything fails. CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,4 +29,8 @@ export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export MOAT_SANITIZED=1
 run_suite build-asan "ASan+UBSan build" -DCMAKE_BUILD_TYPE=Debug -DMOAT_SANITIZE=ON
+unset MOAT_SANITIZED
+# Each harness runs ${MOAT_FUZZ_SECONDS:-15} s on a scratch corpus seeded from tests/fuzz/corpus.
+CC=clang run_suite build-fuzz "libFuzzer harnesses" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOAT_FUZZ=ON \
+    -DMOAT_FUZZ_SECONDS="${MOAT_FUZZ_SECONDS:-15}"
 echo "== all suites passed"
