@@ -42,7 +42,36 @@ struct moat_cfg {
     int log_level;             /* MOAT_CFG_LOG_* */
     int access_log;            /* 1: one line per request on stdout (default), 0: off */
     uint64_t drain_timeout_ms; /* SIGTERM: in-flight requests get this long (default 30000) */
+
+    /* Timeouts, in milliseconds, each > 0 (defaults: MOAT_CFG_DEFAULT_*). */
+    uint64_t handshake_timeout_ms; /* the TLS handshake must finish within */
+    uint64_t head_timeout_ms;      /* a request head must arrive whole within, from its first
+                                    * byte (the first request: from the handshake's end) */
+    uint64_t idle_timeout_ms;      /* keep-alive: wait for the next request's first byte */
+    uint64_t body_timeout_ms;      /* longest silence inside a request body */
+    uint64_t connect_timeout_ms;   /* backend TCP connect */
+    uint64_t backend_timeout_ms;   /* longest backend silence while a response is due */
+    uint64_t pool_idle_timeout_ms; /* longest life of an idle pooled backend connection */
+
+    /* Limits (defaults: MOAT_CFG_DEFAULT_*). */
+    size_t max_head_bytes;   /* request line and header fields: 431 beyond */
+    size_t max_headers;      /* header fields: 431 beyond */
+    size_t max_target_bytes; /* request-target: 414 beyond */
+    uint64_t max_body_bytes; /* request body: 413 beyond; 0: unlimited */
+    size_t max_connections;  /* client connections per worker; beyond it accepting pauses */
 };
+
+#define MOAT_CFG_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define MOAT_CFG_DEFAULT_HEAD_TIMEOUT_MS 10000
+#define MOAT_CFG_DEFAULT_IDLE_TIMEOUT_MS 60000
+#define MOAT_CFG_DEFAULT_BODY_TIMEOUT_MS 60000
+#define MOAT_CFG_DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define MOAT_CFG_DEFAULT_BACKEND_TIMEOUT_MS 60000
+#define MOAT_CFG_DEFAULT_POOL_IDLE_TIMEOUT_MS 15000
+#define MOAT_CFG_DEFAULT_MAX_HEAD_BYTES 16384
+#define MOAT_CFG_DEFAULT_MAX_HEADERS 100
+#define MOAT_CFG_DEFAULT_MAX_TARGET_BYTES 8192
+#define MOAT_CFG_DEFAULT_MAX_CONNECTIONS 10000
 
 enum moat_cfg_log_level {
     MOAT_CFG_LOG_ERROR = 0,
@@ -59,11 +88,20 @@ enum moat_cfg_result {
     MOAT_CFG_BAD_ARGS = -1 /* err says why; print it and the usage, exit 2 */
 };
 
+/* Parses a duration: "500ms", "30s", "5m", "1h", or a plain number of seconds ("2.5").
+ * 0 < result <= 24 h. Returns 0 or -1. */
+int moat_cfg_duration_parse(const char *text, uint64_t *ms);
+
+/* Parses a size: "16k", "1m", "2g" (powers of 1024) or a plain number of bytes. Returns 0 or -1
+ * (not a size, or above 2^50). */
+int moat_cfg_size_parse(const char *text, uint64_t *bytes);
+
 /* Parses argv (flags below) into a new configuration. default_workers is used when --workers is
  * absent (the caller passes the CPU count). Flags: --listen HOST:PORT (repeatable; default
  * 0.0.0.0:8443), --cert FILE / --key FILE (pairs, up to 2), --backend HOST:PORT (repeatable, at
  * least one), --workers N (1..256), --trusted-proxy CIDR (repeatable), --state-dir DIR,
  * --log-level error|warn|info|debug, --no-access-log, --drain-timeout SECONDS, --version, --help.
+ * Timeouts and limits keep their defaults here (their flags come with issue #3).
  * "--flag=value" is accepted too. On MOAT_CFG_RUN *out is owned by the caller (moat_cfg_free).
  * Does not touch files: certificates are read by tls/. */
 enum moat_cfg_result moat_cfg_from_argv(int argc, char **argv, unsigned default_workers,

@@ -16,6 +16,18 @@ struct moat_cfg *moat_cfg_new(unsigned default_workers)
     cfg->log_level = MOAT_CFG_LOG_INFO;
     cfg->access_log = 1;
     cfg->drain_timeout_ms = 30000;
+    cfg->handshake_timeout_ms = MOAT_CFG_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    cfg->head_timeout_ms = MOAT_CFG_DEFAULT_HEAD_TIMEOUT_MS;
+    cfg->idle_timeout_ms = MOAT_CFG_DEFAULT_IDLE_TIMEOUT_MS;
+    cfg->body_timeout_ms = MOAT_CFG_DEFAULT_BODY_TIMEOUT_MS;
+    cfg->connect_timeout_ms = MOAT_CFG_DEFAULT_CONNECT_TIMEOUT_MS;
+    cfg->backend_timeout_ms = MOAT_CFG_DEFAULT_BACKEND_TIMEOUT_MS;
+    cfg->pool_idle_timeout_ms = MOAT_CFG_DEFAULT_POOL_IDLE_TIMEOUT_MS;
+    cfg->max_head_bytes = MOAT_CFG_DEFAULT_MAX_HEAD_BYTES;
+    cfg->max_headers = MOAT_CFG_DEFAULT_MAX_HEADERS;
+    cfg->max_target_bytes = MOAT_CFG_DEFAULT_MAX_TARGET_BYTES;
+    cfg->max_body_bytes = 0;
+    cfg->max_connections = MOAT_CFG_DEFAULT_MAX_CONNECTIONS;
     return cfg;
 }
 

@@ -844,6 +844,13 @@ static int on_req_head(void *ctx, const struct moat_http_head *h)
     c->ex.is_keep_alive = h->is_keep_alive && !w->is_draining;
     c->ex.replay_ok = 1;
     remember_for_log(c, h);
+    uint64_t max = w->rt->max_body_bytes;
+    if (max != 0 && h->framing == MOAT_HTTP_BODY_LENGTH && h->content_length > max) {
+        conn_log(c, MOAT_LOG_INFO, "request body of %llu bytes over --max-body-size (%llu)",
+                 (unsigned long long)h->content_length, (unsigned long long)max);
+        moat_http_parser_fail(c->req, 413, "request body too large");
+        return -1; /* refused before a byte of it is forwarded */
+    }
     struct moat_http_fwd fwd = {.client_addr = c->peer_ip, .peer_is_trusted = c->is_trusted};
     long n = moat_http_request_head_write(h, &fwd, w->head_buf, sizeof(w->head_buf));
     if (n < 0) {
@@ -863,6 +870,16 @@ static int on_req_body(void *ctx, const char *data, size_t len)
     struct moat_conn *c = ctx;
     if (len == 0)
         return 0;
+    c->ex.body_bytes_in += len;
+    uint64_t max = c->w->rt->max_body_bytes;
+    if (max != 0 && c->ex.body_bytes_in > max) {
+        /* A chunked body grew past the limit: what reached the backend is cut off with its
+         * connection (respond_error never pools it). */
+        conn_log(c, MOAT_LOG_INFO, "request body over --max-body-size (%llu bytes)",
+                 (unsigned long long)max);
+        moat_http_parser_fail(c->req, 413, "request body too large");
+        return -1;
+    }
     int rc;
     if (c->ex.req_chunked) {
         char ch[24];

@@ -46,6 +46,7 @@ struct moat_exchange {
     int replay_ok;            /* replay holds the whole request sent so far */
     uint64_t start_ms;        /* loop time of the first byte */
     uint64_t body_bytes_out;  /* response body bytes relayed to the client */
+    uint64_t body_bytes_in;   /* request body bytes received from the client */
     char *log_req;            /* owned: "METHOD target HTTP/1.x" "referer" "user-agent" */
 };
 

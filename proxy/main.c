@@ -18,20 +18,32 @@
 #include "proxy/worker.h"
 #include "tls/tls.h"
 
-/* Defaults of what the command line does not set yet (issue #3 makes them configurable). */
+/* What the configuration does not set: moat's own buffer and pool sizes. */
 static const struct moat_runtime runtime_defaults = {
-    .handshake_timeout_ms = 10000,
-    .head_timeout_ms = 10000,
-    .idle_timeout_ms = 60000,
-    .body_gap_ms = 60000,
-    .connect_timeout_ms = 5000,
-    .backend_gap_ms = 60000,
-    .pool_idle_ms = 15000,
     .linger_ms = 2000,
     .high_water = 256 * 1024,
     .low_water = 64 * 1024,
     .pool_max_idle = 64,
 };
+
+/* The configuration's timeouts and limits, in the form the workers read them. */
+static void runtime_from_cfg(const struct moat_cfg *cfg, struct moat_runtime *rt)
+{
+    *rt = runtime_defaults;
+    rt->cfg = cfg;
+    rt->handshake_timeout_ms = cfg->handshake_timeout_ms;
+    rt->head_timeout_ms = cfg->head_timeout_ms;
+    rt->idle_timeout_ms = cfg->idle_timeout_ms;
+    rt->body_gap_ms = cfg->body_timeout_ms;
+    rt->connect_timeout_ms = cfg->connect_timeout_ms;
+    rt->backend_gap_ms = cfg->backend_timeout_ms;
+    rt->pool_idle_ms = cfg->pool_idle_timeout_ms;
+    rt->http_limits.max_head_bytes = cfg->max_head_bytes;
+    rt->http_limits.max_fields = cfg->max_headers;
+    rt->http_limits.max_target_bytes = cfg->max_target_bytes;
+    rt->max_body_bytes = cfg->max_body_bytes;
+    rt->max_connections = cfg->max_connections;
+}
 
 struct control {
     struct moat_worker *workers; /* owned array */
@@ -270,8 +282,8 @@ static int serve(const struct moat_runtime *rt)
  * Start-up failures free what they made, so sanitizer builds stay leak-free on every path. */
 static int run(const struct moat_cfg *cfg)
 {
-    struct moat_runtime rt = runtime_defaults;
-    rt.cfg = cfg;
+    struct moat_runtime rt;
+    runtime_from_cfg(cfg, &rt);
     int rc = 1;
     if (load_tls(cfg, &rt.tls) == 0 && resolve_backends(cfg, &rt) == 0)
         rc = serve(&rt);

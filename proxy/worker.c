@@ -17,7 +17,35 @@ static void on_connection(uv_stream_t *server, int status)
         moat_log(MOAT_LOG_WARN, "w%u accept: %s", w->id, uv_strerror(status));
         return;
     }
+    if (w->n_conns >= w->rt->max_connections) {
+        /* Not accepting makes libuv stop polling this listener: new clients wait in the kernel's
+         * backlog instead of being refused, until a connection ends (moat_worker_conn_gone). */
+        if (w->n_paused == 0)
+            moat_log(MOAT_LOG_WARN, "w%u accepting paused: %zu connections (--max-connections)",
+                     w->id, w->n_conns);
+        for (size_t i = 0; i < w->n_listeners; i++)
+            if ((uv_stream_t *)&w->listeners[i] == server && !w->paused[i]) {
+                w->paused[i] = 1;
+                w->n_paused++;
+            }
+        return;
+    }
     moat_conn_accept(w, server);
+}
+
+/* A connection ended: paused listeners take the client waiting in their backlog. */
+static void resume_accepting(struct moat_worker *w)
+{
+    if (w->n_paused == 0 || w->is_draining || w->n_conns >= w->rt->max_connections)
+        return;
+    moat_log(MOAT_LOG_INFO, "w%u accepting resumed", w->id);
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (!w->paused[i])
+            continue;
+        w->paused[i] = 0;
+        w->n_paused--;
+        moat_conn_accept(w, (uv_stream_t *)&w->listeners[i]); /* restarts polling too */
+    }
 }
 
 int moat_worker_init(struct moat_worker *w, unsigned id, const struct moat_runtime *rt,
@@ -40,7 +68,8 @@ int moat_worker_init(struct moat_worker *w, unsigned id, const struct moat_runti
     if (moat_pools_init(w) != 0)
         return -1;
     w->listeners = calloc(n_listeners, sizeof(*w->listeners));
-    if (w->listeners == NULL)
+    w->paused = calloc(n_listeners, sizeof(*w->paused));
+    if (w->listeners == NULL || w->paused == NULL)
         return -1;
     for (size_t i = 0; i < n_listeners; i++) {
         uv_tcp_t *l = &w->listeners[i];
@@ -79,6 +108,7 @@ static void finish_if_drained(struct moat_worker *w)
 void moat_worker_conn_gone(struct moat_worker *w)
 {
     w->n_conns--;
+    resume_accepting(w);
     finish_if_drained(w);
 }
 
@@ -200,5 +230,6 @@ void moat_worker_join(struct moat_worker *w)
     moat_tls_server_free(w->tls);
     moat_pools_free(w);
     free(w->listeners);
+    free(w->paused);
     free(w->listen_fds);
 }

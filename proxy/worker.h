@@ -42,6 +42,8 @@ struct moat_runtime {
     size_t high_water;             /* stop reading the other side above this many queued bytes */
     size_t low_water;              /* resume at or below */
     size_t pool_max_idle;          /* idle connections kept per backend per worker */
+    uint64_t max_body_bytes;       /* request body limit (413); 0: none */
+    size_t max_connections;        /* client connections per worker; then accepting pauses */
 };
 
 struct moat_pool; /* upstream.c: idle connections of one backend */
@@ -53,6 +55,8 @@ struct moat_worker {
     uv_async_t wake;                   /* control thread -> worker: "stop" */
     uv_timer_t drain_timer;            /* drain deadline after stop */
     uv_tcp_t *listeners;               /* owned array of n_listeners */
+    unsigned char *paused;             /* owned array: listener i waits for a free slot */
+    size_t n_paused;
     int *listen_fds;                   /* owned array: bound sockets handed over by main() */
     size_t n_listeners;
     pthread_t thread;
