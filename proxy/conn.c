@@ -27,7 +27,8 @@ struct cli_write {
     struct moat_chunk *chunks[16];
 };
 
-static const char *const state_names[] = {"HANDSHAKE", "HEAD", "RELAY", "SHUTDOWN", "CLOSING"};
+static const char *const state_names[] = {"HANDSHAKE", "HEAD",     "RELAY",
+                                          "TUNNEL",    "SHUTDOWN", "CLOSING"};
 
 #define conn_log(c, level, fmt, ...)                                                               \
     moat_log(level, "w%u c%llu %s %s " fmt, (c)->w->id, (unsigned long long)(c)->id, (c)->peer,    \
@@ -39,6 +40,7 @@ static void begin_shutdown(struct moat_conn *c);
 static void respond_error(struct moat_conn *c, int status, const char *detail);
 static void complete_exchange(struct moat_conn *c);
 static struct moat_http_parser *new_resp_parser(struct moat_conn *c);
+static void tunnel_end(struct moat_conn *c, const char *why);
 
 static void set_state(struct moat_conn *c, enum moat_conn_state to)
 {
@@ -54,10 +56,12 @@ static void on_conn_timer(uv_timer_t *t);
 /* One timer carries the current state's deadline; repeating, so uv_timer_again() re-arms it. */
 static void set_deadline(struct moat_conn *c, uint64_t ms)
 {
-    if (ms == 0)
+    if (ms == 0) {
         uv_timer_stop(&c->timer);
-    else
+        uv_timer_set_repeat(&c->timer, 0); /* so uv_timer_again() leaves it stopped */
+    } else {
         uv_timer_start(&c->timer, on_conn_timer, ms, ms);
+    }
 }
 
 static void on_conn_timer(uv_timer_t *t)
@@ -82,6 +86,11 @@ static void on_conn_timer(uv_timer_t *t)
         conn_log(c, MOAT_LOG_INFO, "request body stalled for %llu ms",
                  (unsigned long long)c->w->rt->body_gap_ms);
         respond_error(c, 408, "request body not received in time");
+        break;
+    case MOAT_CONN_TUNNEL:
+        conn_log(c, MOAT_LOG_INFO, "tunnel idle for %llu ms",
+                 (unsigned long long)c->w->rt->idle_timeout_ms);
+        begin_shutdown(c);
         break;
     case MOAT_CONN_SHUTDOWN:
     case MOAT_CONN_CLOSING:
@@ -336,6 +345,7 @@ void moat_conn_drain(struct moat_conn *c)
     case MOAT_CONN_RELAY:
         c->ex.is_keep_alive = 0;
         break;
+    case MOAT_CONN_TUNNEL: /* in flight until it ends or the drain timeout closes it */
     case MOAT_CONN_SHUTDOWN:
     case MOAT_CONN_CLOSING:
         break;
@@ -637,6 +647,10 @@ void moat_conn_on_up_timeout(struct moat_conn *c)
 
 void moat_conn_on_up_drained(struct moat_conn *c)
 {
+    if (c->state == MOAT_CONN_TUNNEL && c->peer_eof && up_pending(c) == 0) {
+        tunnel_end(c, "client closed");
+        return;
+    }
     if (up_pending(c) > c->w->rt->low_water || !(c->rx_blocked & MOAT_RX_PEER_FULL))
         return;
     rx_unblock(c, MOAT_RX_PEER_FULL);
@@ -687,8 +701,80 @@ static void up_failed(struct moat_conn *c, ssize_t err)
     cli_flush(c);
 }
 
+/* ---- tunnels (after 101 Switching Protocols) ------------------------------------------------ */
+
+/* Client bytes for the backend, as they are: no HTTP any more. */
+static void tunnel_to_backend(struct moat_conn *c, const char *data, size_t len)
+{
+    if (moat_bufq_append(&c->to_up, data, len) != 0) {
+        conn_log(c, MOAT_LOG_WARN, "tunnel: out of memory%s", "");
+        moat_conn_close(c);
+        return;
+    }
+    uv_timer_again(&c->timer); /* traffic either way keeps the tunnel alive */
+    if (up_pending(c) > c->w->rt->high_water)
+        rx_block(c, MOAT_RX_PEER_FULL);
+}
+
+/* Either side has finished: what the other side still has to receive goes out first. */
+static void tunnel_end(struct moat_conn *c, const char *why)
+{
+    conn_log(c, MOAT_LOG_DEBUG, "tunnel ends: %s", why);
+    begin_shutdown(c); /* close_notify to the client; the backend connection is closed */
+}
+
+static void tunnel_from_backend(struct moat_conn *c, const char *buf, ssize_t nread)
+{
+    if (nread < 0) {
+        tunnel_end(c, nread == UV_EOF ? "backend closed" : uv_strerror((int)nread));
+        return;
+    }
+    cli_send(c, buf, (size_t)nread);
+    uv_timer_again(&c->timer);
+    cli_flush(c);
+}
+
+/* The client finished sending: once its last bytes reached the backend, the tunnel ends. */
+static void tunnel_client_done(struct moat_conn *c)
+{
+    up_flush(c);
+    if (c->state == MOAT_CONN_TUNNEL && up_pending(c) == 0)
+        tunnel_end(c, "client closed");
+}
+
+/* The backend answered 101 to an upgrade request: from here on the connection carries another
+ * protocol (WebSocket) in both directions, with the same backpressure as bodies. */
+static void start_tunnel(struct moat_conn *c, const char *rest, size_t rest_len)
+{
+    if (!c->ex.is_upgrade || c->ex.status != 101) {
+        conn_log(c, MOAT_LOG_WARN, "backend %s switched protocols without being asked",
+                 c->w->rt->backends[c->up->backend].addr_text);
+        respond_error(c, 502, "unexpected protocol switch");
+        cli_flush(c);
+        return;
+    }
+    write_access_log(c);
+    set_state(c, MOAT_CONN_TUNNEL);
+    moat_upstream_set_deadline(c->up, 0); /* the tunnel's idle timer watches both sides */
+    set_deadline(c, c->w->rt->idle_timeout_ms);
+    if (rest_len > 0)
+        cli_send(c, rest, rest_len); /* the backend spoke first, in the same read */
+    if (c->pending != NULL) {        /* and so did the client, right after its request */
+        tunnel_to_backend(c, c->pending, c->pending_len);
+        free(c->pending);
+        c->pending = NULL;
+        c->pending_len = 0;
+    }
+    rx_unblock(c, MOAT_RX_PIPELINE);
+    pump(c);
+}
+
 void moat_conn_on_up_read(struct moat_conn *c, const char *buf, ssize_t nread)
 {
+    if (c->state == MOAT_CONN_TUNNEL) {
+        tunnel_from_backend(c, buf, nread);
+        return;
+    }
     if (nread < 0) {
         up_failed(c, nread);
         return;
@@ -721,11 +807,7 @@ void moat_conn_on_up_read(struct moat_conn *c, const char *buf, ssize_t nread)
             return;
         }
         if (st == MOAT_HTTP_UPGRADE) {
-            /* TODO(#3): WebSocket tunnels. Until then a 101 cannot be relayed. */
-            conn_log(c, MOAT_LOG_INFO, "backend %s answered 101; tunnels are not supported",
-                     c->w->rt->backends[c->up->backend].addr_text);
-            respond_error(c, 502, "protocol upgrade not supported");
-            cli_flush(c);
+            start_tunnel(c, buf + off, (size_t)nread - off);
             return;
         }
         conn_log(c, MOAT_LOG_WARN, "backend %s: invalid response: %s",
@@ -772,6 +854,10 @@ static int on_resp_head(void *ctx, const struct moat_http_head *h)
                 cli_send(c, w->head_buf, (size_t)n);
         }
         return 0;
+    }
+    if (h->status == 101 && !c->ex.is_upgrade) {
+        moat_http_parser_fail(c->resp, 502, "protocol switch nobody asked for");
+        return -1;
     }
     c->ex.up_reusable = h->is_keep_alive;
     uint64_t ka = keep_alive_timeout_ms(h);
@@ -860,6 +946,7 @@ static int on_req_head(void *ctx, const struct moat_http_head *h)
     if (up_queue(c, w->head_buf, (size_t)n) != 0)
         return -1;
     c->ex.req_chunked = h->framing == MOAT_HTTP_BODY_CHUNKED;
+    c->ex.is_upgrade = h->is_upgrade;
     /* While a body is due the client's silence is bounded; once it is sent, only the backend's. */
     set_deadline(c, h->framing == MOAT_HTTP_BODY_NONE ? 0 : w->rt->body_gap_ms);
     return 0;
@@ -934,6 +1021,11 @@ static void keep_pending(struct moat_conn *c, const char *rest, size_t len)
 /* Feeds decrypted request bytes to the parser and acts on where it stopped. */
 static void feed_request(struct moat_conn *c, const char *data, size_t len)
 {
+    if (c->state == MOAT_CONN_TUNNEL) {
+        keep_pending(c, NULL, 0);
+        tunnel_to_backend(c, data, len);
+        return;
+    }
     if (c->state == MOAT_CONN_HEAD && !c->ex.is_head_timed) {
         c->ex.is_head_timed = 1; /* the first byte of a request: its head is now due */
         c->ex.start_ms = uv_now(&c->w->loop);
@@ -985,6 +1077,10 @@ static void on_client_eof(struct moat_conn *c, int is_orderly)
     }
     if (c->state == MOAT_CONN_RELAY && c->ex.req_done)
         return; /* a half-close after a complete request: finish the response, then close */
+    if (c->state == MOAT_CONN_TUNNEL) {
+        tunnel_client_done(c);
+        return;
+    }
     conn_log(c, MOAT_LOG_INFO, "client closed mid-request%s", "");
     moat_conn_close(c);
 }
@@ -1016,7 +1112,8 @@ static void handshake(struct moat_conn *c)
 static int read_requests(struct moat_conn *c)
 {
     struct moat_worker *w = c->w;
-    while (c->state == MOAT_CONN_HEAD || c->state == MOAT_CONN_RELAY) {
+    while (c->state == MOAT_CONN_HEAD || c->state == MOAT_CONN_RELAY ||
+           c->state == MOAT_CONN_TUNNEL) {
         if (c->rx_blocked & (MOAT_RX_PIPELINE | MOAT_RX_PEER_FULL))
             break;
         if (c->pending != NULL) {

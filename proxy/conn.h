@@ -19,6 +19,7 @@ enum moat_conn_state {
     MOAT_CONN_HANDSHAKE, /* TLS handshake running; parser idle; no upstream */
     MOAT_CONN_HEAD,      /* reading a request head; no upstream leased */
     MOAT_CONN_RELAY,     /* a request is being served: upstream leased or being chosen */
+    MOAT_CONN_TUNNEL,    /* after 101 Switching Protocols: bytes both ways, no HTTP */
     MOAT_CONN_SHUTDOWN,  /* our last bytes are flushing, then shutdown and a bounded linger */
     MOAT_CONN_CLOSING,   /* handles closing; only close callbacks still run */
 };
@@ -40,6 +41,7 @@ struct moat_exchange {
     struct moat_http_resp_plan plan; /* how the response body is framed to the client */
     size_t backend;           /* the backend tried last (and named in the access log) */
     int req_chunked;          /* the request body is re-chunked toward the backend */
+    int is_upgrade;           /* the request asks for a protocol upgrade (Upgrade: websocket) */
     int tries;                /* connection attempts made for this request */
     char *replay;             /* owned: copy of the request bytes while small enough to resend */
     size_t replay_len;

@@ -303,6 +303,7 @@ void moat_upstream_set_deadline(struct moat_upstream *up, uint64_t ms)
 {
     if (ms == 0) {
         uv_timer_stop(&up->timer);
+        uv_timer_set_repeat(&up->timer, 0); /* so uv_timer_again() leaves it stopped */
         return;
     }
     /* A repeating timer so uv_timer_again() can re-arm it on every byte. */
