@@ -1,20 +1,21 @@
 /* config/cli.c: the command-line loader. A small table-driven parser instead of getopt_long:
- * reentrant, and every error names the flag and the value it refused. */
+ * reentrant (no global state), and every error names the flag and the value it refused. */
 #include "config/config.h"
 #include "config/model.h"
 
-#include <ctype.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #ifndef MOAT_VERSION
-#define MOAT_VERSION "0.0.0"
+#define MOAT_VERSION "0.0.0" /* config/CMakeLists.txt defines the project's version */
 #endif
 
+#define MAX_DRAIN_TIMEOUT_S 3600
+
+/* Keep in step with the flags table below, the defaults in model.c and README.md. */
 static const char usage[] =
-    "usage: moat [options]\n"
+    "usage: moat [options] --backend HOST:PORT\n"
     "\n"
     "HTTPS in front of plain-HTTP applications: terminates TLS 1.3 and 1.2 and forwards each\n"
     "request as HTTP/1.1 to the backends, in round-robin order.\n"
@@ -23,22 +24,27 @@ static const char usage[] =
     "                          free port (default: 0.0.0.0:8443)\n"
     "  --cert FILE --key FILE  PEM certificate chain (leaf first) and its private key, ECDSA\n"
     "                          P-256/P-384 or RSA >= 2048; give a second pair of the other key\n"
-    "                          type to serve both (default: a development certificate)\n"
+    "                          type to serve both; the n-th --cert goes with the n-th --key\n"
+    "                          (default: a development certificate, see --state-dir)\n"
     "  --backend HOST:PORT     plain-HTTP backend; repeatable; at least one is required\n"
+    "                          (default: none)\n"
     "  --workers N             worker threads, 1 to 256 (default: the number of CPUs)\n"
-    "  --trusted-proxy CIDR    a front proxy whose X-Forwarded-For chain is extended rather\n"
-    "                          than replaced; repeatable (default: none)\n"
+    "  --trusted-proxy CIDR    a front proxy whose X-Forwarded-* fields are kept (its\n"
+    "                          X-Forwarded-For chain extended) rather than replaced, as\n"
+    "                          10.0.0.0/8 or 192.0.2.7; repeatable (default: none)\n"
     "  --state-dir DIR         where the development certificate is kept (default:\n"
     "                          $MOAT_STATE_DIR, else $XDG_STATE_HOME/moat, else\n"
     "                          ~/.local/state/moat)\n"
     "  --log-level LEVEL       error, warn, info or debug (default: info)\n"
-    "  --no-access-log         no access-log line per request on stdout\n"
+    "  --no-access-log         no access-log line per request on stdout (default: one line\n"
+    "                          per request)\n"
     "  --drain-timeout SECS    on SIGTERM or SIGINT, how long in-flight requests may take,\n"
-    "                          0 to 3600 (default: 30)\n"
+    "                          0 to 3600, decimals allowed (default: 30)\n"
     "  -V, --version           print the version and exit\n"
     "  -h, --help              print this help and exit\n"
     "\n"
-    "Flags also take the form --flag=value.\n"
+    "Flags also take the form --flag=value. A repeated flag that is not repeatable keeps its\n"
+    "last value.\n"
     "\n"
     "example:\n"
     "  moat --listen 0.0.0.0:8443 --cert site.pem --key site.key \\\n"
@@ -93,9 +99,10 @@ static const struct flag flags[] = {
 
 /* The loader's working state: the model being built and the cert/key flags seen. */
 struct loader {
-    struct moat_cfg *cfg;
-    size_t n_cert_flags, n_key_flags;
-    char *err;
+    struct moat_cfg *cfg; /* owned until handed to the caller */
+    size_t n_cert_flags;  /* --cert flags seen: certs[0..n) have cert_file set */
+    size_t n_key_flags;   /* --key flags seen: certs[0..n) have key_file set */
+    char *err;            /* borrowed: the caller's message buffer */
     size_t err_len;
 };
 
@@ -111,6 +118,52 @@ static const struct flag *find_flag(const char *arg, size_t name_len)
     return NULL;
 }
 
+/* Reads the flag at argv[*i] and its value ("--flag value" or "--flag=value"), leaving *i on
+ * the last argument used. Returns 0 with *f set (and *value, NULL for flags without one), or -1
+ * with err set (err may be NULL when err_len is 0). Only "--" names take "=value"; short names
+ * are exactly "-h" and "-V". */
+static int next_flag(int argc, char **argv, int *i, const struct flag **f, const char **value,
+                     char *err, size_t err_len)
+{
+    const char *arg = argv[*i];
+    *f = NULL;
+    *value = NULL;
+    if (arg[0] != '-' || arg[1] == '\0' || strcmp(arg, "--") == 0) {
+        snprintf(err, err_len, "unexpected argument '%s' (every setting is a --flag)", arg);
+        return -1;
+    }
+    const char *eq = strncmp(arg, "--", 2) == 0 ? strchr(arg, '=') : NULL;
+    size_t name_len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+    *f = find_flag(arg, name_len);
+    if (*f == NULL) {
+        snprintf(err, err_len, "unknown option '%.*s'", (int)name_len, arg);
+        return -1;
+    }
+    if (!(*f)->takes_value) {
+        if (eq != NULL) {
+            snprintf(err, err_len, "%s takes no value, got '%s'", (*f)->name, eq + 1);
+            return -1;
+        }
+        return 0;
+    }
+    if (eq != NULL) {
+        *value = eq + 1;
+        return 0;
+    }
+    /* "--backend --workers 2" forgot the backend: say so rather than refuse "--workers" as an
+     * address. A value that really starts with "--" can still be given as --flag=--value. */
+    if (*i + 1 >= argc) {
+        snprintf(err, err_len, "%s needs a value", (*f)->name);
+        return -1;
+    }
+    if (strncmp(argv[*i + 1], "--", 2) == 0) {
+        snprintf(err, err_len, "%s needs a value, got option '%s'", (*f)->name, argv[*i + 1]);
+        return -1;
+    }
+    *value = argv[++*i];
+    return 0;
+}
+
 static int out_of_memory(struct loader *l)
 {
     snprintf(l->err, l->err_len, "out of memory");
@@ -120,16 +173,28 @@ static int out_of_memory(struct loader *l)
 static int add_hostport(struct loader *l, const char *flag, const char *value, int allow_zero,
                         struct moat_cfg_hostport **array, size_t *n)
 {
+    struct moat_cfg_hostport hp;
+    char why[512];
+    if (moat_cfg_hostport_parse(value, allow_zero, &hp, why, sizeof(why)) != 0) {
+        snprintf(l->err, l->err_len, "%s: %s", flag, why);
+        return -1;
+    }
+    /* The same listener twice would bind twice (SO_REUSEPORT) and split its connections
+     * between the copies; port 0 twice is two different ports. Backends may repeat: listing
+     * one twice gives it twice the share of round-robin. */
+    if (allow_zero && hp.port != 0) {
+        for (size_t i = 0; i < *n; i++) {
+            if ((*array)[i].port == hp.port && strcmp((*array)[i].host, hp.host) == 0) {
+                snprintf(l->err, l->err_len, "%s: '%s' is given twice", flag, value);
+                return -1;
+            }
+        }
+    }
     struct moat_cfg_hostport *grown = moat_cfg_grow(*array, *n, sizeof(**array));
     if (grown == NULL)
         return out_of_memory(l);
     *array = grown;
-    char why[384];
-    if (moat_cfg_hostport_parse(value, allow_zero, &grown[*n], why, sizeof(why)) != 0) {
-        snprintf(l->err, l->err_len, "%s: %s", flag, why);
-        return -1;
-    }
-    (*n)++;
+    grown[(*n)++] = hp;
     return 0;
 }
 
@@ -137,14 +202,14 @@ static int add_hostport(struct loader *l, const char *flag, const char *value, i
 static int add_cert_file(struct loader *l, const char *flag, const char *value, int is_key)
 {
     size_t *count = is_key ? &l->n_key_flags : &l->n_cert_flags;
-    if (*count >= MOAT_CFG_MAX_CERTS) {
-        snprintf(l->err, l->err_len,
-                 "%s: at most %d certificate/key pairs (one ECDSA and one RSA)", flag,
-                 MOAT_CFG_MAX_CERTS);
-        return -1;
-    }
     if (*value == '\0') {
         snprintf(l->err, l->err_len, "%s: empty file name", flag);
+        return -1;
+    }
+    if (*count >= MOAT_CFG_MAX_CERTS) {
+        snprintf(l->err, l->err_len,
+                 "%s '%s': at most %d certificate/key pairs (one ECDSA and one RSA)", flag, value,
+                 MOAT_CFG_MAX_CERTS);
         return -1;
     }
     char *copy = strdup(value);
@@ -160,10 +225,9 @@ static int add_cert_file(struct loader *l, const char *flag, const char *value, 
 
 static int parse_workers(struct loader *l, const char *value)
 {
-    int digits = *value != '\0' && strlen(value) <= 3;
-    for (const char *p = value; digits && *p; p++)
-        digits = isdigit((unsigned char)*p);
-    long v = digits ? strtol(value, NULL, 10) : 0;
+    long v = *value != '\0' ? 0 : -1;
+    for (const char *p = value; v >= 0 && *p != '\0'; p++)
+        v = *p >= '0' && *p <= '9' && v <= MOAT_CFG_MAX_WORKERS ? v * 10 + (*p - '0') : -1;
     if (v < 1 || v > MOAT_CFG_MAX_WORKERS) {
         snprintf(l->err, l->err_len, "--workers: expected a number from 1 to %d, got '%s'",
                  MOAT_CFG_MAX_WORKERS, value);
@@ -173,25 +237,54 @@ static int parse_workers(struct loader *l, const char *value)
     return 0;
 }
 
+/* Seconds as "30", "2.5" or "0.25": digits, at most one '.', no sign or exponent (strtod would
+ * also take "1e3", "0x10", "inf" and leading spaces). Sub-millisecond digits round to nearest. */
 static int parse_drain_timeout(struct loader *l, const char *value)
 {
-    char *end = NULL;
-    double secs = strtod(value, &end);
-    if (*value == '\0' || isspace((unsigned char)*value) || end == NULL || *end != '\0' ||
-        !isfinite(secs) || secs < 0 || secs > 3600) {
+    uint64_t ms = 0;
+    int n_digits = 0, n_frac = -1; /* n_frac: digits after the '.', -1 before one is seen */
+    int ok = 1, round_up = 0;
+    for (const char *p = value; ok && *p != '\0'; p++) {
+        if (*p == '.') {
+            ok = n_frac < 0;
+            n_frac = 0;
+        } else if (*p < '0' || *p > '9') {
+            ok = 0;
+        } else if (n_frac < 0) {
+            ms = ms * 10 + (uint64_t)(*p - '0');
+            ok = ms <= MAX_DRAIN_TIMEOUT_S; /* still whole seconds here */
+            n_digits++;
+        } else {
+            if (n_frac < 3)
+                ms = ms * 10 + (uint64_t)(*p - '0');
+            else if (n_frac == 3)
+                round_up = *p >= '5';
+            n_frac++;
+            n_digits++;
+        }
+    }
+    for (int k = n_frac < 0 ? 0 : n_frac; ok && k < 3; k++)
+        ms *= 10;
+    ms += (uint64_t)round_up;
+    if (!ok || n_digits == 0 || ms > (uint64_t)MAX_DRAIN_TIMEOUT_S * 1000) {
         snprintf(l->err, l->err_len,
-                 "--drain-timeout: expected seconds from 0 to 3600 (e.g. 30 or 2.5), got '%s'",
-                 value);
+                 "--drain-timeout: expected seconds from 0 to %d (e.g. 30 or 2.5), got '%s'",
+                 MAX_DRAIN_TIMEOUT_S, value);
         return -1;
     }
-    l->cfg->drain_timeout_ms = (uint64_t)(secs * 1000.0 + 0.5);
+    l->cfg->drain_timeout_ms = ms;
     return 0;
 }
 
 static int parse_log_level(struct loader *l, const char *value)
 {
-    static const char *const names[] = {"error", "warn", "info", "debug"};
-    for (int i = 0; i < 4; i++) {
+    static const char *const names[] = {
+        [MOAT_CFG_LOG_ERROR] = "error",
+        [MOAT_CFG_LOG_WARN] = "warn",
+        [MOAT_CFG_LOG_INFO] = "info",
+        [MOAT_CFG_LOG_DEBUG] = "debug",
+    };
+    for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
         if (strcmp(value, names[i]) == 0) {
             l->cfg->log_level = i;
             return 0;
@@ -200,6 +293,38 @@ static int parse_log_level(struct loader *l, const char *value)
     snprintf(l->err, l->err_len, "--log-level: expected error, warn, info or debug, got '%s'",
              value);
     return -1;
+}
+
+static int add_trusted_proxy(struct loader *l, const char *value)
+{
+    struct moat_cfg *cfg = l->cfg;
+    struct moat_cfg_cidr c;
+    char why[512];
+    if (moat_cfg_cidr_parse(value, &c, why, sizeof(why)) != 0) {
+        snprintf(l->err, l->err_len, "--trusted-proxy: %s", why);
+        return -1;
+    }
+    struct moat_cfg_cidr *grown =
+        moat_cfg_grow(cfg->trusted_proxies, cfg->n_trusted_proxies, sizeof(*grown));
+    if (grown == NULL)
+        return out_of_memory(l);
+    cfg->trusted_proxies = grown;
+    grown[cfg->n_trusted_proxies++] = c;
+    return 0;
+}
+
+static int set_state_dir(struct loader *l, const char *value)
+{
+    if (*value == '\0') {
+        snprintf(l->err, l->err_len, "--state-dir: empty directory name");
+        return -1;
+    }
+    char *copy = strdup(value);
+    if (copy == NULL)
+        return out_of_memory(l);
+    free(l->cfg->state_dir); /* the last --state-dir wins */
+    l->cfg->state_dir = copy;
+    return 0;
 }
 
 static int apply(struct loader *l, const struct flag *f, const char *value)
@@ -216,28 +341,10 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
         return add_cert_file(l, f->name, value, 1);
     case F_WORKERS:
         return parse_workers(l, value);
-    case F_TRUSTED_PROXY: {
-        struct moat_cfg_cidr *grown =
-            moat_cfg_grow(cfg->trusted_proxies, cfg->n_trusted_proxies, sizeof(*grown));
-        if (grown == NULL)
-            return out_of_memory(l);
-        cfg->trusted_proxies = grown;
-        char why[256];
-        if (moat_cfg_cidr_parse(value, &grown[cfg->n_trusted_proxies], why, sizeof(why)) != 0) {
-            snprintf(l->err, l->err_len, "--trusted-proxy: %s", why);
-            return -1;
-        }
-        cfg->n_trusted_proxies++;
-        return 0;
-    }
+    case F_TRUSTED_PROXY:
+        return add_trusted_proxy(l, value);
     case F_STATE_DIR:
-        if (*value == '\0') {
-            snprintf(l->err, l->err_len, "--state-dir: empty directory name");
-            return -1;
-        }
-        free(cfg->state_dir);
-        cfg->state_dir = strdup(value);
-        return cfg->state_dir != NULL ? 0 : out_of_memory(l);
+        return set_state_dir(l, value);
     case F_LOG_LEVEL:
         return parse_log_level(l, value);
     case F_NO_ACCESS_LOG:
@@ -247,7 +354,7 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
         return parse_drain_timeout(l, value);
     case F_VERSION:
     case F_HELP:
-        return 0; /* answered by the caller before apply() */
+        return 0; /* answered by find_help_or_version() before any flag is applied */
     }
     return 0;
 }
@@ -256,71 +363,74 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
 static int finish(struct loader *l)
 {
     struct moat_cfg *cfg = l->cfg;
-    if (cfg->n_backends == 0) {
-        snprintf(l->err, l->err_len, "at least one --backend HOST:PORT is required");
+    if (l->n_cert_flags > l->n_key_flags) {
+        snprintf(l->err, l->err_len,
+                 "--cert '%s' has no matching --key (got %zu --cert and %zu --key; give "
+                 "--cert FILE --key FILE in pairs)",
+                 cfg->certs[l->n_key_flags].cert_file, l->n_cert_flags, l->n_key_flags);
         return -1;
     }
-    if (l->n_cert_flags != l->n_key_flags) {
+    if (l->n_key_flags > l->n_cert_flags) {
         snprintf(l->err, l->err_len,
-                 "--cert and --key come in pairs: got %zu --cert and %zu --key",
-                 l->n_cert_flags, l->n_key_flags);
+                 "--key '%s' has no matching --cert (got %zu --cert and %zu --key; give "
+                 "--cert FILE --key FILE in pairs)",
+                 cfg->certs[l->n_cert_flags].key_file, l->n_cert_flags, l->n_key_flags);
         return -1;
     }
     cfg->n_certs = l->n_cert_flags;
+    if (cfg->n_backends == 0) {
+        snprintf(l->err, l->err_len,
+                 "at least one --backend HOST:PORT is required (e.g. --backend 127.0.0.1:8080)");
+        return -1;
+    }
     if (cfg->n_listeners == 0)
-        return add_hostport(l, "--listen", "0.0.0.0:8443", 1, &cfg->listeners,
-                            &cfg->n_listeners);
+        return add_hostport(l, "--listen", "0.0.0.0:8443", 1, &cfg->listeners, &cfg->n_listeners);
     return 0;
+}
+
+/* --help and --version answer whatever else the line holds, even mistakes: "moat --frob --help"
+ * prints the help. The first of them wins. Values are skipped as values ("--state-dir -h" names
+ * a directory). Returns MOAT_CFG_HELP, MOAT_CFG_VERSION, or MOAT_CFG_RUN when neither is there. */
+static enum moat_cfg_result find_help_or_version(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const struct flag *f;
+        const char *value;
+        if (next_flag(argc, argv, &i, &f, &value, NULL, 0) != 0)
+            continue; /* reported by the second pass, if neither is found */
+        if (f->id == F_HELP)
+            return MOAT_CFG_HELP;
+        if (f->id == F_VERSION)
+            return MOAT_CFG_VERSION;
+    }
+    return MOAT_CFG_RUN;
 }
 
 enum moat_cfg_result moat_cfg_from_argv(int argc, char **argv, unsigned default_workers,
                                         struct moat_cfg **out, char *err, size_t err_len)
 {
     *out = NULL;
+    if (err_len > 0)
+        err[0] = '\0';
+    enum moat_cfg_result r = find_help_or_version(argc, argv);
+    if (r != MOAT_CFG_RUN)
+        return r;
     struct loader l = {.cfg = moat_cfg_new(default_workers), .err = err, .err_len = err_len};
     if (l.cfg == NULL) {
         out_of_memory(&l);
         return MOAT_CFG_BAD_ARGS;
     }
     for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (arg[0] != '-' || arg[1] == '\0' || strcmp(arg, "--") == 0) {
-            snprintf(err, err_len, "unexpected argument '%s' (every setting is a --flag)", arg);
-            goto bad;
-        }
-        const char *eq = strncmp(arg, "--", 2) == 0 ? strchr(arg, '=') : NULL;
-        size_t name_len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
-        const struct flag *f = find_flag(arg, name_len);
-        if (f == NULL) {
-            snprintf(err, err_len, "unknown option '%.*s'", (int)name_len, arg);
-            goto bad;
-        }
-        if (f->id == F_HELP || f->id == F_VERSION) {
-            moat_cfg_free(l.cfg);
-            return f->id == F_HELP ? MOAT_CFG_HELP : MOAT_CFG_VERSION;
-        }
-        const char *value = NULL;
-        if (f->takes_value) {
-            if (eq != NULL) {
-                value = eq + 1;
-            } else if (i + 1 < argc) {
-                value = argv[++i];
-            } else {
-                snprintf(err, err_len, "%s needs a value", f->name);
-                goto bad;
-            }
-        } else if (eq != NULL) {
-            snprintf(err, err_len, "%s takes no value", f->name);
-            goto bad;
-        }
-        if (apply(&l, f, value) != 0)
-            goto bad;
+        const struct flag *f;
+        const char *value;
+        if (next_flag(argc, argv, &i, &f, &value, err, err_len) != 0 || apply(&l, f, value) != 0)
+            goto out_free;
     }
     if (finish(&l) != 0)
-        goto bad;
+        goto out_free;
     *out = l.cfg;
     return MOAT_CFG_RUN;
-bad:
-    moat_cfg_free(l.cfg);
+out_free:
+    moat_cfg_free(l.cfg); /* frees whatever the flags so far allocated */
     return MOAT_CFG_BAD_ARGS;
 }
