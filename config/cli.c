@@ -3,6 +3,8 @@
 #include "config/config.h"
 #include "config/model.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,27 @@ static const char usage[] =
     "                          per request)\n"
     "  --drain-timeout SECS    on SIGTERM or SIGINT, how long in-flight requests may take,\n"
     "                          0 to 3600, decimals allowed (default: 30)\n"
+    "\n"
+    "Timeouts (DUR: 500ms, 10s, 5m, 1h, or plain seconds):\n"
+    "  --handshake-timeout DUR the TLS handshake (default: 10s)\n"
+    "  --head-timeout DUR      a whole request head, from its first byte; then 408\n"
+    "                          (default: 10s)\n"
+    "  --idle-timeout DUR      keep-alive wait for the next request; also how long a WebSocket\n"
+    "                          tunnel may be silent both ways (default: 60s)\n"
+    "  --body-timeout DUR      longest silence inside a request body; then 408 (default: 60s)\n"
+    "  --connect-timeout DUR   backend TCP connect; then the next backend, or 504\n"
+    "                          (default: 5s)\n"
+    "  --backend-timeout DUR   longest backend silence while a response is due; then 504\n"
+    "                          (default: 60s)\n"
+    "  --pool-idle-timeout DUR idle pooled backend connections close after (default: 15s)\n"
+    "Limits (SIZE: 16k, 1m, 2g, or plain bytes):\n"
+    "  --max-head-size SIZE    request line and header fields; then 431 (default: 16k)\n"
+    "  --max-headers N         header fields per request; then 431 (default: 100)\n"
+    "  --max-target-size SIZE  request-target; then 414 (default: 8k)\n"
+    "  --max-body-size SIZE    request body; then 413; 0: unlimited (default: 0)\n"
+    "  --max-connections N     client connections per worker; beyond it accepting pauses\n"
+    "                          (default: 10000)\n"
+    "\n"
     "  -V, --version           print the version and exit\n"
     "  -h, --help              print this help and exit\n"
     "\n"
@@ -71,6 +94,9 @@ enum flag_id {
     F_LOG_LEVEL,
     F_NO_ACCESS_LOG,
     F_DRAIN_TIMEOUT,
+    F_DURATION, /* a timeout: its field and range come from the table */
+    F_SIZE,     /* a size limit, likewise */
+    F_COUNT,    /* a count limit, likewise */
     F_VERSION,
     F_HELP,
 };
@@ -80,21 +106,40 @@ struct flag {
     const char *short_name; /* "-h", or NULL */
     int takes_value;
     enum flag_id id;
+    size_t offset;          /* F_DURATION, F_SIZE, F_COUNT: the field in struct moat_cfg */
+    uint64_t min, max;      /* F_SIZE, F_COUNT: accepted range */
 };
 
+#define FLAG(name, short_name, takes_value, id) {name, short_name, takes_value, id, 0, 0, 0}
+#define TIMEOUT(name, field) {name, NULL, 1, F_DURATION, offsetof(struct moat_cfg, field), 0, 0}
+#define LIMIT(name, id, field, min, max)                                                            \
+    {name, NULL, 1, id, offsetof(struct moat_cfg, field), min, max}
+
 static const struct flag flags[] = {
-    {"--listen", NULL, 1, F_LISTEN},
-    {"--cert", NULL, 1, F_CERT},
-    {"--key", NULL, 1, F_KEY},
-    {"--backend", NULL, 1, F_BACKEND},
-    {"--workers", NULL, 1, F_WORKERS},
-    {"--trusted-proxy", NULL, 1, F_TRUSTED_PROXY},
-    {"--state-dir", NULL, 1, F_STATE_DIR},
-    {"--log-level", NULL, 1, F_LOG_LEVEL},
-    {"--no-access-log", NULL, 0, F_NO_ACCESS_LOG},
-    {"--drain-timeout", NULL, 1, F_DRAIN_TIMEOUT},
-    {"--version", "-V", 0, F_VERSION},
-    {"--help", "-h", 0, F_HELP},
+    FLAG("--listen", NULL, 1, F_LISTEN),
+    FLAG("--cert", NULL, 1, F_CERT),
+    FLAG("--key", NULL, 1, F_KEY),
+    FLAG("--backend", NULL, 1, F_BACKEND),
+    FLAG("--workers", NULL, 1, F_WORKERS),
+    FLAG("--trusted-proxy", NULL, 1, F_TRUSTED_PROXY),
+    FLAG("--state-dir", NULL, 1, F_STATE_DIR),
+    FLAG("--log-level", NULL, 1, F_LOG_LEVEL),
+    FLAG("--no-access-log", NULL, 0, F_NO_ACCESS_LOG),
+    FLAG("--drain-timeout", NULL, 1, F_DRAIN_TIMEOUT),
+    TIMEOUT("--handshake-timeout", handshake_timeout_ms),
+    TIMEOUT("--head-timeout", head_timeout_ms),
+    TIMEOUT("--idle-timeout", idle_timeout_ms),
+    TIMEOUT("--body-timeout", body_timeout_ms),
+    TIMEOUT("--connect-timeout", connect_timeout_ms),
+    TIMEOUT("--backend-timeout", backend_timeout_ms),
+    TIMEOUT("--pool-idle-timeout", pool_idle_timeout_ms),
+    LIMIT("--max-head-size", F_SIZE, max_head_bytes, 1024, 1 << 20),
+    LIMIT("--max-headers", F_COUNT, max_headers, 1, 10000),
+    LIMIT("--max-target-size", F_SIZE, max_target_bytes, 64, 1 << 20),
+    LIMIT("--max-body-size", F_SIZE, max_body_bytes, 0, UINT64_C(1) << 50),
+    LIMIT("--max-connections", F_COUNT, max_connections, 1, 1000000),
+    FLAG("--version", "-V", 0, F_VERSION),
+    FLAG("--help", "-h", 0, F_HELP),
 };
 
 /* The loader's working state: the model being built and the cert/key flags seen. */
@@ -327,6 +372,45 @@ static int set_state_dir(struct loader *l, const char *value)
     return 0;
 }
 
+/* A timeout, a size or a count, stored where the flags table says. */
+static int parse_field(struct loader *l, const struct flag *f, const char *value)
+{
+    char *field = (char *)l->cfg + f->offset;
+    uint64_t v = 0;
+    if (f->id == F_DURATION) {
+        if (moat_cfg_duration_parse(value, &v) != 0) {
+            snprintf(l->err, l->err_len,
+                     "%s: expected a duration from 1ms to 24h (e.g. 500ms, 10s, 5m), got '%s'",
+                     f->name, value);
+            return -1;
+        }
+        memcpy(field, &v, sizeof(v));
+        return 0;
+    }
+    int ok;
+    if (f->id == F_SIZE) {
+        ok = moat_cfg_size_parse(value, &v) == 0;
+    } else {
+        ok = *value != '\0' && strlen(value) <= 7;
+        for (const char *p = value; ok && *p != '\0'; p++)
+            ok = *p >= '0' && *p <= '9';
+        v = ok ? strtoull(value, NULL, 10) : 0;
+    }
+    if (!ok || v < f->min || v > f->max) {
+        snprintf(l->err, l->err_len, "%s: expected %s from %llu to %llu, got '%s'", f->name,
+                 f->id == F_SIZE ? "a size (e.g. 16k, 1m)" : "a number",
+                 (unsigned long long)f->min, (unsigned long long)f->max, value);
+        return -1;
+    }
+    if (f->offset == offsetof(struct moat_cfg, max_body_bytes)) {
+        memcpy(field, &v, sizeof(v)); /* the one 64-bit limit */
+    } else {
+        size_t n = (size_t)v;
+        memcpy(field, &n, sizeof(n));
+    }
+    return 0;
+}
+
 static int apply(struct loader *l, const struct flag *f, const char *value)
 {
     struct moat_cfg *cfg = l->cfg;
@@ -352,6 +436,10 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
         return 0;
     case F_DRAIN_TIMEOUT:
         return parse_drain_timeout(l, value);
+    case F_DURATION:
+    case F_SIZE:
+    case F_COUNT:
+        return parse_field(l, f, value);
     case F_VERSION:
     case F_HELP:
         return 0; /* answered by find_help_or_version() before any flag is applied */

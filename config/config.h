@@ -101,7 +101,9 @@ int moat_cfg_size_parse(const char *text, uint64_t *bytes);
  * 0.0.0.0:8443), --cert FILE / --key FILE (pairs, up to 2), --backend HOST:PORT (repeatable, at
  * least one), --workers N (1..256), --trusted-proxy CIDR (repeatable), --state-dir DIR,
  * --log-level error|warn|info|debug, --no-access-log, --drain-timeout SECONDS, --version, --help.
- * Timeouts and limits keep their defaults here (their flags come with issue #3).
+ * --handshake-timeout, --head-timeout, --idle-timeout, --body-timeout, --connect-timeout,
+ * --backend-timeout, --pool-idle-timeout (durations), --max-head-size, --max-headers,
+ * --max-target-size, --max-body-size, --max-connections (limits).
  * "--flag=value" is accepted too. On MOAT_CFG_RUN *out is owned by the caller (moat_cfg_free).
  * Does not touch files: certificates are read by tls/. */
 enum moat_cfg_result moat_cfg_from_argv(int argc, char **argv, unsigned default_workers,

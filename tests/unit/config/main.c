@@ -6,5 +6,6 @@ int main(void)
     int failed = 0;
     failed += run_addr_tests();
     failed += run_cli_tests();
+    failed += run_limits_tests();
     return failed != 0;
 }

@@ -4,5 +4,6 @@
 
 int run_addr_tests(void);
 int run_cli_tests(void);
+int run_limits_tests(void);
 
 #endif
