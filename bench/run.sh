@@ -4,12 +4,13 @@
 # Each proxy gets one worker pinned to CPU 0, the same plain-HTTP backend, the same ECDSA P-256
 # certificate and the same TLS choices; load generators and the backend share CPU 1. Measured
 # per proxy: keep-alive small-response req/s, full handshakes/s (never resumed), 1 MiB response
-# and 1 MiB upload throughput, RSS per idle TLS connection; every rate also per CPU-second the
-# proxy used (from /proc). Then bench/tls-ceiling gives mbedTLS's own per-core ceiling, and
-# bench/summarize.py prints the table. See bench/README.md.
+# and 1 MiB upload throughput, RSS per idle TLS connection (and moat's malloc heap per idle
+# connection, through bench/heap-probe.so); every rate also per CPU-second the proxy used (from
+# /proc). Then bench/tls-ceiling gives mbedTLS's own per-core ceiling, and bench/summarize.py
+# prints the table. See bench/README.md.
 #
 # Usage: bench/run.sh [--quick] [--out FILE] [--moat BIN] [--proxies "moat nginx haproxy"]
-#   --quick    1 round of 3 s per figure instead of 3 rounds of 8 s (~2 minutes instead of ~7)
+#   --quick    1 round of 3 s per figure instead of 3 rounds of 8 s (~1.5 minutes instead of ~7)
 #   --out      also write the table and every sample to FILE
 #   --moat     use this moat binary instead of building one (Release) in the scratch directory
 #   --proxies  which to run; default: moat, nginx, and haproxy when installed
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
     --out) out=${2:?--out needs a file}; shift ;;
     --moat) moat_bin=${2:?--moat needs a binary}; shift ;;
     --proxies) proxies=${2:?--proxies needs a list}; shift ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -115,7 +116,8 @@ trap 'exit 130' INT TERM
 # ---- helpers -----------------------------------------------------------------------------------
 # A port free right now on loopback (nginx and HAProxy need one in their configuration).
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 # Waits until PORT accepts TCP connections while PID is alive; gives up after SECONDS.
@@ -175,16 +177,18 @@ on_client_cpu() { taskset -c "$client_cpu" "$@"; }
 
 # ---- build the helpers and moat ----------------------------------------------------------------
 cflags=(-std=c11 -O2 -Wall -Wextra -Werror)
-log "building backend and tls-ceiling in $work"
+log "building backend, tls-ceiling and heap-probe in $work"
 cc "${cflags[@]}" -o "$work/backend" "$here/backend.c"
 # shellcheck disable=SC2046 # pkg-config's words are meant to split
-cc "${cflags[@]}" -o "$work/tls-ceiling" "$here/tls-ceiling.c" \
+cc "${cflags[@]}" -pthread -o "$work/tls-ceiling" "$here/tls-ceiling.c" \
     $(pkg-config --cflags --libs mbedtls mbedx509 mbedcrypto)
+cc "${cflags[@]}" -shared -fPIC -pthread -o "$work/heap-probe.so" "$here/heap-probe.c"
 
 if [[ " $proxies " == *" moat "* ]] && [ -z "$moat_bin" ]; then
     log "building moat (Release) in $work/build-moat"
     if ! { cmake -S "$repo" -B "$work/build-moat" -DMOAT_TESTS=OFF -DCMAKE_BUILD_TYPE=Release &&
-        cmake --build "$work/build-moat" --target moat -j "$(nproc)"; } >"$work/build-moat.log" 2>&1; then
+        cmake --build "$work/build-moat" --target moat -j "$(nproc)"; } \
+        >"$work/build-moat.log" 2>&1; then
         tail -30 "$work/build-moat.log" >&2
         die "moat did not build (log above)"
     fi
@@ -213,7 +217,8 @@ log "backend on 127.0.0.1:$backend_port"
 # which lists AES-256-GCM first); ECDHE-ECDSA AEAD suites for TLS 1.2; groups X25519, P-256,
 # P-384; ALPN http/1.1; one TLS 1.3 session ticket per connection (mbedTLS's default count).
 tls13_suites=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
-tls12_suites=ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305
+tls12_suites=ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384
+tls12_suites=$tls12_suites:ECDHE-ECDSA-CHACHA20-POLY1305
 groups=X25519:P-256:P-384
 
 write_nginx_conf() {
@@ -404,6 +409,69 @@ for p in $proxies; do
     idle_memory "$p"
 done
 
+# moat's heap per idle connection, read inside a second moat through bench/heap-probe.so: RSS
+# cannot split moat's own bytes from mbedTLS's, the heap count can (tls-ceiling gives mbedTLS's).
+heap_probe() { # prints the probed process's heap bytes, or nothing after 5 s
+    local before
+    before=$(wc -l <"$work/heap.out")
+    # shellcheck disable=SC2016 # $1 is the inner shell's
+    timeout 5 bash -c 'echo probe >"$1"' _ "$work/heap.fifo" || return 0
+    for _ in $(seq 50); do
+        if [ "$(wc -l <"$work/heap.out")" -gt "$before" ]; then
+            awk 'END {print $2}' "$work/heap.out"
+            return 0
+        fi
+        sleep 0.1
+    done
+}
+moat_heap() {
+    local port pid line h0 h1="" h2="" err=""
+    port=$(free_port)
+    mkfifo "$work/heap.fifo"
+    : >"$work/heap.out"
+    HEAP_PROBE_FIFO="$work/heap.fifo" HEAP_PROBE_OUT="$work/heap.out" \
+        LD_PRELOAD="$work/heap-probe.so" taskset -c "$proxy_cpu" "$moat_bin" \
+        --listen "127.0.0.1:$port" --cert "$work/cert.pem" --key "$work/key.pem" \
+        --backend "127.0.0.1:$backend_port" --workers 1 --no-access-log --log-level warn \
+        --drain-timeout 1 >"$work/moat-heap.log" 2>&1 &
+    pid=$!
+    started_pids+=("$pid")
+    wait_port "$port" "$pid" 15 ||
+        die "moat with heap-probe did not start: $(cat "$work/moat-heap.log")"
+    curl -sk -o /dev/null --max-time 10 "https://127.0.0.1:$port/small" || true
+    h0=$(heap_probe)
+    coproc HEAP_IDLE { exec taskset -c "$client_cpu" timeout 180 python3 "$here/idle-conns.py" \
+        127.0.0.1 "$port" "$idle_n" 2>"$work/idle-moat-heap.err"; }
+    # shellcheck disable=SC2153 # HEAP_IDLE_PID is set by coproc
+    local idle_pid=$HEAP_IDLE_PID in_fd=${HEAP_IDLE[0]} out_fd=${HEAP_IDLE[1]}
+    started_pids+=("$idle_pid")
+    if read -r -t 120 line <&"$in_fd" && [ "$line" = "handshaken $idle_n" ]; then
+        sleep 1
+        h1=$(heap_probe)
+        echo request >&"$out_fd"
+        if read -r -t 120 line <&"$in_fd" && [ "$line" = "requested $idle_n" ]; then
+            sleep 1
+            h2=$(heap_probe)
+        else
+            err="requests: ${line:-no answer}"
+        fi
+        echo quit >&"$out_fd"
+    else
+        err="handshakes: ${line:-no answer}"
+    fi
+    wait "$idle_pid" 2>/dev/null || true
+    untrack "$idle_pid"
+    finish "$pid"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' moat "$idle_n" "${h0:-}" "$h1" "$h2" "${err// /_}" \
+        >"$work/heap.tsv"
+    log "moat heap: ${h0:-?} -> ${h1:-?} (handshaken) -> ${h2:-?} bytes (requested)" \
+        "for $idle_n ${err}"
+}
+: >"$work/heap.tsv"
+if [[ " $proxies " == *" moat "* ]]; then
+    moat_heap
+fi
+
 # ---- load tests --------------------------------------------------------------------------------
 cat >"$work/upload.lua" <<'EOF'
 -- 1 MiB POST bodies; wrk adds Content-Length.
@@ -427,7 +495,8 @@ run_wrk() {
         wrk -t1 -c"$conns" -d"${dur}s" --timeout 10s "$@" "https://127.0.0.1:${port_of[$p]}$path" \
         >"$f" 2>&1
     requests=$(awk '/ requests in / {print $1}' "$f")
-    errors=$(grep -E 'Non-2xx|Socket errors' "$f" | tr -s ' ' | tr ' ' '_' | paste -sd ';' || true)
+    errors=$(grep -E 'Non-2xx|Socket errors' "$f" | sed 's/^ *//' | tr -s ' ' '_' |
+        paste -sd ';' || true)
     [ -n "$requests" ] || errors="wrk_failed:$(tail -1 "$f" | tr ' ' '_')"
     record "$round" "$p" "$test" "${requests:-0}" "$errors"
 }
@@ -474,6 +543,8 @@ for p in $proxies; do
         "https://127.0.0.1:${port_of[$p]}/small" >/dev/null 2>&1 || true
 done
 
+# Other work on this shared machine shows here; the table prints both load averages.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 start_s=$SECONDS
 for ((round = 1; round <= rounds; round++)); do
     # Tests interleave the proxies, and the order rotates each round, so that a noisy neighbour
@@ -489,13 +560,16 @@ for ((round = 1; round <= rounds; round++)); do
             keepalive) run_wrk "$round" "$p" keepalive "$ka_conns" /small "$dur_s" ;;
             handshakes) run_handshakes "$round" "$p" ;;
             download) run_wrk "$round" "$p" download "$bulk_conns" /1m "$dur_s" ;;
-            upload) run_wrk "$round" "$p" upload "$bulk_conns" /upload "$dur_s" -s "$work/upload.lua" ;;
+            upload)
+                run_wrk "$round" "$p" upload "$bulk_conns" /upload "$dur_s" -s "$work/upload.lua" ;;
             esac
             alive_or_flag "$p" || true
         done
     done
 done
 log "load tests took $((SECONDS - start_s)) s"
+printf 'load\t1/5/15-minute load average %s before the load tests, %s after %s\n' \
+    "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)" "(this run adds up to 2)" >>"$work/meta.tsv"
 
 # ---- mbedTLS's ceiling, on the proxies' CPU once they are stopped ------------------------------
 for p in $proxies; do
@@ -507,14 +581,19 @@ taskset -c "$proxy_cpu" "$work/tls-ceiling" "${ceiling_args[@]}" >"$work/ceiling
 
 printf 'versions\t%s, %s\n' "$versions" \
     "mbedTLS $(pkg-config --modversion mbedtls)" >>"$work/meta.tsv"
-printf 'setup\t%s round(s) x %s s; %s keep-alive conns, %s bulk conns, %s s_time clients, %s idle conns; proxy on CPU %s, clients and backend on CPU %s; %s\n' \
-    "$rounds" "$dur_s" "$ka_conns" "$bulk_conns" "$hs_clients" "$idle_n" "$proxy_cpu" \
-    "$client_cpu" "$(date -u +%Y-%m-%dT%H:%MZ)" >>"$work/meta.tsv"
+{
+    printf 'setup\t%s round(s) x %s s; %s keep-alive conns, %s bulk conns, ' "$rounds" "$dur_s" \
+        "$ka_conns" "$bulk_conns"
+    printf '%s s_time clients, %s idle conns; proxy on CPU %s, clients+backend on CPU %s; %s\n' \
+        "$hs_clients" "$idle_n" "$proxy_cpu" "$client_cpu" "$(date -u +%Y-%m-%dT%H:%MZ)"
+} >>"$work/meta.tsv"
 
 if [ -n "$out" ]; then
     python3 "$here/summarize.py" "$work" | tee "$out"
-    { echo; echo "## samples"; cat "$work/samples.tsv"; echo; echo "## idle"; cat "$work/idle.tsv"
-      echo; echo "## ceiling"; cat "$work/ceiling.txt"; } >>"$out"
+    for part in samples.tsv idle.tsv heap.tsv ceiling.txt; do
+        printf '\n## %s\n' "${part%.*}"
+        cat "$work/$part"
+    done >>"$out"
 else
     python3 "$here/summarize.py" "$work"
 fi

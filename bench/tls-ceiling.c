@@ -10,19 +10,24 @@
  *   - record writes (16 KiB records, server encrypts) and record reads (server decrypts) in
  *     MiB per server CPU-second for each TLS 1.3 AEAD suite,
  *   - heap bytes held by one idle established server context (glibc mallinfo2() deltas around
- *     the server's calls only: Debian's build has no MBEDTLS_PLATFORM_MEMORY to hook calloc),
- *     and the RSS that 1000 such contexts add, per context: what a proxy's RSS per idle
- *     connection is to be compared with, since calloc'd pages never written cost no RSS.
+ *     the server's calls only: Debian's build has no MBEDTLS_PLATFORM_MEMORY to hook calloc;
+ *     the median over IDLE_CONTEXTS contexts held at once, in case one context's handshake
+ *     grows state all of them share, such as a slice of PSA's key store),
+ *   - and the RSS that RSS_CONTEXTS idle server contexts add, per context, with the client on
+ *     a second thread (so in another malloc arena): measured as a proxy's RSS per idle
+ *     connection is, where calloc'd pages never written cost nothing.
  *
  * Output: one `name value unit` line per figure; lines starting with '#' are comments.
  * Usage: tls-ceiling [--quick]
- * Build: cc -O2 -o tls-ceiling tls-ceiling.c $(pkg-config --cflags --libs mbedtls mbedx509 mbedcrypto)
+ * Build: cc -O2 -pthread -o tls-ceiling tls-ceiling.c \
+ *        $(pkg-config --cflags --libs mbedtls mbedx509 mbedcrypto)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* mallinfo2() */
 #endif
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +51,8 @@
 #define BATCH_RECORDS 64                   /* 1 MiB per timed batch: amortizes the clock calls */
 #define PIPE_CAP ((size_t)4 << 20)         /* > one batch of records with their overhead */
 #define MAX_HANDSHAKE_ROUNDS 64            /* a handshake needs ~4; more means a stall */
-#define IDLE_CONTEXTS 1000                 /* server contexts held for the RSS figure */
+#define IDLE_CONTEXTS 15                   /* server contexts measured for the median */
+#define RSS_CONTEXTS 1000                  /* server contexts held for the RSS figure */
 
 /* One direction of the in-memory transport: bytes [head, tail) are unread. Owned by main. */
 struct pipe {
@@ -261,6 +267,105 @@ static void ssl_pair(struct world *w, mbedtls_ssl_context *s, mbedtls_ssl_contex
     mbedtls_ssl_set_bio(c, &w->client_bio, bio_send, bio_recv, NULL);
 }
 
+/* Client-side calls, run either here or, for the RSS figure, on a second thread so that the
+ * client's allocations land in another malloc arena and leave the server's pages alone. */
+enum client_op {
+    OP_SETUP,     /* init + setup on remote.conf, hostname, BIO */
+    OP_RESET,     /* mbedtls_ssl_session_reset */
+    OP_HANDSHAKE, /* mbedtls_ssl_handshake */
+    OP_WRITE,     /* mbedtls_ssl_write of buf, len */
+    OP_DRAIN,     /* drain(): read all that is there */
+    OP_FREE,      /* mbedtls_ssl_free */
+    OP_QUIT,      /* the client thread ends */
+};
+
+static size_t drain(mbedtls_ssl_context *ssl, unsigned char *buf);
+
+struct remote {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int has_job;                     /* set by the caller, cleared by the client thread */
+    enum client_op op;               /* the job */
+    mbedtls_ssl_context *ssl;        /* borrowed: the client context */
+    const mbedtls_ssl_config *conf;  /* borrowed, for OP_SETUP */
+    struct bio *bio;                 /* borrowed, for OP_SETUP */
+    const unsigned char *buf;        /* borrowed, for OP_WRITE */
+    size_t len;
+    long result;                     /* the call's return value */
+};
+
+static struct remote *remote; /* NULL: client calls run on the calling thread */
+
+static long client_op_run(struct remote *r)
+{
+    static unsigned char scratch[RECORD_BYTES];
+    int rc;
+    switch (r->op) {
+    case OP_SETUP:
+        mbedtls_ssl_init(r->ssl);
+        rc = mbedtls_ssl_setup(r->ssl, r->conf);
+        if (rc == 0)
+            rc = mbedtls_ssl_set_hostname(r->ssl, "localhost");
+        mbedtls_ssl_set_bio(r->ssl, r->bio, bio_send, bio_recv, NULL);
+        return rc;
+    case OP_RESET:
+        return mbedtls_ssl_session_reset(r->ssl);
+    case OP_HANDSHAKE:
+        return mbedtls_ssl_handshake(r->ssl);
+    case OP_WRITE:
+        return mbedtls_ssl_write(r->ssl, r->buf, r->len);
+    case OP_DRAIN:
+        return (long)drain(r->ssl, scratch);
+    case OP_FREE:
+        mbedtls_ssl_free(r->ssl);
+        return 0;
+    case OP_QUIT:
+        break;
+    }
+    return 0;
+}
+
+static void *client_thread_main(void *arg)
+{
+    struct remote *r = arg;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        while (!r->has_job)
+            pthread_cond_wait(&r->cv, &r->mu);
+        if (r->op == OP_QUIT)
+            break;
+        r->result = client_op_run(r);
+        r->has_job = 0;
+        pthread_cond_broadcast(&r->cv);
+    }
+    r->has_job = 0;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* Runs one client call, on the client thread when there is one, and waits for its result. */
+static long client_call(enum client_op op, mbedtls_ssl_context *ssl, const unsigned char *buf,
+                        size_t len)
+{
+    static struct remote local;
+    struct remote *r = remote != NULL ? remote : &local;
+    if (remote == NULL) {
+        r->op = op, r->ssl = ssl, r->buf = buf, r->len = len;
+        return client_op_run(r);
+    }
+    pthread_mutex_lock(&r->mu);
+    r->op = op, r->ssl = ssl, r->buf = buf, r->len = len;
+    r->has_job = 1;
+    pthread_cond_broadcast(&r->cv);
+    while (r->has_job)
+        pthread_cond_wait(&r->cv, &r->mu);
+    long result = r->result;
+    pthread_mutex_unlock(&r->mu);
+    return result;
+}
+
 static int handshake_pending(int rc)
 {
     return rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE;
@@ -272,7 +377,7 @@ static void handshake(mbedtls_ssl_context *s, mbedtls_ssl_context *c, struct met
     int c_done = 0, s_done = 0;
     for (int round = 0; round < MAX_HANDSHAKE_ROUNDS && !(c_done && s_done); round++) {
         if (!c_done) {
-            int rc = mbedtls_ssl_handshake(c);
+            int rc = (int)client_call(OP_HANDSHAKE, c, NULL, 0);
             if (rc == 0)
                 c_done = 1;
             else if (!handshake_pending(rc))
@@ -432,6 +537,12 @@ static void bench_records(struct world *w, const struct suite_case *sc, double b
     mbedtls_ssl_config_free(&cli);
 }
 
+static int cmp_long(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
 /* Heap held by one server context after a TLS 1.3 handshake and one small exchange each way:
  * what an idle keep-alive connection costs in mbedTLS, its struct not included. */
 static void bench_idle_memory(struct world *w)
@@ -439,94 +550,111 @@ static void bench_idle_memory(struct world *w)
     const int suite[] = {MBEDTLS_TLS1_3_AES_256_GCM_SHA384, 0};
     mbedtls_ssl_config srv, cli;
     conf_pair(w, &srv, &cli, suite, MBEDTLS_SSL_VERSION_TLS1_3);
-    /* A first pair, kept alive, so that lazily grown global state (the PSA key store) is
-     * already there and not charged to the measured context. */
-    mbedtls_ssl_context s0, c0, s, c;
+    /* A first pair, kept alive, so that lazily made global state (PSA, the DRBG) exists
+     * before the measured contexts. */
+    mbedtls_ssl_context warm, c, servers[IDLE_CONTEXTS];
     struct meter unused = {0};
-    ssl_pair(w, &s0, &c0, &srv, &cli, &unused);
-    handshake(&s0, &c0, &unused);
+    ssl_pair(w, &warm, &c, &srv, &cli, &unused);
+    handshake(&warm, &c, &unused);
 
-    struct meter m = {.count_heap = 1};
-    ssl_pair(w, &s, &c, &srv, &cli, &m);
-    handshake(&s, &c, &m);
     static const unsigned char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
     unsigned char scratch[RECORD_BYTES];
-    if (mbedtls_ssl_write(&c, req, sizeof(req) - 1) != (int)sizeof(req) - 1)
-        die("ssl_write(client)", 0);
-    double t0;
-    long h0 = 0;
-    meter_start(&m, &t0, &h0);
-    size_t got = drain(&s, scratch);
-    int rc = mbedtls_ssl_write(&s, req, sizeof(req) - 1);
-    meter_stop(&m, t0, h0);
-    if (got != sizeof(req) - 1 || rc != (int)sizeof(req) - 1)
-        die("idle exchange", rc);
-    drain(&c, scratch);
+    long heap_bytes[IDLE_CONTEXTS];
+    for (int i = 0; i < IDLE_CONTEXTS; i++) {
+        mbedtls_ssl_free(&c); /* the client is not measured: a fresh one per server */
+        struct meter m = {.count_heap = 1};
+        ssl_pair(w, &servers[i], &c, &srv, &cli, &m);
+        handshake(&servers[i], &c, &m);
+        if (mbedtls_ssl_write(&c, req, sizeof(req) - 1) != (int)sizeof(req) - 1)
+            die("ssl_write(client)", 0);
+        double t0;
+        long h0 = 0;
+        meter_start(&m, &t0, &h0);
+        size_t got = drain(&servers[i], scratch);
+        int rc = mbedtls_ssl_write(&servers[i], req, sizeof(req) - 1);
+        meter_stop(&m, t0, h0);
+        if (got != sizeof(req) - 1 || rc != (int)sizeof(req) - 1)
+            die("idle exchange", rc);
+        drain(&c, scratch);
+        heap_bytes[i] = m.heap_bytes;
+    }
+    qsort(heap_bytes, IDLE_CONTEXTS, sizeof(heap_bytes[0]), cmp_long);
+    long median = heap_bytes[IDLE_CONTEXTS / 2];
 
-    print_line("ceiling_idle_ssl_heap", (double)m.heap_bytes, "bytes");
+    print_line("ceiling_idle_ssl_heap", (double)median, "bytes");
     print_line("ceiling_ssl_context_struct", (double)sizeof(mbedtls_ssl_context), "bytes");
-    print_line("ceiling_idle_ssl_total", (double)m.heap_bytes + (double)sizeof(mbedtls_ssl_context),
+    print_line("ceiling_idle_ssl_total", (double)median + (double)sizeof(mbedtls_ssl_context),
                "bytes");
-    mbedtls_ssl_free(&s);
+    for (int i = 0; i < IDLE_CONTEXTS; i++)
+        mbedtls_ssl_free(&servers[i]);
     mbedtls_ssl_free(&c);
-    mbedtls_ssl_free(&s0);
-    mbedtls_ssl_free(&c0);
+    mbedtls_ssl_free(&warm);
     mbedtls_ssl_config_free(&srv);
     mbedtls_ssl_config_free(&cli);
 }
 
-/* RSS added by IDLE_CONTEXTS established server contexts, each heap-allocated (as a proxy holds
- * them) and idle after one small exchange each way. One client context, reset between
- * handshakes, serves them all, so its memory is reused rather than added. */
+/* RSS added by RSS_CONTEXTS established server contexts, each heap-allocated as a proxy holds
+ * them and idle after one small exchange each way. The client runs on its own thread (its own
+ * malloc arena) and one client context, reset between handshakes, serves them all. Run first,
+ * on a heap nothing has been freed to yet, as a fresh proxy's is. */
 static void bench_idle_rss(struct world *w)
 {
     const int suite[] = {MBEDTLS_TLS1_3_AES_256_GCM_SHA384, 0};
     mbedtls_ssl_config srv, cli;
     conf_pair(w, &srv, &cli, suite, MBEDTLS_SSL_VERSION_TLS1_3);
-    mbedtls_ssl_context **servers = calloc(IDLE_CONTEXTS, sizeof(*servers));
-    mbedtls_ssl_context c, warm;
-    struct meter unused = {0};
-    if (servers == NULL)
-        die("calloc", 0);
-    ssl_pair(w, &warm, &c, &srv, &cli, &unused);
-    handshake(&warm, &c, &unused); /* first-use set-up is not charged to the contexts */
+    static struct remote r = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    r.conf = &cli;
+    r.bio = &w->client_bio;
+    if (pthread_create(&r.thread, NULL, client_thread_main, &r) != 0)
+        die("pthread_create", 0);
+    remote = &r;
 
+    mbedtls_ssl_context **servers = calloc(RSS_CONTEXTS + 1, sizeof(*servers));
+    static mbedtls_ssl_context c;
+    struct meter unused = {0};
+    if (servers == NULL || client_call(OP_SETUP, &c, NULL, 0) != 0)
+        die("idle rss set-up", 0);
     static const unsigned char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    static unsigned char resp[100];
+    static const unsigned char resp[100];
     unsigned char scratch[RECORD_BYTES];
-    long before_kib = rss_kib();
-    for (int i = 0; i < IDLE_CONTEXTS; i++) {
+    long before_kib = 0;
+    /* servers[0] is a warm-up: first-use state (PSA, the DRBG, the client) is not counted. */
+    for (int i = 0; i <= RSS_CONTEXTS; i++) {
+        if (i == 1)
+            before_kib = rss_kib();
+        w->c2s.head = w->c2s.tail = 0;
+        w->s2c.head = w->s2c.tail = 0;
         servers[i] = malloc(sizeof(mbedtls_ssl_context));
         if (servers[i] == NULL)
             die("malloc", 0);
-        w->c2s.head = w->c2s.tail = 0;
-        w->s2c.head = w->s2c.tail = 0;
         mbedtls_ssl_init(servers[i]);
         int rc = mbedtls_ssl_setup(servers[i], &srv);
         if (rc == 0)
-            rc = mbedtls_ssl_session_reset(&c);
+            rc = (int)client_call(OP_RESET, &c, NULL, 0);
         if (rc != 0)
             die("ssl_setup or session_reset", rc);
         mbedtls_ssl_set_bio(servers[i], &w->server_bio, bio_send, bio_recv, NULL);
         handshake(servers[i], &c, &unused);
-        if (mbedtls_ssl_write(&c, req, sizeof(req) - 1) != (int)sizeof(req) - 1 ||
+        if (client_call(OP_WRITE, &c, req, sizeof(req) - 1) != (long)sizeof(req) - 1 ||
             drain(servers[i], scratch) != sizeof(req) - 1 ||
             mbedtls_ssl_write(servers[i], resp, sizeof(resp)) != (int)sizeof(resp) ||
-            drain(&c, scratch) != sizeof(resp))
+            client_call(OP_DRAIN, &c, NULL, 0) != (long)sizeof(resp))
             die("idle exchange", 0);
     }
     long after_kib = rss_kib();
-    if (before_kib >= 0 && after_kib >= 0)
-        print_line("ceiling_idle_ssl_rss", (double)(after_kib - before_kib) * 1024 / IDLE_CONTEXTS,
+    if (before_kib > 0 && after_kib > 0)
+        print_line("ceiling_idle_ssl_rss", (double)(after_kib - before_kib) * 1024 / RSS_CONTEXTS,
                    "bytes");
 
-    for (int i = 0; i < IDLE_CONTEXTS; i++) {
+    client_call(OP_FREE, &c, NULL, 0);
+    client_call(OP_QUIT, NULL, NULL, 0);
+    pthread_join(r.thread, NULL);
+    remote = NULL;
+    for (int i = 0; i <= RSS_CONTEXTS; i++) {
         mbedtls_ssl_free(servers[i]);
         free(servers[i]);
     }
     free(servers);
-    mbedtls_ssl_free(&warm);
-    mbedtls_ssl_free(&c);
     mbedtls_ssl_config_free(&srv);
     mbedtls_ssl_config_free(&cli);
 }
@@ -566,8 +694,8 @@ int main(int argc, char **argv)
 
     printf("# mbedTLS %s, server side only, per server CPU-second, budget %.1f s per figure\n",
            MBEDTLS_VERSION_STRING, budget_s);
-    bench_idle_memory(&w);
     bench_idle_rss(&w);
+    bench_idle_memory(&w);
     bench_handshakes(&w, "ceiling_handshake_tls13_ecdsa_p256_x25519",
                      MBEDTLS_TLS1_3_AES_256_GCM_SHA384, MBEDTLS_SSL_VERSION_TLS1_3, budget_s);
     bench_handshakes(&w, "ceiling_handshake_tls12_ecdhe_ecdsa_aes128gcm_x25519",
