@@ -84,7 +84,7 @@ enum moat_cfg_log_level {
 enum moat_cfg_result {
     MOAT_CFG_RUN = 0,      /* *out holds a configuration to run */
     MOAT_CFG_HELP = 1,     /* --help: print moat_cfg_usage(), exit 0 */
-    MOAT_CFG_VERSION = 2,  /* --version: print MOAT_CFG_VERSION_STRING, exit 0 */
+    MOAT_CFG_VERSION = 2,  /* --version: print moat_cfg_version(), exit 0 */
     MOAT_CFG_BAD_ARGS = -1 /* err says why; print it and the usage, exit 2 */
 };
 
