@@ -3,6 +3,7 @@
 Everything a test starts is stopped by the test's own cleanup, by PID; every socket operation
 has a timeout, every loop a bound.
 """
+import atexit
 import hashlib
 import http.server
 import json
@@ -74,6 +75,7 @@ openssl ecparam -name prime256v1 -genkey -noout -out stray.key
 """
             subprocess.run(["sh", "-c", script], cwd=d, check=True, capture_output=True,
                            timeout=120)
+            atexit.register(shutil.rmtree, d, True)
             cls._dir = d
         return cls._dir
 

@@ -101,6 +101,7 @@ class TestLifecycle(MoatTestCase):
         started = time.monotonic()
         self.assertEqual(m.stop(), 0)
         self.assertLess(time.monotonic() - started, 5)
+        m.check_clean(self)
         t.join(30)
 
     def test_two_workers_serve_many_connections(self):
