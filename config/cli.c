@@ -47,14 +47,14 @@ static const char usage[] =
     "  --handshake-timeout DUR the TLS handshake (default: 10s)\n"
     "  --head-timeout DUR      a whole request head, from its first byte; then 408\n"
     "                          (default: 10s)\n"
-    "  --idle-timeout DUR      keep-alive wait for the next request; also how long a WebSocket\n"
-    "                          tunnel may be silent both ways (default: 60s)\n"
+    "  --idle-timeout DUR      keep-alive wait for the next request (default: 60s)\n"
     "  --body-timeout DUR      longest silence inside a request body; then 408 (default: 60s)\n"
     "  --connect-timeout DUR   backend TCP connect; then the next backend, or 504\n"
     "                          (default: 5s)\n"
     "  --backend-timeout DUR   longest backend silence while a response is due; then 504\n"
     "                          (default: 60s)\n"
     "  --pool-idle-timeout DUR idle pooled backend connections close after (default: 15s)\n"
+    "  --tunnel-timeout DUR    a WebSocket tunnel silent both ways is closed after (default: 1h)\n"
     "Limits (SIZE: 16k, 1m, 2g, or plain bytes):\n"
     "  --max-head-size SIZE    request line and header fields; then 431 (default: 16k)\n"
     "  --max-headers N         header fields per request; then 431 (default: 100)\n"
@@ -133,6 +133,7 @@ static const struct flag flags[] = {
     TIMEOUT("--connect-timeout", connect_timeout_ms),
     TIMEOUT("--backend-timeout", backend_timeout_ms),
     TIMEOUT("--pool-idle-timeout", pool_idle_timeout_ms),
+    TIMEOUT("--tunnel-timeout", tunnel_timeout_ms),
     LIMIT("--max-head-size", F_SIZE, max_head_bytes, 1024, 1 << 20),
     LIMIT("--max-headers", F_COUNT, max_headers, 1, 10000),
     LIMIT("--max-target-size", F_SIZE, max_target_bytes, 64, 1 << 20),

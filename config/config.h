@@ -52,6 +52,7 @@ struct moat_cfg {
     uint64_t connect_timeout_ms;   /* backend TCP connect */
     uint64_t backend_timeout_ms;   /* longest backend silence while a response is due */
     uint64_t pool_idle_timeout_ms; /* longest life of an idle pooled backend connection */
+    uint64_t tunnel_timeout_ms;    /* a WebSocket tunnel silent both ways this long is closed */
 
     /* Limits (defaults: MOAT_CFG_DEFAULT_*). */
     size_t max_head_bytes;   /* request line and header fields: 431 beyond */
@@ -68,6 +69,7 @@ struct moat_cfg {
 #define MOAT_CFG_DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define MOAT_CFG_DEFAULT_BACKEND_TIMEOUT_MS 60000
 #define MOAT_CFG_DEFAULT_POOL_IDLE_TIMEOUT_MS 15000
+#define MOAT_CFG_DEFAULT_TUNNEL_TIMEOUT_MS 3600000
 #define MOAT_CFG_DEFAULT_MAX_HEAD_BYTES 16384
 #define MOAT_CFG_DEFAULT_MAX_HEADERS 100
 #define MOAT_CFG_DEFAULT_MAX_TARGET_BYTES 8192
@@ -102,7 +104,7 @@ int moat_cfg_size_parse(const char *text, uint64_t *bytes);
  * least one), --workers N (1..256), --trusted-proxy CIDR (repeatable), --state-dir DIR,
  * --log-level error|warn|info|debug, --no-access-log, --drain-timeout SECONDS, --version, --help.
  * --handshake-timeout, --head-timeout, --idle-timeout, --body-timeout, --connect-timeout,
- * --backend-timeout, --pool-idle-timeout (durations), --max-head-size, --max-headers,
+ * --backend-timeout, --pool-idle-timeout, --tunnel-timeout (durations), --max-head-size, --max-headers,
  * --max-target-size, --max-body-size, --max-connections (limits).
  * "--flag=value" is accepted too. On MOAT_CFG_RUN *out is owned by the caller (moat_cfg_free).
  * Does not touch files: certificates are read by tls/. */

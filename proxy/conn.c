@@ -88,8 +88,8 @@ static void on_conn_timer(uv_timer_t *t)
         respond_error(c, 408, "request body not received in time");
         break;
     case MOAT_CONN_TUNNEL:
-        conn_log(c, MOAT_LOG_INFO, "tunnel idle for %llu ms",
-                 (unsigned long long)c->w->rt->idle_timeout_ms);
+        conn_log(c, MOAT_LOG_INFO, "tunnel idle for %llu ms (--tunnel-timeout)",
+                 (unsigned long long)c->w->rt->tunnel_idle_ms);
         begin_shutdown(c);
         break;
     case MOAT_CONN_SHUTDOWN:
@@ -756,7 +756,7 @@ static void start_tunnel(struct moat_conn *c, const char *rest, size_t rest_len)
     write_access_log(c);
     set_state(c, MOAT_CONN_TUNNEL);
     moat_upstream_set_deadline(c->up, 0); /* the tunnel's idle timer watches both sides */
-    set_deadline(c, c->w->rt->idle_timeout_ms);
+    set_deadline(c, c->w->rt->tunnel_idle_ms);
     if (rest_len > 0)
         cli_send(c, rest, rest_len); /* the backend spoke first, in the same read */
     if (c->pending != NULL) {        /* and so did the client, right after its request */

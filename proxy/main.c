@@ -38,6 +38,7 @@ static void runtime_from_cfg(const struct moat_cfg *cfg, struct moat_runtime *rt
     rt->connect_timeout_ms = cfg->connect_timeout_ms;
     rt->backend_gap_ms = cfg->backend_timeout_ms;
     rt->pool_idle_ms = cfg->pool_idle_timeout_ms;
+    rt->tunnel_idle_ms = cfg->tunnel_timeout_ms;
     rt->http_limits.max_head_bytes = cfg->max_head_bytes;
     rt->http_limits.max_fields = cfg->max_headers;
     rt->http_limits.max_target_bytes = cfg->max_target_bytes;

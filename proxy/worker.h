@@ -38,6 +38,7 @@ struct moat_runtime {
     uint64_t connect_timeout_ms;   /* backend TCP connect */
     uint64_t backend_gap_ms;       /* longest silence from a backend while a response is due */
     uint64_t pool_idle_ms;         /* longest life of an idle pooled backend connection */
+    uint64_t tunnel_idle_ms;       /* a tunnel silent both ways this long is closed */
     uint64_t linger_ms;            /* after our last byte: drain the client this long */
     size_t high_water;             /* stop reading the other side above this many queued bytes */
     size_t low_water;              /* resume at or below */

@@ -152,6 +152,22 @@ class TestWebSocket(MoatTestCase):
         self.stop_clean(self.m)
         self.assertLess(time.monotonic() - started, 5)
 
+    def test_silent_tunnel_is_closed_after_tunnel_timeout(self):
+        m = self.moat("--backend", "127.0.0.1:%d" % self.ws.server_address[1],
+                      "--tunnel-timeout", "500ms")
+        self.m, first = m, self.m
+        s, f, _ = self.upgrade()
+        self.assertEqual(read_response(f)[0], 101)
+        self.assertEqual(read_frame(f)[0], 1)
+        started = time.monotonic()
+        self.assertEqual(f.read(), b"")  # nothing either way: moat ends it
+        self.assertLess(time.monotonic() - started, 3)
+        f.close()
+        s.close()
+        self.assertIn("tunnel idle", m.stderr())
+        self.stop_clean(m)
+        self.stop_clean(first)
+
     def test_without_101_the_connection_stays_http(self):
         self.ws.refuse_upgrades = True
         s, f, _ = self.upgrade()
