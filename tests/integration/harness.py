@@ -151,8 +151,15 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
         self.server.seen.append(record)
         parts = self.path.split("/")
         if self.path.startswith("/bytes/"):
-            body = pattern(int(parts[2]))
-            self.reply(200, body, [("Content-Type", "application/octet-stream")])
+            n = int(parts[2])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            if self.command != "HEAD":
+                block = pattern(65536)  # streamed: a GiB never sits in memory
+                for off in range(0, n, 65536):
+                    self.wfile.write(block[:min(65536, n - off)])
         elif self.path.startswith("/chunked/"):
             total = int(parts[2])
             self.send_response(200)
