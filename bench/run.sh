@@ -14,6 +14,7 @@
 #   --out      also write the table and every sample to FILE
 #   --moat     use this moat binary instead of building one (Release) in the scratch directory
 #   --proxies  which to run; default: moat, nginx, and haproxy when installed
+#   --idle N   idle TLS connections for the memory figure (default 5000; --quick: 300)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,6 +30,7 @@ while [ $# -gt 0 ]; do
     --out) out=${2:?--out needs a file}; shift ;;
     --moat) moat_bin=${2:?--moat needs a binary}; shift ;;
     --proxies) proxies=${2:?--proxies needs a list}; shift ;;
+    --idle) idle_arg=${2:?--idle needs a count}; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -38,8 +40,10 @@ done
 if [ "$quick" = 1 ]; then
     rounds=1 dur_s=3 idle_n=300 ceiling_args=(--quick)
 else
-    rounds=3 dur_s=8 idle_n=1000 ceiling_args=()
+    rounds=3 dur_s=8 idle_n=5000 ceiling_args=()
 fi
+idle_n=${idle_arg:-$idle_n}
+transfer_conns=200 # connections in full transfer for the memory-under-load figure
 ka_conns=50     # keep-alive test: enough connections to keep a one-worker proxy busy
 bulk_conns=16   # 1 MiB tests: throughput is bound by crypto, not by concurrency
 hs_clients=4    # parallel `openssl s_time`: each waits on every handshake it makes
@@ -409,6 +413,7 @@ for p in $proxies; do
     idle_memory "$p"
 done
 
+
 # moat's heap per idle connection, read inside a second moat through bench/heap-probe.so: RSS
 # cannot split moat's own bytes from mbedTLS's, the heap count can (tls-ceiling gives mbedTLS's).
 heap_probe() { # prints the probed process's heap bytes, or nothing after 5 s
@@ -570,6 +575,39 @@ done
 log "load tests took $((SECONDS - start_s)) s"
 printf 'load\t1/5/15-minute load average %s before the load tests, %s after %s\n' \
     "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)" "(this run adds up to 2)" >>"$work/meta.tsv"
+
+# ---- memory in full transfer, on freshly restarted proxies ----------------------------------------
+# transfer_conns connections each receiving 1 MiB responses back to back: the peak RSS over the
+# fresh process's, per connection, sampled while wrk runs. A restart first, because allocators
+# keep what earlier tests freed and would hide the growth.
+: >"$work/transfer.tsv"
+transfer_memory() {
+    local p=$1 pid=${pid_of[$1]} port=${port_of[$1]} r0 r peak
+    r0=$(rss_kib "$pid")
+    peak=$r0
+    taskset -c "$client_cpu" timeout $((6 + load_slack_s)) wrk -t1 -c"$transfer_conns" -d6s \
+        --timeout 10s "https://127.0.0.1:$port/1m" >"$work/transfer-$p.txt" 2>&1 &
+    local wrk_pid=$!
+    started_pids+=("$wrk_pid")
+    sleep 2 # every connection handshaken and streaming
+    for _ in $(seq 12); do
+        r=$(rss_kib "$pid")
+        [ "$r" -gt "$peak" ] && peak=$r
+        sleep 0.25
+    done
+    wait "$wrk_pid" 2>/dev/null || true
+    untrack "$wrk_pid"
+    printf '%s\t%s\t%s\t%s\n' "$p" "$transfer_conns" "$r0" "$peak" >>"$work/transfer.tsv"
+    log "$p in transfer: RSS ${r0} -> ${peak} KiB peak with $transfer_conns connections"
+}
+versions_kept=$versions # start_proxy appends to it
+for p in $proxies; do
+    finish "${main_pid_of[$p]}"
+    start_proxy "$p"
+    transfer_memory "$p"
+done
+versions=$versions_kept
+
 
 # ---- mbedTLS's ceiling, on the proxies' CPU once they are stopped ------------------------------
 for p in $proxies; do

@@ -76,6 +76,13 @@ def main():
         if err:
             errors.append(f"idle {p}: {err.replace('_', ' ')}")
 
+    transfer = {}  # RSS per connection in full transfer
+    transfer_file = work / "transfer.tsv"
+    for line in (transfer_file.read_text().splitlines() if transfer_file.exists() else []):
+        p, n, r0, peak = (line.split("\t") + [""] * 4)[:4]
+        if r0 and peak:
+            transfer[p] = (float(peak) - float(r0)) / int(n)
+
     heap = {}  # moat's malloc heap per idle connection, through bench/heap-probe.so
     heap_file = work / "heap.tsv"
     for line in (heap_file.read_text().splitlines() if heap_file.exists() else []):
@@ -125,6 +132,9 @@ def main():
             {p: idle[p][0] for p in proxies if p in idle})
     add_row("idle TLS conn, after 1 request", "KiB/conn",
             {p: idle[p][1] for p in proxies if p in idle})
+    if transfer:
+        add_row("conn in full transfer (1 MiB responses)", "KiB/conn",
+                {p: transfer[p] for p in proxies if p in transfer})
     if heap:
         add_row("  malloc heap, after handshake", "KiB/conn",
                 {p: heap[p][0] for p in proxies if p in heap}, show_ratio=False)
