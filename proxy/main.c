@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -302,6 +303,13 @@ int main(int argc, char **argv)
      * (madvise, then page faults on the next allocation): a third of the CPU in a keep-alive
      * benchmark. Returning memory only beyond 8 MiB of free heap top stops that. */
     mallopt(M_TRIM_THRESHOLD, 8 << 20);
+    /* Each client costs a descriptor, and one more while it has a backend connection: the
+     * usual soft limit of 1024 would refuse clients long before --max-connections. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
 
     struct moat_cfg *cfg = NULL;
     char err[1024];
