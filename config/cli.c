@@ -62,6 +62,9 @@ static const char usage[] =
     "  --max-body-size SIZE    request body; then 413; 0: unlimited (default: 0)\n"
     "  --max-connections N     client connections per worker; beyond it accepting pauses\n"
     "                          (default: 10000)\n"
+    "  --max-backend-connections N\n"
+    "                          connections to each backend per worker; beyond it requests\n"
+    "                          wait up to --connect-timeout, then 503; 0: no limit (default: 0)\n"
     "\n"
     "  -V, --version           print the version and exit\n"
     "  -h, --help              print this help and exit\n"
@@ -139,6 +142,7 @@ static const struct flag flags[] = {
     LIMIT("--max-target-size", F_SIZE, max_target_bytes, 64, 1 << 20),
     LIMIT("--max-body-size", F_SIZE, max_body_bytes, 0, UINT64_C(1) << 50),
     LIMIT("--max-connections", F_COUNT, max_connections, 1, 1000000),
+    LIMIT("--max-backend-connections", F_COUNT, max_backend_connections, 0, 1000000),
     FLAG("--version", "-V", 0, F_VERSION),
     FLAG("--help", "-h", 0, F_HELP),
 };

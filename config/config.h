@@ -60,6 +60,7 @@ struct moat_cfg {
     size_t max_target_bytes; /* request-target: 414 beyond */
     uint64_t max_body_bytes; /* request body: 413 beyond; 0: unlimited */
     size_t max_connections;  /* client connections per worker; beyond it accepting pauses */
+    size_t max_backend_connections; /* per backend per worker; then requests wait; 0: none */
 };
 
 #define MOAT_CFG_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
@@ -105,7 +106,7 @@ int moat_cfg_size_parse(const char *text, uint64_t *bytes);
  * --log-level error|warn|info|debug, --no-access-log, --drain-timeout SECONDS, --version, --help.
  * --handshake-timeout, --head-timeout, --idle-timeout, --body-timeout, --connect-timeout,
  * --backend-timeout, --pool-idle-timeout, --tunnel-timeout (durations), --max-head-size, --max-headers,
- * --max-target-size, --max-body-size, --max-connections (limits).
+ * --max-target-size, --max-body-size, --max-connections, --max-backend-connections (limits).
  * "--flag=value" is accepted too. On MOAT_CFG_RUN *out is owned by the caller (moat_cfg_free).
  * Does not touch files: certificates are read by tls/. */
 enum moat_cfg_result moat_cfg_from_argv(int argc, char **argv, unsigned default_workers,

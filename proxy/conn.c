@@ -83,6 +83,13 @@ static void on_conn_timer(uv_timer_t *t)
         respond_error(c, 408, "request head not received in time");
         break;
     case MOAT_CONN_RELAY:
+        if (c->ex.is_waiting) {
+            conn_log(c, MOAT_LOG_INFO, "no backend connection free within %llu ms "
+                     "(--max-backend-connections)",
+                     (unsigned long long)c->w->rt->connect_timeout_ms);
+            respond_error(c, 503, "backend busy");
+            break;
+        }
         conn_log(c, MOAT_LOG_INFO, "request body stalled for %llu ms",
                  (unsigned long long)c->w->rt->body_gap_ms);
         respond_error(c, 408, "request body not received in time");
@@ -268,7 +275,8 @@ void moat_conn_close(struct moat_conn *c)
     if (c->state == MOAT_CONN_CLOSING)
         return; /* idempotent: a timeout, an error and EOF may all land here */
     set_state(c, MOAT_CONN_CLOSING);
-    moat_list_remove(&c->hs_node); /* a no-op unless it waits for a handshake turn */
+    moat_list_remove(&c->hs_node);   /* a no-op unless it waits for a handshake turn */
+    moat_list_remove(&c->wait_node); /* or for a backend slot */
     moat_upstream_release(c->up, 0);
     c->up = NULL;
     if (c->w->stage_conn == c) {
@@ -489,6 +497,8 @@ static void respond_error(struct moat_conn *c, int status, const char *detail)
     }
     moat_upstream_release(c->up, 0);
     c->up = NULL;
+    moat_list_remove(&c->wait_node);
+    c->ex.is_waiting = 0;
     /* Backend failures leave the client's framing intact; client errors do not. */
     int keep = status >= 500 && c->ex.req_done && c->ex.is_keep_alive;
     char buf[512];
@@ -577,7 +587,13 @@ static void up_ready(struct moat_conn *c)
 static int lease_upstream(struct moat_conn *c, size_t backend, int fresh_only)
 {
     struct moat_upstream *up;
-    int err = moat_upstream_lease(c->w, backend, fresh_only, c, &up);
+    int err = moat_upstream_lease(c->w, backend, fresh_only, c, &c->wait_node, &up);
+    if (err == MOAT_UP_WAIT) {
+        /* Every slot of this backend is busy: wait (as long as a connect may take) for one. */
+        c->ex.is_waiting = 1;
+        set_deadline(c, c->w->rt->connect_timeout_ms);
+        return 0;
+    }
     if (err != 0) {
         conn_log(c, MOAT_LOG_WARN, "backend %s: %s", c->w->rt->backends[backend].addr_text,
                  uv_strerror(err));
@@ -587,6 +603,22 @@ static int lease_upstream(struct moat_conn *c, size_t backend, int fresh_only)
     if (up->state == MOAT_UP_ACTIVE)
         up_ready(c);
     return 0;
+}
+
+void moat_conn_on_backend_free(struct moat_list *wait_node)
+{
+    struct moat_conn *c = moat_list_entry(wait_node, struct moat_conn, wait_node);
+    if (c->state != MOAT_CONN_RELAY || !c->ex.is_waiting)
+        return;
+    c->ex.is_waiting = 0;
+    /* Back to the deadline the request had: the body's, or none once it is all here. */
+    set_deadline(c, c->ex.req_done ? 0 : c->w->rt->body_gap_ms);
+    if (lease_upstream(c, c->ex.backend, 0) != 0) {
+        respond_error(c, 502, "no backend answered");
+        cli_flush(c);
+        return;
+    }
+    cli_flush(c);
 }
 
 /* Chooses a backend for a new request, or the next one after a refusal. */
@@ -1260,6 +1292,7 @@ void moat_conn_accept(struct moat_worker *w, uv_stream_t *server)
     c->id = ++w->next_conn_id;
     moat_list_init(&c->node);
     moat_list_init(&c->hs_node);
+    moat_list_init(&c->wait_node);
     moat_bufq_init(&c->to_cli);
     moat_bufq_init(&c->to_up);
     c->tcp.data = c;

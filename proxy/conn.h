@@ -42,6 +42,7 @@ struct moat_exchange {
     size_t backend;           /* the backend tried last (and named in the access log) */
     int req_chunked;          /* the request body is re-chunked toward the backend */
     int is_upgrade;           /* the request asks for a protocol upgrade (Upgrade: websocket) */
+    int is_waiting;           /* queued for a backend slot (--max-backend-connections) */
     int tries;                /* connection attempts made for this request */
     char *replay;             /* owned: copy of the request bytes while small enough to resend */
     size_t replay_len;
@@ -56,6 +57,7 @@ struct moat_conn {
     struct moat_list node;       /* in w->conns */
     struct moat_list hs_node;    /* in w->hs_queue while a handshake step waits its turn */
     int hs_granted;              /* the worker gave this conn a handshake step */
+    struct moat_list wait_node;  /* in a pool's waiters while a backend slot is awaited */
     struct moat_worker *w;       /* borrowed */
     uint64_t id;
     uv_tcp_t tcp;
@@ -92,6 +94,9 @@ void moat_conn_drain(struct moat_conn *c);
 
 /* Closes at once (no close_notify): a timeout, an error and EOF may all land here. */
 void moat_conn_close(struct moat_conn *c);
+
+/* A backend slot this connection waited for is free (upstream.c): lease again. */
+void moat_conn_on_backend_free(struct moat_list *wait_node);
 
 /* The worker grants a queued handshake step (worker.c). */
 void moat_conn_hs_turn(struct moat_conn *c);

@@ -45,6 +45,7 @@ static void runtime_from_cfg(const struct moat_cfg *cfg, struct moat_runtime *rt
     rt->http_limits.max_target_bytes = cfg->max_target_bytes;
     rt->max_body_bytes = cfg->max_body_bytes;
     rt->max_connections = cfg->max_connections;
+    rt->max_backend_conns = cfg->max_backend_connections;
 }
 
 struct control {

@@ -15,6 +15,8 @@
 struct moat_pool {
     struct moat_list idle;
     size_t n_idle;
+    size_t n_open;           /* connections of this backend in this worker, idle or not */
+    struct moat_list waiters; /* requests waiting for a slot (--max-backend-connections) */
     uint64_t down_until_ms; /* loop time until which round-robin passes this backend by */
 };
 
@@ -30,8 +32,10 @@ int moat_pools_init(struct moat_worker *w)
     w->pools = calloc(w->rt->n_backends, sizeof(*w->pools));
     if (w->pools == NULL)
         return -1;
-    for (size_t i = 0; i < w->rt->n_backends; i++)
+    for (size_t i = 0; i < w->rt->n_backends; i++) {
         moat_list_init(&w->pools[i].idle);
+        moat_list_init(&w->pools[i].waiters);
+    }
     return 0;
 }
 
@@ -99,6 +103,7 @@ static void up_close(struct moat_upstream *up)
         return;
     if (up->state == MOAT_UP_IDLE)
         up->w->pools[up->backend].n_idle--;
+    up->w->pools[up->backend].n_open--; /* the slot is free for a waiting request */
     moat_list_remove(&up->node);
     up->state = MOAT_UP_CLOSING;
     up->client = NULL;
@@ -179,7 +184,8 @@ static void on_up_connect(uv_connect_t *req, int status)
 }
 
 int moat_upstream_lease(struct moat_worker *w, size_t backend, int fresh_only,
-                        struct moat_conn *c, struct moat_upstream **out)
+                        struct moat_conn *c, struct moat_list *wait_node,
+                        struct moat_upstream **out)
 {
     struct moat_pool *p = &w->pools[backend];
     while (!fresh_only && !moat_list_is_empty(&p->idle)) {
@@ -199,9 +205,16 @@ int moat_upstream_lease(struct moat_worker *w, size_t backend, int fresh_only,
         return 0;
     }
 
+    size_t max = w->rt->max_backend_conns;
+    if (max != 0 && p->n_open >= max) {
+        /* A stale idle connection closed above may have freed a slot: not yet counted out. */
+        moat_list_push_back(&p->waiters, wait_node);
+        return MOAT_UP_WAIT;
+    }
     struct moat_upstream *up = calloc(1, sizeof(*up));
     if (up == NULL)
         return UV_ENOMEM;
+    p->n_open++;
     moat_list_init(&up->node);
     up->w = w;
     up->backend = backend;
@@ -224,6 +237,21 @@ int moat_upstream_lease(struct moat_worker *w, size_t backend, int fresh_only,
     uv_timer_start(&up->timer, on_up_timer, w->rt->connect_timeout_ms, 0);
     *out = up;
     return 0;
+}
+
+void moat_pools_wake(struct moat_worker *w)
+{
+    size_t max = w->rt->max_backend_conns;
+    for (size_t b = 0; max != 0 && b < w->rt->n_backends; b++) {
+        struct moat_pool *p = &w->pools[b];
+        /* Each pass hands one slot over; the woken request leases (or queues) again. */
+        size_t rounds = p->n_idle + (p->n_open < max ? max - p->n_open : 0);
+        while (rounds-- > 0 && !moat_list_is_empty(&p->waiters)) {
+            struct moat_list *node = p->waiters.next;
+            moat_list_remove(node);
+            moat_conn_on_backend_free(node);
+        }
+    }
 }
 
 void moat_upstream_release(struct moat_upstream *up, int reuse)

@@ -55,9 +55,17 @@ size_t moat_backend_next(struct moat_worker *w, size_t avoid);
 
 /* Leases a connection to backend for client c: a pooled one still open (state ACTIVE,
  * is_reused 1) unless fresh_only, else a new one (state CONNECTING; c gets
- * moat_conn_on_up_connected() later). Returns 0, or a negative libuv error (nothing leased). */
+ * moat_conn_on_up_connected() later). Returns 0, a negative libuv error (nothing leased), or
+ * MOAT_UP_WAIT: the backend has --max-backend-connections open in this worker; wait_node was
+ * queued and moat_conn_on_backend_free(wait_node) runs when one is free (the caller leases
+ * again then; it may drop out of the queue earlier with moat_list_remove(wait_node)). */
+#define MOAT_UP_WAIT 1
 int moat_upstream_lease(struct moat_worker *w, size_t backend, int fresh_only,
-                        struct moat_conn *c, struct moat_upstream **out);
+                        struct moat_conn *c, struct moat_list *wait_node,
+                        struct moat_upstream **out);
+
+/* Runs once per loop turn (worker.c): hands freed backend slots to waiting requests. */
+void moat_pools_wake(struct moat_worker *w);
 
 /* Ends a lease: reuse=1 returns it to its pool (if the pool has room), else it is closed.
  * Accepts NULL. The client pointer is cut at once: no callback reaches c afterwards. */

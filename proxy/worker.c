@@ -172,6 +172,7 @@ static void on_hs_check(uv_check_t *h)
     }
     if (moat_list_is_empty(&w->hs_queue))
         uv_idle_stop(&w->hs_idle);
+    moat_pools_wake(w); /* backend slots freed during this turn go to waiting requests */
 }
 
 int moat_worker_hs_admit(struct moat_worker *w, struct moat_conn *c)

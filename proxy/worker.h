@@ -45,6 +45,7 @@ struct moat_runtime {
     size_t pool_max_idle;          /* idle connections kept per backend per worker */
     uint64_t max_body_bytes;       /* request body limit (413); 0: none */
     size_t max_connections;        /* client connections per worker; then accepting pauses */
+    size_t max_backend_conns;      /* per backend per worker; then requests wait; 0: none */
 };
 
 struct moat_pool; /* upstream.c: idle connections of one backend */

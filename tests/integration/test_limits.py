@@ -185,6 +185,39 @@ class TestLimits(MoatTestCase):
         self.stop_clean(self.m)
 
 
+class TestBackendConnections(MoatTestCase):
+    def test_requests_wait_for_a_free_backend_connection(self):
+        be = self.backend()
+        m = self.moat("--backend", be.addr, "--workers", "1", "--max-backend-connections", "1")
+        codes = []
+        threads = [threading.Thread(target=lambda: codes.append(
+            curl("-o", "/dev/null", "-w", "%{http_code}", m.url("/slow/0.4"))[1]))
+            for i in range(4)]
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(codes, [b"200"] * 4)
+        self.assertGreaterEqual(time.monotonic() - started, 1.5)  # one after another
+        self.assertEqual(len({r["peer_port"] for r in be.seen}), 1)  # over one connection
+        self.stop_clean(m)
+
+    def test_waiting_too_long_gives_503(self):
+        be = self.backend()
+        m = self.moat("--backend", be.addr, "--workers", "1", "--max-backend-connections", "1",
+                      "--connect-timeout", "300ms")
+        slow = threading.Thread(target=lambda: curl(m.url("/slow/2")))
+        slow.start()
+        time.sleep(0.3)
+        rc, out, err = curl("-i", m.url("/second"))
+        self.assertTrue(out.startswith(b"HTTP/1.1 503 "), out[:100])
+        self.assertIn(b"Retry-After: 1", out)
+        slow.join(30)
+        self.assertIn("--max-backend-connections", m.stderr())
+        self.stop_clean(m)
+
+
 class TestMaxConnections(MoatTestCase):
     def test_accepting_pauses_then_resumes(self):
         be = self.backend()

@@ -80,6 +80,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->max_target_bytes, 8192);
     assert_int_equal(cfg->max_body_bytes, 0);
     assert_int_equal(cfg->max_connections, 10000);
+    assert_int_equal(cfg->max_backend_connections, 0);
     moat_cfg_free(cfg);
 }
 
@@ -106,6 +107,8 @@ static void test_each_flag_lands_in_its_field(void **state)
         {"--max-target-size", "1k", offsetof(struct moat_cfg, max_target_bytes), 1, 1024},
         {"--max-body-size", "10m", offsetof(struct moat_cfg, max_body_bytes), 0, 10485760},
         {"--max-connections", "500", offsetof(struct moat_cfg, max_connections), 1, 500},
+        {"--max-backend-connections", "8", offsetof(struct moat_cfg, max_backend_connections), 1,
+         8},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char eq[64];
