@@ -387,6 +387,22 @@ class MoatTestCase(unittest.TestCase):
         self.addCleanup(b.stop)
         return b
 
+    def raw_backend(self, handler, **attrs):
+        """A threaded TCP server on 127.0.0.1 with a hand-written handler (for backends that
+        misbehave on purpose); attrs become attributes of the server, for the handler to use.
+        Its address is server.addr."""
+        class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+        srv = Server(("127.0.0.1", 0), handler)
+        for k, v in attrs.items():
+            setattr(srv, k, v)
+        srv.addr = "127.0.0.1:%d" % srv.server_address[1]
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        return srv
+
     def moat(self, *args, **kw):
         m = Moat(*args, **kw)
         self.addCleanup(m.cleanup)

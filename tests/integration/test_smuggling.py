@@ -4,7 +4,6 @@ and the backend receives nothing at all; the few accepted ones reach it in exact
 unambiguous form."""
 import socket
 import socketserver
-import threading
 import time
 
 from harness import MoatTestCase, read_response, tls_connect
@@ -92,16 +91,8 @@ class Recorder(socketserver.BaseRequestHandler):
 
 class TestSmuggling(MoatTestCase):
     def setUp(self):
-        class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-        self.rec = Server(("127.0.0.1", 0), Recorder)
-        self.rec.received = []
-        threading.Thread(target=self.rec.serve_forever, daemon=True).start()
-        self.addCleanup(self.rec.server_close)
-        self.addCleanup(self.rec.shutdown)
-        self.m = self.moat("--backend", "127.0.0.1:%d" % self.rec.server_address[1],
-                           "--workers", "1")
+        self.rec = self.raw_backend(Recorder, received=[])
+        self.m = self.moat("--backend", self.rec.addr, "--workers", "1")
 
     def send(self, raw, expect_close=True):
         s = tls_connect(self.m.port)

@@ -1,8 +1,6 @@
 """Backends: round-robin, refusals and retries, 502, pooled connections the backend closed."""
 import json
-import socket
 import socketserver
-import threading
 import time
 import unittest
 
@@ -96,19 +94,11 @@ class TestUpstream(MoatTestCase):
         self.stop_clean(m)
 
     def dropping_backend(self):
-        class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-        srv = Server(("127.0.0.1", 0), OneRequestPerConnection)
-        srv.dropped = 0
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        self.addCleanup(srv.server_close)
-        self.addCleanup(srv.shutdown)
-        return srv
+        return self.raw_backend(OneRequestPerConnection, dropped=0)
 
     def test_reused_connection_dying_before_response_is_retried_when_safe(self):
         srv = self.dropping_backend()
-        m = self.moat("--backend", "127.0.0.1:%d" % srv.server_address[1], "--workers", "1")
+        m = self.moat("--backend", srv.addr, "--workers", "1")
         for method, data, expect in (("GET", [], b"200"), ("POST", ["--data", "x=1"], b"502")):
             with self.subTest(method=method):
                 # The first request leaves a pooled connection behind; the second reuses it and

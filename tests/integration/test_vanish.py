@@ -1,8 +1,6 @@
 """Peers that vanish or misbehave mid-exchange: moat never pools a backend connection it cannot
 trust, never passes off a truncated response as complete, and keeps serving everyone else."""
-import socket
 import socketserver
-import threading
 import time
 
 from harness import MoatTestCase, curl, pattern, read_response, tls_connect
@@ -39,16 +37,8 @@ class Misbehaving(socketserver.StreamRequestHandler):
 
 class TestVanish(MoatTestCase):
     def setUp(self):
-        class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-        self.srv = Server(("127.0.0.1", 0), Misbehaving)
-        self.srv.paths = []
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-        self.addCleanup(self.srv.server_close)
-        self.addCleanup(self.srv.shutdown)
-        self.m = self.moat("--backend", "127.0.0.1:%d" % self.srv.server_address[1],
-                           "--workers", "1")
+        self.srv = self.raw_backend(Misbehaving, paths=[])
+        self.m = self.moat("--backend", self.srv.addr, "--workers", "1")
 
     def get(self, path):
         rc, out, err = curl("-o", "/dev/null", "-w", "%{http_code}", self.m.url(path))

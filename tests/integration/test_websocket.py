@@ -4,13 +4,11 @@ real WebSocket echo server written with the standard library (RFC 6455 handshake
 import base64
 import hashlib
 import os
-import socket
 import socketserver
 import struct
-import threading
 import time
 
-from harness import IO_TIMEOUT, MoatTestCase, read_response, tls_connect
+from harness import MoatTestCase, read_response, tls_connect
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -98,16 +96,8 @@ class EchoWebSocket(socketserver.StreamRequestHandler):
 
 class TestWebSocket(MoatTestCase):
     def setUp(self):
-        class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-        self.ws = Server(("127.0.0.1", 0), EchoWebSocket)
-        self.ws.heads = []
-        self.ws.refuse_upgrades = False
-        threading.Thread(target=self.ws.serve_forever, daemon=True).start()
-        self.addCleanup(self.ws.server_close)
-        self.addCleanup(self.ws.shutdown)
-        self.m = self.moat("--backend", "127.0.0.1:%d" % self.ws.server_address[1])
+        self.ws = self.raw_backend(EchoWebSocket, heads=[], refuse_upgrades=False)
+        self.m = self.moat("--backend", self.ws.addr)
 
     def upgrade(self):
         s = tls_connect(self.m.port)
@@ -153,8 +143,7 @@ class TestWebSocket(MoatTestCase):
         self.assertLess(time.monotonic() - started, 5)
 
     def test_silent_tunnel_is_closed_after_tunnel_timeout(self):
-        m = self.moat("--backend", "127.0.0.1:%d" % self.ws.server_address[1],
-                      "--tunnel-timeout", "500ms")
+        m = self.moat("--backend", self.ws.addr, "--tunnel-timeout", "500ms")
         self.m, first = m, self.m
         s, f, _ = self.upgrade()
         self.assertEqual(read_response(f)[0], 101)
