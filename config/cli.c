@@ -18,6 +18,7 @@
 /* Keep in step with the flags table below, the defaults in model.c and README.md. */
 static const char usage[] =
     "usage: moat [options] --backend HOST:PORT\n"
+    "       moat --config FILE [--check-config]\n"
     "\n"
     "HTTPS in front of plain-HTTP applications: terminates TLS 1.3 and 1.2 and forwards each\n"
     "request as HTTP/1.1 to the backends, in round-robin order.\n"
@@ -38,8 +39,15 @@ static const char usage[] =
     "                          $MOAT_STATE_DIR, else $XDG_STATE_HOME/moat, else\n"
     "                          ~/.local/state/moat)\n"
     "  --log-level LEVEL       error, warn, info or debug (default: info)\n"
-    "  --no-access-log         no access-log line per request on stdout (default: one line\n"
-    "                          per request)\n"
+    "  --no-access-log         no access-log line per request (default: one line per\n"
+    "                          request)\n"
+    "  --access-log-format F   moat, combined or json (default: moat)\n"
+    "  --access-log TARGET     stdout, stderr or a file appended to and reopened on SIGUSR1\n"
+    "                          (default: stdout)\n"
+    "  --admin HOST:PORT       plain-HTTP /metrics, /healthz and /readyz here (default: off;\n"
+    "                          keep it on loopback, e.g. 127.0.0.1:9901)\n"
+    "  --user NAME             after opening the ports, run as this user (default: stay)\n"
+    "  --group NAME            and this group (default: the user's own)\n"
     "  --drain-timeout SECS    on SIGTERM or SIGINT, how long in-flight requests may take,\n"
     "                          0 to 3600, decimals allowed (default: 30)\n"
     "\n"
@@ -66,6 +74,10 @@ static const char usage[] =
     "                          connections to each backend per worker; beyond it requests\n"
     "                          wait up to --connect-timeout, then 503; 0: no limit (default: 0)\n"
     "\n"
+    "  -c, --config FILE       read every setting from this YAML file instead of flags\n"
+    "                          (see docs/configuration.md); SIGHUP reloads it\n"
+    "  -t, --check-config      load everything a start would (certificates included), print\n"
+    "                          'configuration OK' or every error, exit 0 or 1\n"
     "  -V, --version           print the version and exit\n"
     "  -h, --help              print this help and exit\n"
     "\n"
@@ -100,6 +112,13 @@ enum flag_id {
     F_DURATION, /* a timeout: its field and range come from the table */
     F_SIZE,     /* a size limit, likewise */
     F_COUNT,    /* a count limit, likewise */
+    F_ACCESS_FORMAT,
+    F_ACCESS_FILE,
+    F_ADMIN,
+    F_USER,
+    F_GROUP,
+    F_CONFIG,
+    F_CHECK,
     F_VERSION,
     F_HELP,
 };
@@ -143,6 +162,13 @@ static const struct flag flags[] = {
     LIMIT("--max-body-size", F_SIZE, max_body_bytes, 0, UINT64_C(1) << 50),
     LIMIT("--max-connections", F_COUNT, max_connections, 1, 1000000),
     LIMIT("--max-backend-connections", F_COUNT, max_backend_connections, 0, 1000000),
+    FLAG("--access-log-format", NULL, 1, F_ACCESS_FORMAT),
+    FLAG("--access-log", NULL, 1, F_ACCESS_FILE),
+    FLAG("--admin", NULL, 1, F_ADMIN),
+    FLAG("--user", NULL, 1, F_USER),
+    FLAG("--group", NULL, 1, F_GROUP),
+    FLAG("--config", "-c", 1, F_CONFIG),
+    FLAG("--check-config", "-t", 0, F_CHECK),
     FLAG("--version", "-V", 0, F_VERSION),
     FLAG("--help", "-h", 0, F_HELP),
 };
@@ -150,8 +176,17 @@ static const struct flag flags[] = {
 /* The loader's working state: the model being built and the cert/key flags seen. */
 struct loader {
     struct moat_cfg *cfg; /* owned until handed to the caller */
+    /* Flags that finish() turns into listeners and the "default" pool. */
+    struct moat_cfg_hostport *listen; /* owned array */
+    size_t n_listen;
+    struct moat_cfg_hostport *backends; /* owned array */
+    size_t n_backends;
+    struct moat_cfg_cert certs[MOAT_CFG_MAX_CERTS]; /* owned strings; copied to each listener */
     size_t n_cert_flags;  /* --cert flags seen: certs[0..n) have cert_file set */
     size_t n_key_flags;   /* --key flags seen: certs[0..n) have key_file set */
+    int is_check;         /* --check-config */
+    const char *config_file; /* --config, borrowed from argv */
+    const char *setting_flag; /* the first flag seen that --config excludes */
     char *err;            /* borrowed: the caller's message buffer */
     size_t err_len;
 };
@@ -265,7 +300,7 @@ static int add_cert_file(struct loader *l, const char *flag, const char *value, 
     char *copy = strdup(value);
     if (copy == NULL)
         return out_of_memory(l);
-    struct moat_cfg_cert *c = &l->cfg->certs[(*count)++];
+    struct moat_cfg_cert *c = &l->certs[(*count)++];
     if (is_key)
         c->key_file = copy;
     else
@@ -363,17 +398,47 @@ static int add_trusted_proxy(struct loader *l, const char *value)
     return 0;
 }
 
-static int set_state_dir(struct loader *l, const char *value)
+/* A non-empty text setting; the last one given wins. */
+static int set_string(struct loader *l, const char *flag, const char *value, char **field)
 {
     if (*value == '\0') {
-        snprintf(l->err, l->err_len, "--state-dir: empty directory name");
+        snprintf(l->err, l->err_len, "%s: empty value", flag);
         return -1;
     }
     char *copy = strdup(value);
     if (copy == NULL)
         return out_of_memory(l);
-    free(l->cfg->state_dir); /* the last --state-dir wins */
-    l->cfg->state_dir = copy;
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
+static int parse_access_format(struct loader *l, const char *value)
+{
+    static const char *const names[] = {
+        [MOAT_CFG_ACCESS_MOAT] = "moat",
+        [MOAT_CFG_ACCESS_COMBINED] = "combined",
+        [MOAT_CFG_ACCESS_JSON] = "json",
+    };
+    for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
+        if (strcmp(value, names[i]) == 0) {
+            l->cfg->access_format = (enum moat_cfg_access_format)i;
+            return 0;
+        }
+    }
+    snprintf(l->err, l->err_len,
+             "--access-log-format: expected moat, combined or json, got '%s'", value);
+    return -1;
+}
+
+static int parse_one_hostport(struct loader *l, const char *flag, const char *value,
+                              struct moat_cfg_hostport *out)
+{
+    char why[512];
+    if (moat_cfg_hostport_parse(value, 1, out, why, sizeof(why)) != 0) {
+        snprintf(l->err, l->err_len, "%s: %s", flag, why);
+        return -1;
+    }
     return 0;
 }
 
@@ -421,9 +486,9 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
     struct moat_cfg *cfg = l->cfg;
     switch (f->id) {
     case F_LISTEN:
-        return add_hostport(l, f->name, value, 1, &cfg->listeners, &cfg->n_listeners);
+        return add_hostport(l, f->name, value, 1, &l->listen, &l->n_listen);
     case F_BACKEND:
-        return add_hostport(l, f->name, value, 0, &cfg->backends, &cfg->n_backends);
+        return add_hostport(l, f->name, value, 0, &l->backends, &l->n_backends);
     case F_CERT:
         return add_cert_file(l, f->name, value, 0);
     case F_KEY:
@@ -433,7 +498,7 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
     case F_TRUSTED_PROXY:
         return add_trusted_proxy(l, value);
     case F_STATE_DIR:
-        return set_state_dir(l, value);
+        return set_string(l, f->name, value, &cfg->state_dir);
     case F_LOG_LEVEL:
         return parse_log_level(l, value);
     case F_NO_ACCESS_LOG:
@@ -445,6 +510,23 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
     case F_SIZE:
     case F_COUNT:
         return parse_field(l, f, value);
+    case F_ACCESS_FORMAT:
+        return parse_access_format(l, value);
+    case F_ACCESS_FILE:
+        return set_string(l, f->name, value, &cfg->access_log_file);
+    case F_ADMIN:
+        cfg->has_admin = 1;
+        return parse_one_hostport(l, f->name, value, &cfg->admin);
+    case F_USER:
+        return set_string(l, f->name, value, &cfg->user);
+    case F_GROUP:
+        return set_string(l, f->name, value, &cfg->group);
+    case F_CONFIG:
+        l->config_file = value;
+        return 0;
+    case F_CHECK:
+        l->is_check = 1;
+        return 0;
     case F_VERSION:
     case F_HELP:
         return 0; /* answered by find_help_or_version() before any flag is applied */
@@ -452,7 +534,22 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
     return 0;
 }
 
-/* Checks what no single flag can: required flags, pairs, defaults. */
+/* Every listener gets a copy of the --cert/--key pairs. */
+static int copy_certs(struct loader *l, struct moat_cfg_listener *li)
+{
+    li->tls_min = 12;
+    for (size_t i = 0; i < l->n_cert_flags; i++) {
+        li->certs[i].cert_file = strdup(l->certs[i].cert_file);
+        li->certs[i].key_file = strdup(l->certs[i].key_file);
+        if (li->certs[i].cert_file == NULL || li->certs[i].key_file == NULL)
+            return out_of_memory(l);
+    }
+    li->n_certs = l->n_cert_flags;
+    return 0;
+}
+
+/* Checks what no single flag can (required flags, pairs), then builds listeners and the
+ * "default" pool with its catch-all route. */
 static int finish(struct loader *l)
 {
     struct moat_cfg *cfg = l->cfg;
@@ -460,25 +557,54 @@ static int finish(struct loader *l)
         snprintf(l->err, l->err_len,
                  "--cert '%s' has no matching --key (got %zu --cert and %zu --key; give "
                  "--cert FILE --key FILE in pairs)",
-                 cfg->certs[l->n_key_flags].cert_file, l->n_cert_flags, l->n_key_flags);
+                 l->certs[l->n_key_flags].cert_file, l->n_cert_flags, l->n_key_flags);
         return -1;
     }
     if (l->n_key_flags > l->n_cert_flags) {
         snprintf(l->err, l->err_len,
                  "--key '%s' has no matching --cert (got %zu --cert and %zu --key; give "
                  "--cert FILE --key FILE in pairs)",
-                 cfg->certs[l->n_cert_flags].key_file, l->n_cert_flags, l->n_key_flags);
+                 l->certs[l->n_cert_flags].key_file, l->n_cert_flags, l->n_key_flags);
         return -1;
     }
-    cfg->n_certs = l->n_cert_flags;
-    if (cfg->n_backends == 0) {
+    if (l->n_backends == 0) {
         snprintf(l->err, l->err_len,
                  "at least one --backend HOST:PORT is required (e.g. --backend 127.0.0.1:8080)");
         return -1;
     }
-    if (cfg->n_listeners == 0)
-        return add_hostport(l, "--listen", "0.0.0.0:8443", 1, &cfg->listeners, &cfg->n_listeners);
+    if (l->n_listen == 0 &&
+        add_hostport(l, "--listen", "0.0.0.0:8443", 1, &l->listen, &l->n_listen) != 0)
+        return -1;
+    cfg->listeners = calloc(l->n_listen, sizeof(*cfg->listeners));
+    cfg->pools = calloc(1, sizeof(*cfg->pools));
+    if (cfg->listeners == NULL || cfg->pools == NULL)
+        return out_of_memory(l);
+    for (size_t i = 0; i < l->n_listen; i++) {
+        cfg->listeners[i].addr = l->listen[i];
+        cfg->n_listeners++;
+        if (copy_certs(l, &cfg->listeners[i]) != 0)
+            return -1;
+    }
+    cfg->n_pools = 1;
+    cfg->pools[0].name = strdup("default");
+    if (cfg->pools[0].name == NULL)
+        return out_of_memory(l);
+    cfg->pools[0].backends = l->backends; /* handed over */
+    cfg->pools[0].n_backends = l->n_backends;
+    l->backends = NULL;
+    l->n_backends = 0;
+    cfg->default_pool = 0;
     return 0;
+}
+
+static void loader_free(struct loader *l)
+{
+    free(l->listen);
+    free(l->backends);
+    for (size_t i = 0; i < MOAT_CFG_MAX_CERTS; i++) {
+        free(l->certs[i].cert_file);
+        free(l->certs[i].key_file);
+    }
 }
 
 /* --help and --version answer whatever else the line holds, even mistakes: "moat --frob --help"
@@ -518,12 +644,28 @@ enum moat_cfg_result moat_cfg_from_argv(int argc, char **argv, unsigned default_
         const char *value;
         if (next_flag(argc, argv, &i, &f, &value, err, err_len) != 0 || apply(&l, f, value) != 0)
             goto out_free;
+        if (f->id != F_CONFIG && f->id != F_CHECK && l.setting_flag == NULL)
+            l.setting_flag = f->name;
+    }
+    if (l.config_file != NULL) {
+        if (l.setting_flag != NULL) {
+            snprintf(err, err_len, "%s cannot be combined with --config (set it in the file)",
+                     l.setting_flag);
+            goto out_free;
+        }
+        loader_free(&l);
+        moat_cfg_free(l.cfg);
+        if (moat_cfg_load_yaml(l.config_file, default_workers, out, err, err_len) != 0)
+            return MOAT_CFG_BAD_CONFIG;
+        return l.is_check ? MOAT_CFG_CHECK : MOAT_CFG_RUN;
     }
     if (finish(&l) != 0)
         goto out_free;
+    loader_free(&l);
     *out = l.cfg;
-    return MOAT_CFG_RUN;
+    return l.is_check ? MOAT_CFG_CHECK : MOAT_CFG_RUN;
 out_free:
+    loader_free(&l);
     moat_cfg_free(l.cfg); /* frees whatever the flags so far allocated */
     return MOAT_CFG_BAD_ARGS;
 }

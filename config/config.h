@@ -27,20 +27,60 @@ struct moat_cfg_cert {
     char *key_file;  /* owned; PEM private key */
 };
 
+/* One listening address and the TLS it speaks. */
+struct moat_cfg_listener {
+    struct moat_cfg_hostport addr;
+    struct moat_cfg_cert certs[MOAT_CFG_MAX_CERTS];
+    size_t n_certs;  /* 0: the development certificate */
+    int tls_min;     /* lowest TLS version accepted: 12 (default) or 13 */
+};
+
+/* A named group of backends, balanced round-robin. */
+struct moat_cfg_pool {
+    char *name;                          /* owned; "default" for --backend flags */
+    struct moat_cfg_hostport *backends;  /* owned array, at least one; names resolved by proxy/ */
+    size_t n_backends;
+};
+
+/* Requests whose Host matches host and whose path starts with path_prefix go to pool. */
+struct moat_cfg_route {
+    char *host;        /* owned; lower case, no port; "*.example.com" matches any subdomain;
+                        * NULL: any host */
+    char *path_prefix; /* owned; starts with '/' ("/" matches every path) */
+    size_t pool;       /* index into moat_cfg.pools */
+};
+
+enum moat_cfg_access_format {
+    MOAT_CFG_ACCESS_MOAT = 0, /* moat's own key=value line (default) */
+    MOAT_CFG_ACCESS_COMBINED, /* nginx's and Apache's "combined" */
+    MOAT_CFG_ACCESS_JSON,     /* one JSON object per line */
+};
+
 /* Everything moat runs with. Built once by a loader, then read-only (shared by all workers). */
 struct moat_cfg {
-    struct moat_cfg_hostport *listeners; /* owned array */
+    struct moat_cfg_listener *listeners; /* owned array, at least one */
     size_t n_listeners;
-    struct moat_cfg_hostport *backends; /* owned array; names resolved by proxy/ at start */
-    size_t n_backends;
-    struct moat_cfg_cert certs[MOAT_CFG_MAX_CERTS];
-    size_t n_certs; /* 0: use the development certificate */
+    struct moat_cfg_pool *pools;         /* owned array, at least one */
+    size_t n_pools;
+    struct moat_cfg_route *routes;       /* owned array; tried in order, first match wins */
+    size_t n_routes;
+    size_t default_pool;                 /* index into pools: requests no route matches */
     struct moat_cfg_cidr *trusted_proxies; /* owned array */
     size_t n_trusted_proxies;
     unsigned workers;          /* >= 1; default: number of CPUs (set by the caller's default) */
     char *state_dir;           /* owned; NULL: $MOAT_STATE_DIR, $XDG_STATE_HOME/moat, ~/.local/state/moat */
     int log_level;             /* MOAT_CFG_LOG_* */
-    int access_log;            /* 1: one line per request on stdout (default), 0: off */
+    int access_log;            /* 1: one line per request (default), 0: off */
+    enum moat_cfg_access_format access_format;
+    char *access_log_file;     /* owned; NULL: stdout; "stderr"/"stdout": those; else a path
+                                * opened for appending (reopened on SIGUSR1) */
+    int has_admin;             /* the admin listener is on */
+    struct moat_cfg_hostport admin; /* plain HTTP: /metrics /healthz /readyz (default
+                                     * 127.0.0.1:9901 when on) */
+    char *user;                /* owned; NULL: keep the starting user; else drop to it after
+                                * opening the ports */
+    char *group;               /* owned; NULL: the user's primary group */
+    char *config_file;         /* owned; the YAML file this came from, NULL for flags */
     uint64_t drain_timeout_ms; /* SIGTERM: in-flight requests get this long (default 30000) */
 
     /* Timeouts, in milliseconds, each > 0 (defaults: MOAT_CFG_DEFAULT_*). */
@@ -63,6 +103,7 @@ struct moat_cfg {
     size_t max_backend_connections; /* per backend per worker; then requests wait; 0: none */
 };
 
+#define MOAT_CFG_DEFAULT_ADMIN_PORT 9901
 #define MOAT_CFG_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 #define MOAT_CFG_DEFAULT_HEAD_TIMEOUT_MS 10000
 #define MOAT_CFG_DEFAULT_IDLE_TIMEOUT_MS 60000
@@ -88,7 +129,10 @@ enum moat_cfg_result {
     MOAT_CFG_RUN = 0,      /* *out holds a configuration to run */
     MOAT_CFG_HELP = 1,     /* --help: print moat_cfg_usage(), exit 0 */
     MOAT_CFG_VERSION = 2,  /* --version: print moat_cfg_version(), exit 0 */
-    MOAT_CFG_BAD_ARGS = -1 /* err says why; print it and the usage, exit 2 */
+    MOAT_CFG_CHECK = 3,    /* --check-config: *out holds a configuration to check, not run */
+    MOAT_CFG_BAD_ARGS = -1, /* err says why; print it and the usage, exit 2 */
+    MOAT_CFG_BAD_CONFIG = -2 /* the --config file is wrong: err lists every error, one per
+                              * line; print it, exit 1 */
 };
 
 /* Parses a duration: "500ms", "30s", "5m", "1h", or a plain number of seconds ("2.5").
@@ -107,10 +151,25 @@ int moat_cfg_size_parse(const char *text, uint64_t *bytes);
  * --handshake-timeout, --head-timeout, --idle-timeout, --body-timeout, --connect-timeout,
  * --backend-timeout, --pool-idle-timeout, --tunnel-timeout (durations), --max-head-size, --max-headers,
  * --max-target-size, --max-body-size, --max-connections, --max-backend-connections (limits).
- * "--flag=value" is accepted too. On MOAT_CFG_RUN *out is owned by the caller (moat_cfg_free).
- * Does not touch files: certificates are read by tls/. */
+ * --access-log-format moat|combined|json, --access-log stdout|stderr|FILE, --admin HOST:PORT,
+ * --user NAME, --group NAME. --config FILE (-c) loads a YAML file instead and excludes every
+ * other setting; --check-config (-t) asks for MOAT_CFG_CHECK.
+ * "--flag=value" is accepted too. On MOAT_CFG_RUN and MOAT_CFG_CHECK *out is owned by the caller
+ * (moat_cfg_free). Reads no file but the --config one: certificates are read by tls/. */
 enum moat_cfg_result moat_cfg_from_argv(int argc, char **argv, unsigned default_workers,
                                         struct moat_cfg **out, char *err, size_t err_len);
+
+/* Loads a YAML configuration file into a new model (every default set, as from the flags).
+ * ${VAR} in a scalar is replaced from the environment. On error returns -1 and err lists every
+ * error found, one per line, each "FILE:LINE:COLUMN: KEY: reason". Reads no certificate. */
+int moat_cfg_load_yaml(const char *path, unsigned default_workers, struct moat_cfg **out,
+                       char *err, size_t err_len);
+
+/* The pool for a request: the first route whose host matches (case-insensitive; a ":port" on
+ * the Host value is ignored; "*.example.com" matches subdomains) and whose path_prefix starts
+ * path; else cfg->default_pool. host may be NULL or empty (matches only routes without one). */
+size_t moat_cfg_route_pick(const struct moat_cfg *cfg, const char *host, size_t host_len,
+                           const char *path, size_t path_len);
 
 /* The --help text. */
 const char *moat_cfg_usage(void);

@@ -15,6 +15,8 @@ struct moat_cfg *moat_cfg_new(unsigned default_workers)
         cfg->workers = MOAT_CFG_MAX_WORKERS;
     cfg->log_level = MOAT_CFG_LOG_INFO;
     cfg->access_log = 1;
+    cfg->admin.port = MOAT_CFG_DEFAULT_ADMIN_PORT;
+    memcpy(cfg->admin.host, "127.0.0.1", sizeof("127.0.0.1"));
     cfg->drain_timeout_ms = 30000;
     cfg->handshake_timeout_ms = MOAT_CFG_DEFAULT_HANDSHAKE_TIMEOUT_MS;
     cfg->head_timeout_ms = MOAT_CFG_DEFAULT_HEAD_TIMEOUT_MS;
@@ -49,13 +51,28 @@ void moat_cfg_free(struct moat_cfg *cfg)
 {
     if (cfg == NULL)
         return;
-    free(cfg->listeners);
-    free(cfg->backends);
-    for (size_t i = 0; i < MOAT_CFG_MAX_CERTS; i++) {
-        free(cfg->certs[i].cert_file);
-        free(cfg->certs[i].key_file);
+    for (size_t l = 0; l < cfg->n_listeners; l++) {
+        for (size_t i = 0; i < MOAT_CFG_MAX_CERTS; i++) {
+            free(cfg->listeners[l].certs[i].cert_file);
+            free(cfg->listeners[l].certs[i].key_file);
+        }
     }
+    free(cfg->listeners);
+    for (size_t p = 0; p < cfg->n_pools; p++) {
+        free(cfg->pools[p].name);
+        free(cfg->pools[p].backends);
+    }
+    free(cfg->pools);
+    for (size_t r = 0; r < cfg->n_routes; r++) {
+        free(cfg->routes[r].host);
+        free(cfg->routes[r].path_prefix);
+    }
+    free(cfg->routes);
     free(cfg->trusted_proxies);
     free(cfg->state_dir);
+    free(cfg->access_log_file);
+    free(cfg->user);
+    free(cfg->group);
+    free(cfg->config_file);
     free(cfg);
 }

@@ -117,7 +117,7 @@ static int open_listeners(const struct moat_cfg *cfg, size_t n_workers, int **fd
 {
     names[0] = '\0';
     for (size_t l = 0; l < cfg->n_listeners; l++) {
-        const struct moat_cfg_hostport *hp = &cfg->listeners[l];
+        const struct moat_cfg_hostport *hp = &cfg->listeners[l].addr;
         struct sockaddr_storage addr;
         int rc = resolve(hp, 1, &addr);
         if (rc != 0) {
@@ -169,11 +169,11 @@ static int load_tls(const struct moat_cfg *cfg, struct moat_tls_ctx **out)
 {
     struct moat_tls_pair pairs[MOAT_CFG_MAX_CERTS];
     struct moat_devcert_paths *dev = NULL;
-    size_t n = cfg->n_certs;
+    size_t n = cfg->listeners[0].n_certs;
     char err[1024];
     for (size_t i = 0; i < n; i++) {
-        pairs[i].cert_file = cfg->certs[i].cert_file;
-        pairs[i].key_file = cfg->certs[i].key_file;
+        pairs[i].cert_file = cfg->listeners[0].certs[i].cert_file;
+        pairs[i].key_file = cfg->listeners[0].certs[i].key_file;
     }
     if (n == 0) {
         dev = malloc(sizeof(*dev));
@@ -199,12 +199,12 @@ static int load_tls(const struct moat_cfg *cfg, struct moat_tls_ctx **out)
 
 static int resolve_backends(const struct moat_cfg *cfg, struct moat_runtime *rt)
 {
-    rt->n_backends = cfg->n_backends;
-    rt->backends = calloc(cfg->n_backends, sizeof(*rt->backends));
+    rt->n_backends = cfg->pools[0].n_backends;
+    rt->backends = calloc(cfg->pools[0].n_backends, sizeof(*rt->backends));
     if (rt->backends == NULL)
         return -1;
-    for (size_t i = 0; i < cfg->n_backends; i++) {
-        const struct moat_cfg_hostport *hp = &cfg->backends[i];
+    for (size_t i = 0; i < cfg->pools[0].n_backends; i++) {
+        const struct moat_cfg_hostport *hp = &cfg->pools[0].backends[i];
         struct moat_backend *b = &rt->backends[i];
         snprintf(b->name, sizeof(b->name), hp->is_ipv6 ? "[%s]:%u" : "%s:%u", hp->host, hp->port);
         int rc = resolve(hp, 0, &b->addr);
@@ -283,13 +283,19 @@ static int serve(const struct moat_runtime *rt)
 
 /* Loads certificates, resolves backends, then serves until a signal. 0, or 1 after saying why.
  * Start-up failures free what they made, so sanitizer builds stay leak-free on every path. */
-static int run(const struct moat_cfg *cfg)
+static int run(const struct moat_cfg *cfg, int is_check)
 {
     struct moat_runtime rt;
     runtime_from_cfg(cfg, &rt);
     int rc = 1;
-    if (load_tls(cfg, &rt.tls) == 0 && resolve_backends(cfg, &rt) == 0)
-        rc = serve(&rt);
+    if (load_tls(cfg, &rt.tls) == 0 && resolve_backends(cfg, &rt) == 0) {
+        if (is_check) {
+            printf("configuration OK\n");
+            rc = 0;
+        } else {
+            rc = serve(&rt);
+        }
+    }
     free(rt.backends);
     moat_tls_ctx_unref(rt.tls);
     return rc;
@@ -313,8 +319,9 @@ int main(int argc, char **argv)
     }
 
     struct moat_cfg *cfg = NULL;
-    char err[1024];
-    switch (moat_cfg_from_argv(argc, argv, uv_available_parallelism(), &cfg, err, sizeof(err))) {
+    static char err[16384]; /* a configuration file's errors, one per line */
+    enum moat_cfg_result mode;
+    switch (mode = moat_cfg_from_argv(argc, argv, uv_available_parallelism(), &cfg, err, sizeof(err))) {
     case MOAT_CFG_HELP:
         fputs(moat_cfg_usage(), stdout);
         return 0;
@@ -324,7 +331,11 @@ int main(int argc, char **argv)
     case MOAT_CFG_BAD_ARGS:
         fprintf(stderr, "moat: %s\n\n%s", err, moat_cfg_usage());
         return 2;
+    case MOAT_CFG_BAD_CONFIG:
+        fprintf(stderr, "%s\n", err);
+        return 1;
     case MOAT_CFG_RUN:
+    case MOAT_CFG_CHECK:
         break;
     }
     moat_log_level = cfg->log_level;
@@ -332,7 +343,7 @@ int main(int argc, char **argv)
     if (moat_tls_global_init(err, sizeof(err)) != 0) {
         fprintf(stderr, "moat: error: %s\n", err);
     } else {
-        rc = run(cfg);
+        rc = run(cfg, mode == MOAT_CFG_CHECK);
         moat_tls_global_free();
     }
     moat_cfg_free(cfg);

@@ -70,14 +70,14 @@ static void test_cli_defaults(void **state)
     (void)state;
     struct moat_cfg *cfg = load_ok(ARGS("--backend", "127.0.0.1:8080"));
     assert_int_equal(cfg->n_listeners, 1);
-    assert_string_equal(cfg->listeners[0].host, "0.0.0.0");
-    assert_int_equal(cfg->listeners[0].port, 8443);
-    assert_int_equal(cfg->listeners[0].is_ipv6, 0);
-    assert_int_equal(cfg->n_backends, 1);
-    assert_string_equal(cfg->backends[0].host, "127.0.0.1");
-    assert_int_equal(cfg->backends[0].port, 8080);
-    assert_int_equal(cfg->n_certs, 0);
-    assert_null(cfg->certs[0].cert_file);
+    assert_string_equal(cfg->listeners[0].addr.host, "0.0.0.0");
+    assert_int_equal(cfg->listeners[0].addr.port, 8443);
+    assert_int_equal(cfg->listeners[0].addr.is_ipv6, 0);
+    assert_int_equal(cfg->pools[0].n_backends, 1);
+    assert_string_equal(cfg->pools[0].backends[0].host, "127.0.0.1");
+    assert_int_equal(cfg->pools[0].backends[0].port, 8080);
+    assert_int_equal(cfg->listeners[0].n_certs, 0);
+    assert_null(cfg->listeners[0].certs[0].cert_file);
     assert_int_equal(cfg->workers, 4); /* default_workers */
     assert_int_equal(cfg->n_trusted_proxies, 0);
     assert_null(cfg->trusted_proxies);
@@ -110,14 +110,14 @@ static void test_cli_every_flag(void **state)
              "app:8080", "--workers", "3", "--trusted-proxy", "10.0.0.0/8", "--state-dir",
              "/var/lib/moat", "--log-level", "debug", "--no-access-log", "--drain-timeout", "5"));
     assert_int_equal(cfg->n_listeners, 1);
-    assert_string_equal(cfg->listeners[0].host, "127.0.0.1");
-    assert_int_equal(cfg->listeners[0].port, 0);
-    assert_int_equal(cfg->n_certs, 1);
-    assert_string_equal(cfg->certs[0].cert_file, "ec.pem");
-    assert_string_equal(cfg->certs[0].key_file, "ec.key");
-    assert_int_equal(cfg->n_backends, 1);
-    assert_string_equal(cfg->backends[0].host, "app");
-    assert_int_equal(cfg->backends[0].port, 8080);
+    assert_string_equal(cfg->listeners[0].addr.host, "127.0.0.1");
+    assert_int_equal(cfg->listeners[0].addr.port, 0);
+    assert_int_equal(cfg->listeners[0].n_certs, 1);
+    assert_string_equal(cfg->listeners[0].certs[0].cert_file, "ec.pem");
+    assert_string_equal(cfg->listeners[0].certs[0].key_file, "ec.key");
+    assert_int_equal(cfg->pools[0].n_backends, 1);
+    assert_string_equal(cfg->pools[0].backends[0].host, "app");
+    assert_int_equal(cfg->pools[0].backends[0].port, 8080);
     assert_int_equal(cfg->workers, 3);
     assert_int_equal(cfg->n_trusted_proxies, 1);
     assert_int_equal(cfg->trusted_proxies[0].family, 4);
@@ -136,12 +136,12 @@ static void test_cli_equals_form(void **state)
         load_ok(ARGS("--listen=[::1]:8443", "--cert=a.pem", "--key=a.key", "--backend=b:2",
                      "--workers=7", "--trusted-proxy=2001:db8::/32", "--state-dir=/tmp/s=x",
                      "--log-level=warn", "--drain-timeout=0.25"));
-    assert_int_equal(cfg->listeners[0].port, 8443);
-    assert_int_equal(cfg->listeners[0].is_ipv6, 1);
-    assert_string_equal(cfg->listeners[0].host, "::1");
-    assert_string_equal(cfg->certs[0].cert_file, "a.pem");
-    assert_string_equal(cfg->certs[0].key_file, "a.key");
-    assert_string_equal(cfg->backends[0].host, "b");
+    assert_int_equal(cfg->listeners[0].addr.port, 8443);
+    assert_int_equal(cfg->listeners[0].addr.is_ipv6, 1);
+    assert_string_equal(cfg->listeners[0].addr.host, "::1");
+    assert_string_equal(cfg->listeners[0].certs[0].cert_file, "a.pem");
+    assert_string_equal(cfg->listeners[0].certs[0].key_file, "a.key");
+    assert_string_equal(cfg->pools[0].backends[0].host, "b");
     assert_int_equal(cfg->workers, 7);
     assert_int_equal(cfg->trusted_proxies[0].family, 6);
     assert_int_equal(cfg->trusted_proxies[0].prefix_len, 32);
@@ -157,8 +157,8 @@ static void test_cli_equals_value_may_start_with_dashes(void **state)
     struct moat_cfg *cfg =
         load_ok(ARGS("--backend", "a:1", "--state-dir=--odd", "--cert=-c", "--key", "-k"));
     assert_string_equal(cfg->state_dir, "--odd");
-    assert_string_equal(cfg->certs[0].cert_file, "-c");
-    assert_string_equal(cfg->certs[0].key_file, "-k"); /* one dash: a value, not a flag */
+    assert_string_equal(cfg->listeners[0].certs[0].cert_file, "-c");
+    assert_string_equal(cfg->listeners[0].certs[0].key_file, "-k"); /* one dash: a value, not a flag */
     moat_cfg_free(cfg);
 }
 
@@ -169,11 +169,11 @@ static void test_cli_repeated_listen(void **state)
         load_ok(ARGS("--listen", "0.0.0.0:8443", "--listen", "[::]:8443", "--listen=localhost:0",
                      "--listen", "localhost:0", "--backend", "a:1"));
     assert_int_equal(cfg->n_listeners, 4); /* in order; port 0 twice is two ports */
-    assert_string_equal(cfg->listeners[0].host, "0.0.0.0");
-    assert_string_equal(cfg->listeners[1].host, "::");
-    assert_int_equal(cfg->listeners[1].is_ipv6, 1);
-    assert_string_equal(cfg->listeners[2].host, "localhost");
-    assert_int_equal(cfg->listeners[3].port, 0);
+    assert_string_equal(cfg->listeners[0].addr.host, "0.0.0.0");
+    assert_string_equal(cfg->listeners[1].addr.host, "::");
+    assert_int_equal(cfg->listeners[1].addr.is_ipv6, 1);
+    assert_string_equal(cfg->listeners[2].addr.host, "localhost");
+    assert_int_equal(cfg->listeners[3].addr.port, 0);
     moat_cfg_free(cfg);
 }
 
@@ -190,14 +190,14 @@ static void test_cli_many_backends(void **state)
     args[80] = "--backend=h0:1000"; /* repeating one is allowed: it gets a bigger share */
     args[81] = NULL;
     struct moat_cfg *cfg = load_ok(args);
-    assert_int_equal(cfg->n_backends, 41);
+    assert_int_equal(cfg->pools[0].n_backends, 41);
     for (int i = 0; i < 40; i++) {
         char host[8];
         snprintf(host, sizeof(host), "h%d", i);
-        assert_string_equal(cfg->backends[i].host, host);
-        assert_int_equal(cfg->backends[i].port, 1000 + i);
+        assert_string_equal(cfg->pools[0].backends[i].host, host);
+        assert_int_equal(cfg->pools[0].backends[i].port, 1000 + i);
     }
-    assert_string_equal(cfg->backends[40].host, "h0");
+    assert_string_equal(cfg->pools[0].backends[40].host, "h0");
     moat_cfg_free(cfg);
 }
 
@@ -292,18 +292,18 @@ static void test_cli_cert_key_pairs_in_order(void **state)
     /* The i-th --cert goes with the i-th --key, wherever each stands on the line. */
     struct moat_cfg *cfg = load_ok(ARGS("--key", "ec.key", "--backend", "a:1", "--key=rsa.key",
                                         "--cert", "ec.pem", "--cert", "rsa.pem"));
-    assert_int_equal(cfg->n_certs, 2);
-    assert_string_equal(cfg->certs[0].cert_file, "ec.pem");
-    assert_string_equal(cfg->certs[0].key_file, "ec.key");
-    assert_string_equal(cfg->certs[1].cert_file, "rsa.pem");
-    assert_string_equal(cfg->certs[1].key_file, "rsa.key");
+    assert_int_equal(cfg->listeners[0].n_certs, 2);
+    assert_string_equal(cfg->listeners[0].certs[0].cert_file, "ec.pem");
+    assert_string_equal(cfg->listeners[0].certs[0].key_file, "ec.key");
+    assert_string_equal(cfg->listeners[0].certs[1].cert_file, "rsa.pem");
+    assert_string_equal(cfg->listeners[0].certs[1].key_file, "rsa.key");
     moat_cfg_free(cfg);
 
     cfg = load_ok(ARGS("--cert", "1.pem", "--key", "1.key", "--cert", "2.pem", "--key", "2.key",
                        "--backend", "a:1"));
-    assert_int_equal(cfg->n_certs, 2);
-    assert_string_equal(cfg->certs[1].cert_file, "2.pem");
-    assert_string_equal(cfg->certs[1].key_file, "2.key");
+    assert_int_equal(cfg->listeners[0].n_certs, 2);
+    assert_string_equal(cfg->listeners[0].certs[1].cert_file, "2.pem");
+    assert_string_equal(cfg->listeners[0].certs[1].key_file, "2.key");
     moat_cfg_free(cfg);
 }
 
@@ -441,7 +441,7 @@ static void test_cli_usage_example_parses(void **state)
     args[n] = NULL;
     assert_true(n >= 2);
     struct moat_cfg *cfg = load_ok(args);
-    assert_true(cfg->n_backends >= 1);
+    assert_true(cfg->pools[0].n_backends >= 1);
     moat_cfg_free(cfg);
 }
 
@@ -590,7 +590,7 @@ static void test_cli_bad_trusted_proxy(void **state)
 static void test_cli_bad_state_dir(void **state)
 {
     (void)state;
-    expect_bad(ARGS("--backend", "a:1", "--state-dir", ""), "--state-dir: empty directory name",
+    expect_bad(ARGS("--backend", "a:1", "--state-dir", ""), "--state-dir: empty value",
                NULL, NULL);
 }
 
