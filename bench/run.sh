@@ -288,7 +288,7 @@ write_haproxy_conf() {
     cat >"$work/haproxy.cfg" <<EOF
 global
     nbthread 1
-    maxconn 4000
+    maxconn 20000
     ssl-default-bind-ciphers $tls12_suites
     ssl-default-bind-ciphersuites $tls13_suites
     ssl-default-bind-options ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3 prefer-client-ciphers
@@ -297,7 +297,7 @@ defaults
     timeout connect 5s
     timeout client 60s
     timeout server 60s
-    timeout http-request 10s
+    timeout http-request 60s
     timeout http-keep-alive 60s
     option forwardfor
 frontend tls
@@ -326,7 +326,7 @@ start_proxy() {
         taskset -c "$proxy_cpu" "$moat_bin" --listen "127.0.0.1:$port" \
             --cert "$work/cert.pem" --key "$work/key.pem" --backend "127.0.0.1:$backend_port" \
             --workers 1 --no-access-log --log-level warn --drain-timeout 1 \
-            >"$work/moat.log" 2>&1 &
+            --head-timeout 60s >"$work/moat.log" 2>&1 &
         pid=$!
         versions="$versions, $("$moat_bin" --version 2>&1 | head -1)"
         ;;
@@ -380,6 +380,8 @@ done
 
 # ---- idle connections: first, while each proxy's heap is fresh ----------------------------------
 # Memory freed by earlier load would be reused by these connections and hide their cost.
+# Opening 5000 connections takes longer than moat's and HAProxy's 10 s default wait for a first
+# request, so every proxy is given nginx's 60 s (client_header_timeout) for it.
 : >"$work/idle.tsv"
 idle_memory() {
     local p=$1 pid=${pid_of[$1]} port=${port_of[$1]} line r0 r1 r2 err=""
@@ -392,14 +394,14 @@ idle_memory() {
     if read -r -t 120 line <&"$in_fd" && [ "$line" = "handshaken $idle_n" ]; then
         sleep 1 # let the proxy finish what follows the last handshake (tickets)
         r1=$(rss_kib "$pid")
-        echo request >&"$out_fd"
+        { echo request >&"$out_fd"; } 2>/dev/null || true
         if read -r -t 120 line <&"$in_fd" && [ "$line" = "requested $idle_n" ]; then
             sleep 1
             r2=$(rss_kib "$pid")
         else
             err="requests: ${line:-no answer} $(tail -1 "$work/idle-$p.err")"
         fi
-        echo quit >&"$out_fd"
+        { echo quit >&"$out_fd"; } 2>/dev/null || true
     else
         err="handshakes: ${line:-no answer} $(tail -1 "$work/idle-$p.err")"
     fi
@@ -438,7 +440,7 @@ moat_heap() {
         LD_PRELOAD="$work/heap-probe.so" taskset -c "$proxy_cpu" "$moat_bin" \
         --listen "127.0.0.1:$port" --cert "$work/cert.pem" --key "$work/key.pem" \
         --backend "127.0.0.1:$backend_port" --workers 1 --no-access-log --log-level warn \
-        --drain-timeout 1 >"$work/moat-heap.log" 2>&1 &
+        --drain-timeout 1 --head-timeout 60s >"$work/moat-heap.log" 2>&1 &
     pid=$!
     started_pids+=("$pid")
     wait_port "$port" "$pid" 15 ||
@@ -453,14 +455,14 @@ moat_heap() {
     if read -r -t 120 line <&"$in_fd" && [ "$line" = "handshaken $idle_n" ]; then
         sleep 1
         h1=$(heap_probe)
-        echo request >&"$out_fd"
+        { echo request >&"$out_fd"; } 2>/dev/null || true
         if read -r -t 120 line <&"$in_fd" && [ "$line" = "requested $idle_n" ]; then
             sleep 1
             h2=$(heap_probe)
         else
             err="requests: ${line:-no answer}"
         fi
-        echo quit >&"$out_fd"
+        { echo quit >&"$out_fd"; } 2>/dev/null || true
     else
         err="handshakes: ${line:-no answer}"
     fi
