@@ -70,7 +70,7 @@ static void on_conn_timer(uv_timer_t *t)
     switch (c->state) {
     case MOAT_CONN_HANDSHAKE:
         conn_log(c, MOAT_LOG_INFO, "tls handshake timeout after %llu ms",
-                 (unsigned long long)c->w->rt->handshake_timeout_ms);
+                 (unsigned long long)c->rt->handshake_timeout_ms);
         moat_conn_close(c);
         break;
     case MOAT_CONN_HEAD:
@@ -79,24 +79,24 @@ static void on_conn_timer(uv_timer_t *t)
             break;
         }
         conn_log(c, MOAT_LOG_INFO, "request head timeout after %llu ms",
-                 (unsigned long long)c->w->rt->head_timeout_ms);
+                 (unsigned long long)c->rt->head_timeout_ms);
         respond_error(c, 408, "request head not received in time");
         break;
     case MOAT_CONN_RELAY:
         if (c->ex.is_waiting) {
             conn_log(c, MOAT_LOG_INFO, "no backend connection free within %llu ms "
                      "(--max-backend-connections)",
-                     (unsigned long long)c->w->rt->connect_timeout_ms);
+                     (unsigned long long)c->rt->connect_timeout_ms);
             respond_error(c, 503, "backend busy");
             break;
         }
         conn_log(c, MOAT_LOG_INFO, "request body stalled for %llu ms",
-                 (unsigned long long)c->w->rt->body_gap_ms);
+                 (unsigned long long)c->rt->body_gap_ms);
         respond_error(c, 408, "request body not received in time");
         break;
     case MOAT_CONN_TUNNEL:
         conn_log(c, MOAT_LOG_INFO, "tunnel idle for %llu ms (--tunnel-timeout)",
-                 (unsigned long long)c->w->rt->tunnel_idle_ms);
+                 (unsigned long long)c->rt->tunnel_idle_ms);
         begin_shutdown(c);
         break;
     case MOAT_CONN_SHUTDOWN:
@@ -222,7 +222,7 @@ static void on_cli_write_done(struct moat_wire *wire, int status)
         maybe_shutdown(c);
         return;
     }
-    if (c->up != NULL && cli_pending(c) <= c->w->rt->low_water)
+    if (c->up != NULL && cli_pending(c) <= c->rt->low_water)
         moat_upstream_rx_unblock(c->up, MOAT_RX_PEER_FULL);
 }
 
@@ -241,9 +241,9 @@ static void cli_flush(struct moat_conn *c)
         return;
     }
     if (c->up != NULL) {
-        if (cli_pending(c) > c->w->rt->high_water)
+        if (cli_pending(c) > c->rt->high_water)
             moat_upstream_rx_block(c->up, MOAT_RX_PEER_FULL);
-        else if (cli_pending(c) <= c->w->rt->low_water)
+        else if (cli_pending(c) <= c->rt->low_water)
             moat_upstream_rx_unblock(c->up, MOAT_RX_PEER_FULL);
     }
     maybe_shutdown(c);
@@ -266,7 +266,9 @@ static void on_cli_closed(uv_handle_t *h)
     free(c->ex.replay);
     free(c->ex.log_req);
     moat_list_remove(&c->node);
+    struct moat_gen *g = c->gen;
     free(c);
+    moat_gen_release(g);
     moat_worker_conn_gone(w);
 }
 
@@ -299,7 +301,7 @@ static void on_cli_shutdown(uv_shutdown_t *req, int status)
     }
     /* Closing with unread input would send RST and could destroy the response in flight, so
      * read and discard until the client closes, for a bounded time. */
-    set_deadline(c, c->w->rt->linger_ms);
+    set_deadline(c, c->rt->linger_ms);
     c->rx_blocked = 0;
     c->rx_stopped = 0;
     uv_read_start((uv_stream_t *)&c->tcp, on_cli_alloc, on_cli_read);
@@ -333,7 +335,7 @@ static void begin_shutdown(struct moat_conn *c)
         moat_tls_session_close_notify(c->tls);
     }
     /* A client that stops reading our last response must not hold the connection forever. */
-    set_deadline(c, c->w->rt->body_gap_ms);
+    set_deadline(c, c->rt->body_gap_ms);
     rx_block(c, MOAT_RX_EOF);
     cli_flush(c);
 }
@@ -426,7 +428,7 @@ static void remember_for_log(struct moat_conn *c, const struct moat_http_head *h
 static void write_access_log(struct moat_conn *c)
 {
     const struct moat_worker *w = c->w;
-    if (!w->rt->cfg->access_log)
+    if (!c->rt->cfg->access_log)
         return;
     char when[40];
     time_t now = time(NULL);
@@ -448,7 +450,7 @@ static void write_access_log(struct moat_conn *c)
         rest = split != NULL ? split + 2 : rest;
     }
     double secs = (double)(uv_now((uv_loop_t *)&w->loop) - c->ex.start_ms) / 1000.0;
-    const char *upstream = c->ex.tries > 0 ? w->rt->backends[c->ex.backend].addr_text : "-";
+    const char *upstream = c->ex.tries > 0 ? c->rt->backends[c->ex.backend].addr_text : "-";
     char line[4096];
     int n = snprintf(line, sizeof(line), "%s - - [%s] %s %d %llu %s %.3f %s\n", c->peer_ip, when,
                      req, c->ex.status, (unsigned long long)c->ex.body_bytes_out, rest, secs,
@@ -479,7 +481,7 @@ static void complete_exchange(struct moat_conn *c)
     }
     set_state(c, MOAT_CONN_HEAD);
     moat_http_parser_next(c->req);
-    set_deadline(c, c->w->rt->idle_timeout_ms);
+    set_deadline(c, c->rt->idle_timeout_ms);
     rx_unblock(c, MOAT_RX_PIPELINE);
     pump(c); /* the next request may be buffered whole already */
 }
@@ -565,7 +567,7 @@ static int up_flush(struct moat_conn *c)
         moat_conn_on_up_read(c, NULL, err);
         return 0;
     }
-    if (!(c->rx_blocked & MOAT_RX_PEER_FULL) || up_pending(c) > c->w->rt->low_water)
+    if (!(c->rx_blocked & MOAT_RX_PEER_FULL) || up_pending(c) > c->rt->low_water)
         return 0;
     rx_unblock(c, MOAT_RX_PEER_FULL);
     return 1;
@@ -579,7 +581,7 @@ static void up_ready(struct moat_conn *c)
 {
     moat_http_parser_set_request_method(c->resp, c->ex.method);
     if (c->ex.req_done)
-        moat_upstream_set_deadline(c->up, c->w->rt->backend_gap_ms);
+        moat_upstream_set_deadline(c->up, c->rt->backend_gap_ms);
     if (up_flush(c))
         pump(c);
 }
@@ -587,15 +589,15 @@ static void up_ready(struct moat_conn *c)
 static int lease_upstream(struct moat_conn *c, size_t backend, int fresh_only)
 {
     struct moat_upstream *up;
-    int err = moat_upstream_lease(c->w, backend, fresh_only, c, &c->wait_node, &up);
+    int err = moat_upstream_lease(c->gen, backend, fresh_only, c, &c->wait_node, &up);
     if (err == MOAT_UP_WAIT) {
         /* Every slot of this backend is busy: wait (as long as a connect may take) for one. */
         c->ex.is_waiting = 1;
-        set_deadline(c, c->w->rt->connect_timeout_ms);
+        set_deadline(c, c->rt->connect_timeout_ms);
         return 0;
     }
     if (err != 0) {
-        conn_log(c, MOAT_LOG_WARN, "backend %s: %s", c->w->rt->backends[backend].addr_text,
+        conn_log(c, MOAT_LOG_WARN, "backend %s: %s", c->rt->backends[backend].addr_text,
                  uv_strerror(err));
         return err;
     }
@@ -612,7 +614,7 @@ void moat_conn_on_backend_free(struct moat_list *wait_node)
         return;
     c->ex.is_waiting = 0;
     /* Back to the deadline the request had: the body's, or none once it is all here. */
-    set_deadline(c, c->ex.req_done ? 0 : c->w->rt->body_gap_ms);
+    set_deadline(c, c->ex.req_done ? 0 : c->rt->body_gap_ms);
     if (lease_upstream(c, c->ex.backend, 0) != 0) {
         respond_error(c, 502, "no backend answered");
         cli_flush(c);
@@ -626,12 +628,12 @@ static void start_upstream(struct moat_conn *c)
 {
     for (;;) {
         size_t avoid = c->ex.tries == 0 ? SIZE_MAX : c->ex.backend;
-        c->ex.backend = moat_backend_next(c->w, avoid);
+        c->ex.backend = moat_backend_next(c->gen, c->ex.pool, avoid);
         c->ex.tries++;
         size_t be = c->ex.backend;
         if (lease_upstream(c, be, 0) == 0)
             return;
-        if (!(c->ex.tries < 2 && c->w->rt->n_backends > 1)) {
+        if (!(c->ex.tries < 2 && c->rt->pools[c->ex.pool].n > 1)) {
             respond_error(c, 502, "no backend answered");
             return;
         }
@@ -642,11 +644,11 @@ static void start_upstream(struct moat_conn *c)
 static void up_connect_failed(struct moat_conn *c, int status, int is_timeout)
 {
     size_t be = c->up->backend;
-    conn_log(c, MOAT_LOG_WARN, "backend %s: connect failed: %s", c->w->rt->backends[be].addr_text,
+    conn_log(c, MOAT_LOG_WARN, "backend %s: connect failed: %s", c->rt->backends[be].addr_text,
              is_timeout ? "timed out" : uv_strerror(status));
     moat_upstream_release(c->up, 0);
     c->up = NULL;
-    if (c->ex.tries < 2 && c->w->rt->n_backends > 1) {
+    if (c->ex.tries < 2 && c->rt->pools[c->ex.pool].n > 1) {
         start_upstream(c);
         cli_flush(c);
         return;
@@ -672,8 +674,8 @@ void moat_conn_on_up_timeout(struct moat_conn *c)
         return;
     }
     conn_log(c, MOAT_LOG_WARN, "backend %s: no response for %llu ms",
-             c->w->rt->backends[c->up->backend].addr_text,
-             (unsigned long long)c->w->rt->backend_gap_ms);
+             c->rt->backends[c->up->backend].addr_text,
+             (unsigned long long)c->rt->backend_gap_ms);
     respond_error(c, 504, "backend timed out");
 }
 
@@ -683,7 +685,7 @@ void moat_conn_on_up_drained(struct moat_conn *c)
         tunnel_end(c, "client closed");
         return;
     }
-    if (up_pending(c) > c->w->rt->low_water || !(c->rx_blocked & MOAT_RX_PEER_FULL))
+    if (up_pending(c) > c->rt->low_water || !(c->rx_blocked & MOAT_RX_PEER_FULL))
         return;
     rx_unblock(c, MOAT_RX_PEER_FULL);
     pump(c);
@@ -699,7 +701,7 @@ static int retry_stale(struct moat_conn *c)
         !(moat_http_method_is_idempotent(c->ex.method) || !up->bytes_sent))
         return 0;
     conn_log(c, MOAT_LOG_DEBUG, "backend %s: pooled connection was dead; resending",
-             c->w->rt->backends[up->backend].addr_text);
+             c->rt->backends[up->backend].addr_text);
     size_t be = up->backend;
     moat_upstream_release(up, 0);
     c->up = NULL;
@@ -726,7 +728,7 @@ static void up_failed(struct moat_conn *c, ssize_t err)
         return;
     }
     conn_log(c, MOAT_LOG_WARN, "backend %s: connection ended %s: %s",
-             c->w->rt->backends[c->up->backend].addr_text,
+             c->rt->backends[c->up->backend].addr_text,
              c->ex.head_sent ? "mid-response" : "before a response",
              uv_strerror((int)err));
     respond_error(c, 502, "backend closed the connection");
@@ -744,7 +746,7 @@ static void tunnel_to_backend(struct moat_conn *c, const char *data, size_t len)
         return;
     }
     uv_timer_again(&c->timer); /* traffic either way keeps the tunnel alive */
-    if (up_pending(c) > c->w->rt->high_water)
+    if (up_pending(c) > c->rt->high_water)
         rx_block(c, MOAT_RX_PEER_FULL);
 }
 
@@ -780,7 +782,7 @@ static void start_tunnel(struct moat_conn *c, const char *rest, size_t rest_len)
 {
     if (!c->ex.is_upgrade || c->ex.status != 101) {
         conn_log(c, MOAT_LOG_WARN, "backend %s switched protocols without being asked",
-                 c->w->rt->backends[c->up->backend].addr_text);
+                 c->rt->backends[c->up->backend].addr_text);
         respond_error(c, 502, "unexpected protocol switch");
         cli_flush(c);
         return;
@@ -788,7 +790,7 @@ static void start_tunnel(struct moat_conn *c, const char *rest, size_t rest_len)
     write_access_log(c);
     set_state(c, MOAT_CONN_TUNNEL);
     moat_upstream_set_deadline(c->up, 0); /* the tunnel's idle timer watches both sides */
-    set_deadline(c, c->w->rt->tunnel_idle_ms);
+    set_deadline(c, c->rt->tunnel_idle_ms);
     if (rest_len > 0)
         cli_send(c, rest, rest_len); /* the backend spoke first, in the same read */
     if (c->pending != NULL) {        /* and so did the client, right after its request */
@@ -843,7 +845,7 @@ void moat_conn_on_up_read(struct moat_conn *c, const char *buf, ssize_t nread)
             return;
         }
         conn_log(c, MOAT_LOG_WARN, "backend %s: invalid response: %s",
-                 c->w->rt->backends[c->up->backend].addr_text,
+                 c->rt->backends[c->up->backend].addr_text,
                  moat_http_parser_error_reason(c->resp));
         respond_error(c, 502, "invalid response from backend");
         cli_flush(c);
@@ -946,10 +948,28 @@ static const struct moat_http_parser_cbs resp_cbs = {
 
 static struct moat_http_parser *new_resp_parser(struct moat_conn *c)
 {
-    return moat_http_parser_new(MOAT_HTTP_RESPONSE, &c->w->rt->http_limits, &resp_cbs, c);
+    return moat_http_parser_new(MOAT_HTTP_RESPONSE, &c->rt->http_limits, &resp_cbs, c);
 }
 
 /* ---- request parser callbacks ------------------------------------------------------------- */
+
+/* The routes match the path of the target: an absolute-form target ("http://host/p") is
+ * matched from its first '/' after the authority. */
+static size_t pick_pool(const struct moat_cfg *cfg, const struct moat_http_head *h)
+{
+    if (cfg->n_routes == 0)
+        return cfg->default_pool;
+    const char *path = h->target;
+    size_t len = h->target_len;
+    if (len > 0 && path[0] != '/') {
+        const char *scheme_end = memmem(path, len, "://", 3);
+        const char *from = scheme_end != NULL ? scheme_end + 3 : path;
+        const char *slash = memchr(from, '/', len - (size_t)(from - path));
+        path = slash != NULL ? slash : "/";
+        len = slash != NULL ? h->target_len - (size_t)(slash - h->target) : 1;
+    }
+    return moat_cfg_route_pick(cfg, h->host, h->host_len, path, len);
+}
 
 static int on_req_head(void *ctx, const struct moat_http_head *h)
 {
@@ -961,8 +981,9 @@ static int on_req_head(void *ctx, const struct moat_http_head *h)
     c->ex.minor = h->version_minor;
     c->ex.is_keep_alive = h->is_keep_alive && !w->is_draining;
     c->ex.replay_ok = 1;
+    c->ex.pool = pick_pool(c->rt->cfg, h);
     remember_for_log(c, h);
-    uint64_t max = w->rt->max_body_bytes;
+    uint64_t max = c->rt->max_body_bytes;
     if (max != 0 && h->framing == MOAT_HTTP_BODY_LENGTH && h->content_length > max) {
         conn_log(c, MOAT_LOG_INFO, "request body of %llu bytes over --max-body-size (%llu)",
                  (unsigned long long)h->content_length, (unsigned long long)max);
@@ -980,7 +1001,7 @@ static int on_req_head(void *ctx, const struct moat_http_head *h)
     c->ex.req_chunked = h->framing == MOAT_HTTP_BODY_CHUNKED;
     c->ex.is_upgrade = h->is_upgrade;
     /* While a body is due the client's silence is bounded; once it is sent, only the backend's. */
-    set_deadline(c, h->framing == MOAT_HTTP_BODY_NONE ? 0 : w->rt->body_gap_ms);
+    set_deadline(c, h->framing == MOAT_HTTP_BODY_NONE ? 0 : c->rt->body_gap_ms);
     return 0;
 }
 
@@ -990,7 +1011,7 @@ static int on_req_body(void *ctx, const char *data, size_t len)
     if (len == 0)
         return 0;
     c->ex.body_bytes_in += len;
-    uint64_t max = c->w->rt->max_body_bytes;
+    uint64_t max = c->rt->max_body_bytes;
     if (max != 0 && c->ex.body_bytes_in > max) {
         /* A chunked body grew past the limit: what reached the backend is cut off with its
          * connection (respond_error never pools it). */
@@ -1021,7 +1042,7 @@ static int on_req_done(void *ctx)
     c->ex.req_done = 1;
     set_deadline(c, 0);
     if (c->up != NULL && c->up->state == MOAT_UP_ACTIVE)
-        moat_upstream_set_deadline(c->up, c->w->rt->backend_gap_ms);
+        moat_upstream_set_deadline(c->up, c->rt->backend_gap_ms);
     return 0;
 }
 
@@ -1061,7 +1082,7 @@ static void feed_request(struct moat_conn *c, const char *data, size_t len)
     if (c->state == MOAT_CONN_HEAD && !c->ex.is_head_timed) {
         c->ex.is_head_timed = 1; /* the first byte of a request: its head is now due */
         c->ex.start_ms = uv_now(&c->w->loop);
-        set_deadline(c, c->w->rt->head_timeout_ms);
+        set_deadline(c, c->rt->head_timeout_ms);
     }
     size_t used = 0;
     enum moat_http_status st = moat_http_parser_feed(c->req, data, len, &used);
@@ -1091,7 +1112,7 @@ static void feed_request(struct moat_conn *c, const char *data, size_t len)
      * record at a time would mean a write(2) per 16 KiB. */
     if (c->up == NULL && c->ex.tries == 0)
         start_upstream(c);
-    if (c->state != MOAT_CONN_CLOSING && up_pending(c) > c->w->rt->high_water)
+    if (c->state != MOAT_CONN_CLOSING && up_pending(c) > c->rt->high_water)
         rx_block(c, MOAT_RX_PEER_FULL);
 }
 
@@ -1136,7 +1157,7 @@ static void handshake(struct moat_conn *c)
         return;
     }
     set_state(c, MOAT_CONN_HEAD);
-    set_deadline(c, c->w->rt->head_timeout_ms);
+    set_deadline(c, c->rt->head_timeout_ms);
 }
 
 /* Decrypts and parses the client's bytes as far as the state and backpressure allow. Returns
@@ -1256,7 +1277,7 @@ static void describe_peer(struct moat_conn *c)
     strcpy(c->peer_ip, "?");
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
         return;
-    const struct moat_cfg *cfg = c->w->rt->cfg;
+    const struct moat_cfg *cfg = c->rt->cfg;
     const uint8_t *raw;
     int family;
     int port;
@@ -1289,6 +1310,9 @@ void moat_conn_accept(struct moat_worker *w, uv_stream_t *server)
         return;
     }
     c->w = w;
+    c->gen = w->gen;
+    moat_gen_hold(c->gen);
+    c->rt = c->gen->rt;
     c->id = ++w->next_conn_id;
     moat_list_init(&c->node);
     moat_list_init(&c->hs_node);
@@ -1314,8 +1338,8 @@ void moat_conn_accept(struct moat_worker *w, uv_stream_t *server)
         return;
     }
     describe_peer(c);
-    c->tls = moat_tls_session_new(w->tls, on_tls_emit, c);
-    c->req = moat_http_parser_new(MOAT_HTTP_REQUEST, &w->rt->http_limits, &req_cbs, c);
+    c->tls = moat_tls_session_new(c->gen->tls[(uv_tcp_t *)server - w->listeners], on_tls_emit, c);
+    c->req = moat_http_parser_new(MOAT_HTTP_REQUEST, &c->rt->http_limits, &req_cbs, c);
     c->resp = new_resp_parser(c);
     if (c->tls == NULL || c->req == NULL || c->resp == NULL) {
         conn_log(c, MOAT_LOG_ERROR, "out of memory for a new connection%s", "");
@@ -1323,6 +1347,6 @@ void moat_conn_accept(struct moat_worker *w, uv_stream_t *server)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    set_deadline(c, w->rt->handshake_timeout_ms);
+    set_deadline(c, c->rt->handshake_timeout_ms);
     uv_read_start((uv_stream_t *)&c->tcp, on_cli_alloc, on_cli_read);
 }

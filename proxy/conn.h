@@ -13,6 +13,8 @@
 #include "proxy/wire.h"
 
 struct moat_worker;
+struct moat_gen;
+struct moat_runtime;
 struct moat_upstream;
 
 enum moat_conn_state {
@@ -39,6 +41,7 @@ struct moat_exchange {
     uint64_t up_keepalive_ms; /* the backend's Keep-Alive: timeout, 0 if none */
     int status;               /* status sent to the client, 0 before */
     struct moat_http_resp_plan plan; /* how the response body is framed to the client */
+    size_t pool;              /* the routes' choice: an index into rt->pools */
     size_t backend;           /* the backend tried last (and named in the access log) */
     int req_chunked;          /* the request body is re-chunked toward the backend */
     int is_upgrade;           /* the request asks for a protocol upgrade (Upgrade: websocket) */
@@ -59,6 +62,8 @@ struct moat_conn {
     int hs_granted;              /* the worker gave this conn a handshake step */
     struct moat_list wait_node;  /* in a pool's waiters while a backend slot is awaited */
     struct moat_worker *w;       /* borrowed */
+    struct moat_gen *gen;        /* held: the configuration this connection started under */
+    const struct moat_runtime *rt; /* gen->rt: its timeouts, limits, backends */
     uint64_t id;
     uv_tcp_t tcp;
     uv_timer_t timer;            /* the current state's deadline */

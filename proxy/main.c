@@ -1,6 +1,7 @@
-/* proxy/main.c: process start and stop. Reads the configuration, loads certificates, resolves
- * backends and binds every listening socket before any thread starts (so a bad start fails
- * before a port opens), then runs the workers and waits on the control loop for signals. */
+/* proxy/main.c: process start, reload and stop. Reads the configuration, loads certificates,
+ * resolves backends and binds every listening socket before any thread starts (so a bad start
+ * fails before a port opens), drops privileges, then runs the workers and waits on the control
+ * loop for signals: SIGHUP reloads, SIGTERM and SIGINT drain. */
 #include <errno.h>
 #include <malloc.h>
 #include <netdb.h>
@@ -14,41 +15,18 @@
 #include <uv.h>
 
 #include "config/config.h"
-#include "proxy/devcert.h"
 #include "proxy/log.h"
+#include "proxy/privs.h"
+#include "proxy/runtime.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
 
-/* What the configuration does not set: moat's own buffer and pool sizes. */
-static const struct moat_runtime runtime_defaults = {
-    .linger_ms = 2000,
-    .high_water = 256 * 1024,
-    .low_water = 64 * 1024,
-    .pool_max_idle = 64,
-};
-
-/* The configuration's timeouts and limits, in the form the workers read them. */
-static void runtime_from_cfg(const struct moat_cfg *cfg, struct moat_runtime *rt)
-{
-    *rt = runtime_defaults;
-    rt->cfg = cfg;
-    rt->handshake_timeout_ms = cfg->handshake_timeout_ms;
-    rt->head_timeout_ms = cfg->head_timeout_ms;
-    rt->idle_timeout_ms = cfg->idle_timeout_ms;
-    rt->body_gap_ms = cfg->body_timeout_ms;
-    rt->connect_timeout_ms = cfg->connect_timeout_ms;
-    rt->backend_gap_ms = cfg->backend_timeout_ms;
-    rt->pool_idle_ms = cfg->pool_idle_timeout_ms;
-    rt->tunnel_idle_ms = cfg->tunnel_timeout_ms;
-    rt->http_limits.max_head_bytes = cfg->max_head_bytes;
-    rt->http_limits.max_fields = cfg->max_headers;
-    rt->http_limits.max_target_bytes = cfg->max_target_bytes;
-    rt->max_body_bytes = cfg->max_body_bytes;
-    rt->max_connections = cfg->max_connections;
-    rt->max_backend_conns = cfg->max_backend_connections;
-}
-
 struct control {
+    int argc;                    /* the command line, parsed again on every reload */
+    char **argv;
+    unsigned default_workers;
+    struct moat_runtime *rt;     /* one reference: the snapshot new connections get */
+    uint64_t generation;         /* 1 at start, +1 per successful reload */
     struct moat_worker *workers; /* owned array */
     size_t n_workers;
     uv_signal_t sigterm;
@@ -56,35 +34,6 @@ struct control {
     uv_signal_t sighup;
     int stopping;
 };
-
-static void format_addr(const struct sockaddr *sa, char *out, size_t cap)
-{
-    char ip[64] = "?";
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-        uv_ip6_name(a, ip, sizeof(ip));
-        snprintf(out, cap, "[%s]:%d", ip, ntohs(a->sin6_port));
-    } else {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-        uv_ip4_name(a, ip, sizeof(ip));
-        snprintf(out, cap, "%s:%d", ip, ntohs(a->sin_port));
-    }
-}
-
-/* Resolves host:port once, at start (never on the request path). */
-static int resolve(const struct moat_cfg_hostport *hp, int passive, struct sockaddr_storage *out)
-{
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0};
-    char port[8];
-    snprintf(port, sizeof(port), "%u", hp->port);
-    struct addrinfo *res;
-    int rc = getaddrinfo(hp->host, port, &hints, &res);
-    if (rc != 0)
-        return rc;
-    memcpy(out, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
-    return 0;
-}
 
 /* One SO_REUSEPORT socket bound to addr; the kernel spreads connections over the workers'
  * sockets (libuv 1.44 has no UV_TCP_REUSEPORT, so the socket is made here). */
@@ -119,7 +68,7 @@ static int open_listeners(const struct moat_cfg *cfg, size_t n_workers, int **fd
     for (size_t l = 0; l < cfg->n_listeners; l++) {
         const struct moat_cfg_hostport *hp = &cfg->listeners[l].addr;
         struct sockaddr_storage addr;
-        int rc = resolve(hp, 1, &addr);
+        int rc = moat_resolve(hp, 1, &addr);
         if (rc != 0) {
             fprintf(stderr, "moat: error: --listen %s:%u: %s\n", hp->host, hp->port,
                     gai_strerror(rc));
@@ -139,25 +88,99 @@ static int open_listeners(const struct moat_cfg *cfg, size_t n_workers, int **fd
             }
         }
         char name[80];
-        format_addr((const struct sockaddr *)&addr, name, sizeof(name));
+        moat_format_addr((const struct sockaddr *)&addr, name, sizeof(name));
         size_t used = strlen(names);
         snprintf(names + used, names_cap - used, "%s%s", l == 0 ? "" : ",", name);
     }
     return 0;
 }
 
+/* What a reload cannot change in a running process: sockets, threads, identity, log files. */
+static const char *start_only_change(const struct moat_cfg *a, const struct moat_cfg *b)
+{
+    if (a->n_listeners != b->n_listeners)
+        return "listeners";
+    for (size_t i = 0; i < a->n_listeners; i++)
+        if (a->listeners[i].addr.port != b->listeners[i].addr.port ||
+            strcmp(a->listeners[i].addr.host, b->listeners[i].addr.host) != 0)
+            return "listeners";
+    return NULL;
+}
+
+static int same_text(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static void warn_kept_settings(const struct moat_cfg *a, const struct moat_cfg *b)
+{
+    const char *kept[8];
+    size_t n = 0;
+    if (a->workers != b->workers)
+        kept[n++] = "workers";
+    if (!same_text(a->user, b->user) || !same_text(a->group, b->group))
+        kept[n++] = "user/group";
+    if (a->log_level != b->log_level || !same_text(a->access_log_file, b->access_log_file))
+        kept[n++] = "log level/access log target";
+    if (a->has_admin != b->has_admin || a->admin.port != b->admin.port ||
+        strcmp(a->admin.host, b->admin.host) != 0)
+        kept[n++] = "admin listener";
+    for (size_t i = 0; i < n; i++)
+        moat_log(MOAT_LOG_WARN, "main reload: %s can only change at a restart; keeping the "
+                 "running value", kept[i]);
+}
+
+/* Builds a new snapshot from the same command line (and so the same --config file, re-read)
+ * and hands it to every worker. On any error the running snapshot stays. */
+static void reload(struct control *ctl)
+{
+    static char err[16384];
+    struct moat_cfg *cfg = NULL;
+    enum moat_cfg_result r = moat_cfg_from_argv(ctl->argc, ctl->argv, ctl->default_workers,
+                                                &cfg, err, sizeof(err));
+    if (r != MOAT_CFG_RUN && r != MOAT_CFG_CHECK) {
+        for (char *p = err; *p != '\0'; p++) /* one log line, however many errors */
+            if (*p == '\n')
+                *p = ' ';
+        moat_log(MOAT_LOG_ERROR, "main reload failed, the running configuration stays: %s", err);
+        return;
+    }
+    const char *fixed = start_only_change(ctl->rt->cfg, cfg);
+    if (fixed != NULL) {
+        moat_log(MOAT_LOG_ERROR, "main reload refused, the running configuration stays: %s "
+                 "changed (addresses can only change at a restart)", fixed);
+        moat_cfg_free(cfg);
+        return;
+    }
+    warn_kept_settings(ctl->rt->cfg, cfg);
+    struct moat_runtime *rt = moat_runtime_build(cfg, err, sizeof(err));
+    if (rt == NULL) {
+        moat_log(MOAT_LOG_ERROR, "main reload failed, the running configuration stays: %s", err);
+        return;
+    }
+    for (size_t i = 0; i < ctl->n_workers; i++)
+        moat_worker_reload(&ctl->workers[i], rt);
+    moat_runtime_unref(ctl->rt);
+    ctl->rt = rt;
+    ctl->generation++;
+    moat_log(MOAT_LOG_INFO, "main configuration %llu loaded: %zu pool(s), %zu backend(s), "
+             "%zu route(s)", (unsigned long long)ctl->generation, rt->n_pools, rt->n_backends,
+             rt->cfg->n_routes);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct control *ctl = s->data;
     if (signum == SIGHUP) {
-        moat_log(MOAT_LOG_WARN, "main SIGHUP: configuration reload is not supported yet (#4)");
+        if (!ctl->stopping)
+            reload(ctl);
         return;
     }
     if (ctl->stopping)
         return;
     ctl->stopping = 1;
     moat_log(MOAT_LOG_INFO, "main %s: draining (up to %llu ms)", strsignal(signum),
-             (unsigned long long)ctl->workers[0].rt->cfg->drain_timeout_ms);
+             (unsigned long long)ctl->rt->cfg->drain_timeout_ms);
     for (size_t i = 0; i < ctl->n_workers; i++)
         moat_worker_stop(&ctl->workers[i]);
     uv_close((uv_handle_t *)&ctl->sigterm, NULL);
@@ -165,139 +188,108 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&ctl->sighup, NULL);
 }
 
-static int load_tls(const struct moat_cfg *cfg, struct moat_tls_ctx **out)
+static void describe_start(const struct moat_runtime *rt, const char *listen_names,
+                           size_t n_workers)
 {
-    struct moat_tls_pair pairs[MOAT_CFG_MAX_CERTS];
-    struct moat_devcert_paths *dev = NULL;
-    size_t n = cfg->listeners[0].n_certs;
-    char err[1024];
-    for (size_t i = 0; i < n; i++) {
-        pairs[i].cert_file = cfg->listeners[0].certs[i].cert_file;
-        pairs[i].key_file = cfg->listeners[0].certs[i].key_file;
+    char backends[2048] = "";
+    for (size_t i = 0; i < rt->n_backends; i++) {
+        size_t used = strlen(backends);
+        const struct moat_backend *b = &rt->backends[i];
+        /* Pools are named only when there are several: "web:10.0.0.1:80" */
+        snprintf(backends + used, sizeof(backends) - used, "%s%s%s%s", i ? "," : "",
+                 rt->n_pools > 1 ? rt->pools[b->pool].name : "", rt->n_pools > 1 ? ":" : "",
+                 b->name);
     }
-    if (n == 0) {
-        dev = malloc(sizeof(*dev));
-        if (dev == NULL || moat_devcert_ensure(cfg->state_dir, dev, err, sizeof(err)) != 0) {
-            fprintf(stderr, "moat: error: %s\n", dev == NULL ? "out of memory" : err);
-            free(dev);
-            return -1;
-        }
-        pairs[0].cert_file = dev->cert;
-        pairs[0].key_file = dev->key;
-        n = 1;
-        moat_log(MOAT_LOG_INFO,
-                 "main development certificate %s cert=%s ca=%s (trust it: curl --cacert %s)",
-                 dev->is_created ? "created" : "reused", dev->cert, dev->ca_cert, dev->ca_cert);
-    }
-    struct moat_tls_opts opts = {.pairs = pairs, .n_pairs = n};
-    int rc = moat_tls_ctx_new(&opts, out, err, sizeof(err));
-    if (rc != 0)
-        fprintf(stderr, "moat: error: %s\n", err);
-    free(dev);
-    return rc;
+    moat_log(MOAT_LOG_INFO, "main %s started listen=%s backends=%s workers=%zu tls=\"%s\"",
+             moat_cfg_version(), listen_names, backends, n_workers,
+             moat_tls_ctx_describe(rt->tls[0]));
 }
 
-static int resolve_backends(const struct moat_cfg *cfg, struct moat_runtime *rt)
+/* Opens the listeners, drops privileges, starts the workers and runs the control loop (signals)
+ * until a drain has finished. Takes over ctl->rt. 0, or 1 after saying why. */
+static int serve(struct control *ctl, const struct moat_privs *privs)
 {
-    rt->n_backends = cfg->pools[0].n_backends;
-    rt->backends = calloc(cfg->pools[0].n_backends, sizeof(*rt->backends));
-    if (rt->backends == NULL)
-        return -1;
-    for (size_t i = 0; i < cfg->pools[0].n_backends; i++) {
-        const struct moat_cfg_hostport *hp = &cfg->pools[0].backends[i];
-        struct moat_backend *b = &rt->backends[i];
-        snprintf(b->name, sizeof(b->name), hp->is_ipv6 ? "[%s]:%u" : "%s:%u", hp->host, hp->port);
-        int rc = resolve(hp, 0, &b->addr);
-        if (rc != 0) {
-            fprintf(stderr, "moat: error: --backend %s: %s\n", b->name, gai_strerror(rc));
-            return -1;
-        }
-        format_addr((const struct sockaddr *)&b->addr, b->addr_text, sizeof(b->addr_text));
-    }
-    return 0;
-}
-
-/* Opens the listeners, starts the workers and runs the control loop (signals) until a drain
- * has finished. 0, or 1 after saying why. */
-static int serve(const struct moat_runtime *rt)
-{
-    const struct moat_cfg *cfg = rt->cfg;
+    const struct moat_cfg *cfg = ctl->rt->cfg;
     size_t n_workers = cfg->workers;
-    struct control ctl = {.n_workers = n_workers};
-    ctl.workers = calloc(n_workers, sizeof(*ctl.workers));
+    ctl->n_workers = n_workers;
+    ctl->workers = calloc(n_workers, sizeof(*ctl->workers));
     int **fds = calloc(n_workers, sizeof(*fds));
-    int ok = ctl.workers != NULL && fds != NULL;
+    int ok = ctl->workers != NULL && fds != NULL;
     for (size_t w = 0; ok && w < n_workers; w++) {
         fds[w] = calloc(cfg->n_listeners, sizeof(int));
         ok = fds[w] != NULL;
     }
     char listen_names[2048];
-    if (!ok || open_listeners(cfg, n_workers, fds, listen_names, sizeof(listen_names)) != 0) {
+    char err[512];
+    if (!ok || open_listeners(cfg, n_workers, fds, listen_names, sizeof(listen_names)) != 0 ||
+        moat_privs_drop(privs, err, sizeof(err)) != 0) {
+        if (ok && privs->is_set)
+            fprintf(stderr, "moat: error: %s\n", err);
         for (size_t w = 0; fds != NULL && w < n_workers; w++)
             free(fds[w]);
         free(fds);
-        free(ctl.workers);
+        free(ctl->workers);
         return 1;
     }
+    if (privs->is_set)
+        moat_log(MOAT_LOG_INFO, "main running as user %s (uid %u, gid %u)", privs->user,
+                 (unsigned)privs->uid, (unsigned)privs->gid);
     for (size_t w = 0; w < n_workers; w++) {
-        if (moat_worker_init(&ctl.workers[w], (unsigned)w + 1, rt, fds[w], cfg->n_listeners) !=
-            0)
+        if (moat_worker_init(&ctl->workers[w], (unsigned)w + 1, ctl->rt, fds[w],
+                             cfg->n_listeners) != 0)
             return 1;
     }
     free(fds); /* each worker owns its row now */
-
-    char backend_names[2048] = "";
-    for (size_t i = 0; i < rt->n_backends; i++) {
-        size_t used = strlen(backend_names);
-        snprintf(backend_names + used, sizeof(backend_names) - used, "%s%s", i ? "," : "",
-                 rt->backends[i].name);
-    }
-    moat_log(MOAT_LOG_INFO, "main %s started listen=%s backends=%s workers=%zu tls=\"%s\"",
-             moat_cfg_version(), listen_names, backend_names, n_workers,
-             moat_tls_ctx_describe(rt->tls));
+    describe_start(ctl->rt, listen_names, n_workers);
 
     uv_loop_t *loop = uv_default_loop();
-    uv_signal_init(loop, &ctl.sigterm);
-    uv_signal_init(loop, &ctl.sigint);
-    uv_signal_init(loop, &ctl.sighup);
-    ctl.sigterm.data = ctl.sigint.data = ctl.sighup.data = &ctl;
-    uv_signal_start(&ctl.sigterm, on_signal, SIGTERM);
-    uv_signal_start(&ctl.sigint, on_signal, SIGINT);
-    uv_signal_start(&ctl.sighup, on_signal, SIGHUP);
+    uv_signal_init(loop, &ctl->sigterm);
+    uv_signal_init(loop, &ctl->sigint);
+    uv_signal_init(loop, &ctl->sighup);
+    ctl->sigterm.data = ctl->sigint.data = ctl->sighup.data = ctl;
+    uv_signal_start(&ctl->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&ctl->sigint, on_signal, SIGINT);
+    uv_signal_start(&ctl->sighup, on_signal, SIGHUP);
 
     for (size_t w = 0; w < n_workers; w++) {
-        if (moat_worker_start(&ctl.workers[w]) != 0) {
+        if (moat_worker_start(&ctl->workers[w]) != 0) {
             moat_log(MOAT_LOG_ERROR, "main cannot start worker %zu", w + 1);
             return 1;
         }
     }
     uv_run(loop, UV_RUN_DEFAULT); /* returns once a signal closed the watchers */
     for (size_t w = 0; w < n_workers; w++)
-        moat_worker_join(&ctl.workers[w]);
+        moat_worker_join(&ctl->workers[w]);
     uv_loop_close(loop);
     moat_log(MOAT_LOG_INFO, "main stopped%s", "");
 
-    free(ctl.workers);
+    free(ctl->workers);
     return 0;
 }
 
-/* Loads certificates, resolves backends, then serves until a signal. 0, or 1 after saying why.
- * Start-up failures free what they made, so sanitizer builds stay leak-free on every path. */
-static int run(const struct moat_cfg *cfg, int is_check)
+/* Loads certificates, resolves backends and users, then serves until a signal (or, checking,
+ * says so). Takes over cfg. 0, or 1 after saying why. Start-up failures free what they made,
+ * so sanitizer builds stay leak-free on every path. */
+static int run(struct control *ctl, struct moat_cfg *cfg, int is_check)
 {
-    struct moat_runtime rt;
-    runtime_from_cfg(cfg, &rt);
-    int rc = 1;
-    if (load_tls(cfg, &rt.tls) == 0 && resolve_backends(cfg, &rt) == 0) {
-        if (is_check) {
-            printf("configuration OK\n");
-            rc = 0;
-        } else {
-            rc = serve(&rt);
-        }
+    static char err[4096];
+    struct moat_privs privs;
+    if (moat_privs_lookup(cfg->user, cfg->group, &privs, err, sizeof(err)) != 0) {
+        fprintf(stderr, "moat: error: %s\n", err);
+        moat_cfg_free(cfg);
+        return 1;
     }
-    free(rt.backends);
-    moat_tls_ctx_unref(rt.tls);
+    ctl->rt = moat_runtime_build(cfg, err, sizeof(err));
+    if (ctl->rt == NULL) {
+        fprintf(stderr, "moat: error: %s\n", err);
+        return 1;
+    }
+    int rc = 0;
+    if (is_check)
+        printf("configuration OK\n");
+    else
+        rc = serve(ctl, &privs);
+    moat_runtime_unref(ctl->rt);
     return rc;
 }
 
@@ -318,10 +310,13 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &nofile);
     }
 
+    struct control ctl = {.argc = argc, .argv = argv,
+                          .default_workers = uv_available_parallelism(), .generation = 1};
     struct moat_cfg *cfg = NULL;
     static char err[16384]; /* a configuration file's errors, one per line */
-    enum moat_cfg_result mode;
-    switch (mode = moat_cfg_from_argv(argc, argv, uv_available_parallelism(), &cfg, err, sizeof(err))) {
+    enum moat_cfg_result mode =
+        moat_cfg_from_argv(argc, argv, ctl.default_workers, &cfg, err, sizeof(err));
+    switch (mode) {
     case MOAT_CFG_HELP:
         fputs(moat_cfg_usage(), stdout);
         return 0;
@@ -342,10 +337,10 @@ int main(int argc, char **argv)
     int rc = 1;
     if (moat_tls_global_init(err, sizeof(err)) != 0) {
         fprintf(stderr, "moat: error: %s\n", err);
+        moat_cfg_free(cfg);
     } else {
-        rc = run(cfg, mode == MOAT_CFG_CHECK);
+        rc = run(&ctl, cfg, mode == MOAT_CFG_CHECK);
         moat_tls_global_free();
     }
-    moat_cfg_free(cfg);
     return rc;
 }

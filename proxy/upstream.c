@@ -27,56 +27,57 @@ struct moat_pool {
 static void up_close(struct moat_upstream *up);
 static void on_up_write_done(struct moat_wire *wire, int status);
 
-int moat_pools_init(struct moat_worker *w)
+int moat_pools_init(struct moat_gen *g)
 {
-    w->pools = calloc(w->rt->n_backends, sizeof(*w->pools));
-    if (w->pools == NULL)
+    g->pools = calloc(g->rt->n_backends, sizeof(*g->pools));
+    if (g->pools == NULL)
         return -1;
-    for (size_t i = 0; i < w->rt->n_backends; i++) {
-        moat_list_init(&w->pools[i].idle);
-        moat_list_init(&w->pools[i].waiters);
+    for (size_t i = 0; i < g->rt->n_backends; i++) {
+        moat_list_init(&g->pools[i].idle);
+        moat_list_init(&g->pools[i].waiters);
     }
     return 0;
 }
 
-void moat_pools_close(struct moat_worker *w)
+void moat_pools_close(struct moat_gen *g)
 {
-    for (size_t i = 0; w->pools != NULL && i < w->rt->n_backends; i++) {
-        struct moat_pool *p = &w->pools[i];
+    for (size_t i = 0; g->pools != NULL && i < g->rt->n_backends; i++) {
+        struct moat_pool *p = &g->pools[i];
         while (!moat_list_is_empty(&p->idle))
             up_close(moat_list_entry(p->idle.next, struct moat_upstream, node));
     }
 }
 
-void moat_pools_free(struct moat_worker *w)
+void moat_pools_free(struct moat_gen *g)
 {
-    free(w->pools);
-    w->pools = NULL;
+    free(g->pools);
+    g->pools = NULL;
 }
 
-/* Round-robin over the backends not marked down; when all are down, plain round-robin, so a
- * recovered backend is found by the next request rather than after the mark expires. */
-size_t moat_backend_next(struct moat_worker *w, size_t avoid)
+/* Round-robin over the pool's backends not marked down; when all are down, plain round-robin,
+ * so a recovered backend is found by the next request rather than after the mark expires. */
+size_t moat_backend_next(struct moat_gen *g, size_t pool, size_t avoid)
 {
-    size_t n = w->rt->n_backends;
-    uint64_t now = uv_now(&w->loop);
-    size_t first = avoid != SIZE_MAX ? (avoid + 1) % n : w->rr_next++ % n;
+    const struct moat_rt_pool *rp = &g->rt->pools[pool];
+    size_t n = rp->n;
+    uint64_t now = uv_now(&g->w->loop);
+    size_t first = avoid != SIZE_MAX ? (avoid - rp->first + 1) % n : g->rr_next[pool]++ % n;
     for (size_t i = 0; i < n; i++) {
-        size_t b = (first + i) % n;
-        if (b != avoid && w->pools[b].down_until_ms <= now) {
+        size_t b = rp->first + (first + i) % n;
+        if (b != avoid && g->pools[b].down_until_ms <= now) {
             if (avoid == SIZE_MAX)
-                w->rr_next = b + 1;
+                g->rr_next[pool] = b - rp->first + 1;
             return b;
         }
     }
-    return first;
+    return rp->first + first;
 }
 
 static void mark_backend(struct moat_upstream *up, int status)
 {
     struct moat_worker *w = up->w;
-    struct moat_pool *p = &w->pools[up->backend];
-    const char *name = w->rt->backends[up->backend].addr_text;
+    struct moat_pool *p = &up->gen->pools[up->backend];
+    const char *name = up->gen->rt->backends[up->backend].addr_text;
     if (status == 0) {
         if (p->down_until_ms != 0)
             moat_log(MOAT_LOG_INFO, "w%u backend %s answers again", w->id, name);
@@ -93,8 +94,11 @@ static void mark_backend(struct moat_upstream *up, int status)
 static void on_up_closed(uv_handle_t *h)
 {
     struct moat_upstream *up = h->data;
-    if (--up->closes_pending == 0)
+    if (--up->closes_pending == 0) {
+        struct moat_gen *g = up->gen;
         free(up);
+        moat_gen_release(g);
+    }
 }
 
 static void up_close(struct moat_upstream *up)
@@ -102,8 +106,8 @@ static void up_close(struct moat_upstream *up)
     if (up->state == MOAT_UP_CLOSING)
         return;
     if (up->state == MOAT_UP_IDLE)
-        up->w->pools[up->backend].n_idle--;
-    up->w->pools[up->backend].n_open--; /* the slot is free for a waiting request */
+        up->gen->pools[up->backend].n_idle--;
+    up->gen->pools[up->backend].n_open--; /* the slot is free for a waiting request */
     moat_list_remove(&up->node);
     up->state = MOAT_UP_CLOSING;
     up->client = NULL;
@@ -140,7 +144,7 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (up->state != MOAT_UP_ACTIVE || up->client == NULL) {
         /* Idle: the backend closed (or sent bytes nobody asked for); it is no longer usable. */
         moat_log(MOAT_LOG_DEBUG, "w%u upstream %s idle connection ended: %s", up->w->id,
-                 up->w->rt->backends[up->backend].addr_text,
+                 up->gen->rt->backends[up->backend].addr_text,
                  nread < 0 ? uv_err_name((int)nread) : "unexpected bytes");
         up_close(up);
         return;
@@ -183,11 +187,12 @@ static void on_up_connect(uv_connect_t *req, int status)
         up_close(up);
 }
 
-int moat_upstream_lease(struct moat_worker *w, size_t backend, int fresh_only,
+int moat_upstream_lease(struct moat_gen *g, size_t backend, int fresh_only,
                         struct moat_conn *c, struct moat_list *wait_node,
                         struct moat_upstream **out)
 {
-    struct moat_pool *p = &w->pools[backend];
+    struct moat_worker *w = g->w;
+    struct moat_pool *p = &g->pools[backend];
     while (!fresh_only && !moat_list_is_empty(&p->idle)) {
         struct moat_upstream *up = moat_list_entry(p->idle.prev, struct moat_upstream, node);
         moat_list_remove(&up->node);
@@ -205,7 +210,7 @@ int moat_upstream_lease(struct moat_worker *w, size_t backend, int fresh_only,
         return 0;
     }
 
-    size_t max = w->rt->max_backend_conns;
+    size_t max = g->rt->max_backend_conns;
     if (max != 0 && p->n_open >= max) {
         /* A stale idle connection closed above may have freed a slot: not yet counted out. */
         moat_list_push_back(&p->waiters, wait_node);
@@ -217,6 +222,8 @@ int moat_upstream_lease(struct moat_worker *w, size_t backend, int fresh_only,
     p->n_open++;
     moat_list_init(&up->node);
     up->w = w;
+    up->gen = g;
+    moat_gen_hold(g);
     up->backend = backend;
     up->state = MOAT_UP_CONNECTING;
     up->client = c;
@@ -228,22 +235,22 @@ int moat_upstream_lease(struct moat_worker *w, size_t backend, int fresh_only,
     uv_tcp_init(&w->loop, &up->tcp);
     uv_timer_init(&w->loop, &up->timer);
     int err = uv_tcp_connect(&up->connect_req, &up->tcp,
-                             (const struct sockaddr *)&w->rt->backends[backend].addr,
+                             (const struct sockaddr *)&g->rt->backends[backend].addr,
                              on_up_connect);
     if (err != 0) {
         up_close(up);
         return err;
     }
-    uv_timer_start(&up->timer, on_up_timer, w->rt->connect_timeout_ms, 0);
+    uv_timer_start(&up->timer, on_up_timer, g->rt->connect_timeout_ms, 0);
     *out = up;
     return 0;
 }
 
-void moat_pools_wake(struct moat_worker *w)
+void moat_pools_wake(struct moat_gen *g)
 {
-    size_t max = w->rt->max_backend_conns;
-    for (size_t b = 0; max != 0 && b < w->rt->n_backends; b++) {
-        struct moat_pool *p = &w->pools[b];
+    size_t max = g->rt->max_backend_conns;
+    for (size_t b = 0; max != 0 && b < g->rt->n_backends; b++) {
+        struct moat_pool *p = &g->pools[b];
         /* Each pass hands one slot over; the woken request leases (or queues) again. */
         size_t rounds = p->n_idle + (p->n_open < max ? max - p->n_open : 0);
         while (rounds-- > 0 && !moat_list_is_empty(&p->waiters)) {
@@ -259,10 +266,10 @@ void moat_upstream_release(struct moat_upstream *up, int reuse)
     if (up == NULL)
         return;
     up->client = NULL;
-    struct moat_worker *w = up->w;
-    struct moat_pool *p = &w->pools[up->backend];
-    if (!reuse || up->state != MOAT_UP_ACTIVE || up->wire.inflight != 0 || w->is_draining ||
-        p->n_idle >= w->rt->pool_max_idle) {
+    struct moat_gen *g = up->gen;
+    struct moat_pool *p = &g->pools[up->backend];
+    if (!reuse || up->state != MOAT_UP_ACTIVE || up->wire.inflight != 0 || up->w->is_draining ||
+        g->is_retired || p->n_idle >= g->rt->pool_max_idle) {
         up_close(up);
         return;
     }
@@ -276,7 +283,7 @@ void moat_upstream_release(struct moat_upstream *up, int reuse)
         up_close(up);
         return;
     }
-    uint64_t ms = w->rt->pool_idle_ms;
+    uint64_t ms = g->rt->pool_idle_ms;
     if (up->keepalive_ms != 0 && up->keepalive_ms < ms)
         ms = up->keepalive_ms;
     uv_timer_start(&up->timer, on_up_timer, ms, 0);
@@ -292,7 +299,7 @@ static void on_up_write_done(struct moat_wire *wire, int status)
         return;
     }
     up->bytes_sent = 1;
-    if (up->wire.inflight <= up->w->rt->low_water)
+    if (up->wire.inflight <= up->gen->rt->low_water)
         moat_conn_on_up_drained(up->client);
 }
 

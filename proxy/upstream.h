@@ -11,6 +11,7 @@
 #include "proxy/wire.h"
 
 struct moat_worker;
+struct moat_gen;
 struct moat_conn;
 
 enum moat_up_state {
@@ -23,7 +24,8 @@ enum moat_up_state {
 struct moat_upstream {
     struct moat_list node;     /* in the pool's idle list while IDLE */
     struct moat_worker *w;     /* borrowed */
-    size_t backend;            /* index into w->rt->backends */
+    struct moat_gen *gen;      /* held: the configuration whose pools and backends these are */
+    size_t backend;            /* index into gen->rt->backends */
     uv_tcp_t tcp;
     uv_timer_t timer;          /* connect deadline, backend silence, or pool expiry */
     uv_connect_t connect_req;
@@ -43,15 +45,16 @@ struct moat_upstream {
 #define MOAT_RX_EOF 0x4u       /* the peer finished sending; never restart */
 #define MOAT_RX_IDLE 0x8u      /* upstream: not leased and not watched */
 
-/* Creates the worker's pools (one per backend). 0 or -1. */
-int moat_pools_init(struct moat_worker *w);
+/* Creates a generation's pools (one per backend). 0 or -1. */
+int moat_pools_init(struct moat_gen *g);
 
-/* Closes every idle pooled connection (stop) and, with free_too, frees the pools. */
-void moat_pools_close(struct moat_worker *w);
-void moat_pools_free(struct moat_worker *w);
+/* Closes every idle pooled connection (drain, reload); frees the pools once none is left. */
+void moat_pools_close(struct moat_gen *g);
+void moat_pools_free(struct moat_gen *g);
 
-/* Picks the next backend in round-robin order, skipping `avoid` (SIZE_MAX: none). */
-size_t moat_backend_next(struct moat_worker *w, size_t avoid);
+/* Picks the next backend of pool (an index into g->rt->pools) in round-robin order, skipping
+ * `avoid` (SIZE_MAX: none). Returns an index into g->rt->backends. */
+size_t moat_backend_next(struct moat_gen *g, size_t pool, size_t avoid);
 
 /* Leases a connection to backend for client c: a pooled one still open (state ACTIVE,
  * is_reused 1) unless fresh_only, else a new one (state CONNECTING; c gets
@@ -60,12 +63,12 @@ size_t moat_backend_next(struct moat_worker *w, size_t avoid);
  * queued and moat_conn_on_backend_free(wait_node) runs when one is free (the caller leases
  * again then; it may drop out of the queue earlier with moat_list_remove(wait_node)). */
 #define MOAT_UP_WAIT 1
-int moat_upstream_lease(struct moat_worker *w, size_t backend, int fresh_only,
+int moat_upstream_lease(struct moat_gen *g, size_t backend, int fresh_only,
                         struct moat_conn *c, struct moat_list *wait_node,
                         struct moat_upstream **out);
 
 /* Runs once per loop turn (worker.c): hands freed backend slots to waiting requests. */
-void moat_pools_wake(struct moat_worker *w);
+void moat_pools_wake(struct moat_gen *g);
 
 /* Ends a lease: reuse=1 returns it to its pool (if the pool has room), else it is closed.
  * Accepts NULL. The client pointer is cut at once: no callback reaches c afterwards. */

@@ -17,7 +17,7 @@ static void on_connection(uv_stream_t *server, int status)
         moat_log(MOAT_LOG_WARN, "w%u accept: %s", w->id, uv_strerror(status));
         return;
     }
-    if (w->n_conns >= w->rt->max_connections) {
+    if (w->n_conns >= w->gen->rt->max_connections) {
         /* Not accepting makes libuv stop polling this listener: new clients wait in the kernel's
          * backlog instead of being refused, until a connection ends (moat_worker_conn_gone). */
         if (w->n_paused == 0)
@@ -36,7 +36,7 @@ static void on_connection(uv_stream_t *server, int status)
 /* A connection ended: paused listeners take the client waiting in their backlog. */
 static void resume_accepting(struct moat_worker *w)
 {
-    if (w->n_paused == 0 || w->is_draining || w->n_conns >= w->rt->max_connections)
+    if (w->n_paused == 0 || w->is_draining || w->n_conns >= w->gen->rt->max_connections)
         return;
     moat_log(MOAT_LOG_INFO, "w%u accepting resumed", w->id);
     for (size_t i = 0; i < w->n_listeners; i++) {
@@ -48,24 +48,84 @@ static void resume_accepting(struct moat_worker *w)
     }
 }
 
-int moat_worker_init(struct moat_worker *w, unsigned id, const struct moat_runtime *rt,
+static void gen_free(struct moat_gen *g)
+{
+    for (size_t i = 0; g->tls != NULL && i < g->w->n_listeners; i++)
+        moat_tls_server_free(g->tls[i]);
+    free(g->tls);
+    moat_pools_free(g);
+    free(g->rr_next);
+    moat_runtime_unref(g->rt);
+    free(g);
+}
+
+/* This worker's TLS servers and pools for rt. NULL after logging why. */
+static struct moat_gen *gen_new(struct moat_worker *w, struct moat_runtime *rt)
+{
+    struct moat_gen *g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return NULL;
+    moat_list_init(&g->node);
+    g->w = w;
+    g->rt = rt;
+    moat_runtime_ref(rt);
+    g->tls = calloc(w->n_listeners, sizeof(*g->tls));
+    g->rr_next = calloc(rt->n_pools, sizeof(*g->rr_next));
+    if (g->tls == NULL || g->rr_next == NULL || moat_pools_init(g) != 0) {
+        moat_log(MOAT_LOG_ERROR, "w%u out of memory for a configuration", w->id);
+        gen_free(g);
+        return NULL;
+    }
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        char err[256];
+        g->tls[i] = moat_tls_server_new(rt->tls[i], err, sizeof(err));
+        if (g->tls[i] == NULL) {
+            moat_log(MOAT_LOG_ERROR, "w%u tls: %s", w->id, err);
+            gen_free(g);
+            return NULL;
+        }
+    }
+    return g;
+}
+
+void moat_gen_hold(struct moat_gen *g)
+{
+    g->n_users++;
+}
+
+void moat_gen_release(struct moat_gen *g)
+{
+    if (--g->n_users == 0 && g->is_retired) {
+        moat_list_remove(&g->node);
+        gen_free(g);
+    }
+}
+
+/* g stops taking new connections; its idle backend connections close now, the rest of it
+ * goes with its last user. */
+static void gen_retire(struct moat_gen *g)
+{
+    g->is_retired = 1;
+    moat_list_push_back(&g->w->old_gens, &g->node);
+    g->n_users++; /* closing the pools below must not free g under our feet */
+    moat_pools_close(g);
+    moat_gen_release(g);
+}
+
+int moat_worker_init(struct moat_worker *w, unsigned id, struct moat_runtime *rt,
                      int *listen_fds, size_t n_listeners)
 {
     w->id = id;
-    w->rt = rt;
     w->listen_fds = listen_fds;
     w->n_listeners = n_listeners;
     moat_list_init(&w->conns);
+    moat_list_init(&w->old_gens);
     atomic_init(&w->stop_requested, 0);
+    atomic_init(&w->next_rt, NULL);
     if (uv_loop_init(&w->loop) != 0)
         return -1;
-    char err[256];
-    w->tls = moat_tls_server_new(rt->tls, err, sizeof(err));
-    if (w->tls == NULL) {
-        moat_log(MOAT_LOG_ERROR, "w%u tls: %s", id, err);
-        return -1;
-    }
-    if (moat_pools_init(w) != 0)
+    w->gen = gen_new(w, rt);
+    if (w->gen == NULL)
         return -1;
     w->listeners = calloc(n_listeners, sizeof(*w->listeners));
     w->paused = calloc(n_listeners, sizeof(*w->paused));
@@ -124,22 +184,56 @@ static void on_drain_timeout(uv_timer_t *t)
     }
 }
 
+static void for_old_gens(struct moat_worker *w, void (*fn)(struct moat_gen *))
+{
+    struct moat_list *n = w->old_gens.next;
+    while (n != &w->old_gens) {
+        struct moat_list *next = n->next;
+        fn(moat_list_entry(n, struct moat_gen, node));
+        n = next;
+    }
+}
+
+/* A reload: new connections take the new generation, the old one serves its own to the end. */
+static void install(struct moat_worker *w, struct moat_runtime *rt)
+{
+    struct moat_gen *g = gen_new(w, rt);
+    if (g == NULL)
+        return; /* logged; the running configuration stays */
+    gen_retire(w->gen);
+    w->gen = g;
+}
+
+void moat_worker_reload(struct moat_worker *w, struct moat_runtime *rt)
+{
+    moat_runtime_ref(rt);
+    moat_runtime_unref(atomic_exchange(&w->next_rt, rt)); /* one not picked up yet is stale */
+    uv_async_send(&w->wake);
+}
+
 static void on_wake(uv_async_t *a)
 {
     struct moat_worker *w = a->data;
+    struct moat_runtime *rt = atomic_exchange(&w->next_rt, NULL);
+    if (rt != NULL) {
+        if (!w->is_draining)
+            install(w, rt);
+        moat_runtime_unref(rt);
+    }
     if (!atomic_load(&w->stop_requested) || w->is_draining)
         return;
     w->is_draining = 1;
     for (size_t i = 0; i < w->n_listeners; i++)
         uv_close((uv_handle_t *)&w->listeners[i], on_handle_closed);
-    moat_pools_close(w);
+    moat_pools_close(w->gen);
+    for_old_gens(w, moat_pools_close);
     struct moat_list *n = w->conns.next;
     while (n != &w->conns) {
         struct moat_list *next = n->next; /* drain may close (not yet free) the connection */
         moat_conn_drain(moat_list_entry(n, struct moat_conn, node));
         n = next;
     }
-    uv_timer_start(&w->drain_timer, on_drain_timeout, w->rt->cfg->drain_timeout_ms, 0);
+    uv_timer_start(&w->drain_timer, on_drain_timeout, w->gen->rt->cfg->drain_timeout_ms, 0);
     finish_if_drained(w);
 }
 
@@ -172,7 +266,9 @@ static void on_hs_check(uv_check_t *h)
     }
     if (moat_list_is_empty(&w->hs_queue))
         uv_idle_stop(&w->hs_idle);
-    moat_pools_wake(w); /* backend slots freed during this turn go to waiting requests */
+    /* Backend slots freed during this turn go to waiting requests. */
+    moat_pools_wake(w->gen);
+    for_old_gens(w, moat_pools_wake);
 }
 
 int moat_worker_hs_admit(struct moat_worker *w, struct moat_conn *c)
@@ -228,8 +324,10 @@ void moat_worker_join(struct moat_worker *w)
     int rc = uv_loop_close(&w->loop);
     if (rc != 0)
         moat_log(MOAT_LOG_ERROR, "w%u loop close: %s", w->id, uv_err_name(rc));
-    moat_tls_server_free(w->tls);
-    moat_pools_free(w);
+    /* Every connection and upstream is gone, and with them every retired generation. */
+    if (w->gen != NULL)
+        gen_free(w->gen);
+    moat_runtime_unref(atomic_exchange(&w->next_rt, NULL));
     free(w->listeners);
     free(w->paused);
     free(w->listen_fds);

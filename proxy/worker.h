@@ -9,52 +9,41 @@
 #include <sys/socket.h>
 #include <uv.h>
 
-#include "config/config.h"
-#include "http/http.h"
 #include "proxy/base/list.h"
+#include "proxy/runtime.h"
 
 struct moat_tls_ctx;
 struct moat_tls_server;
 struct moat_conn;
 
-/* One backend, resolved once at start. */
-struct moat_backend {
-    char name[300];               /* "host:port" as configured, for logs */
-    struct sockaddr_storage addr; /* resolved address */
-    char addr_text[64];           /* "127.0.0.1:8080" / "[::1]:8080", for logs */
-};
-
-/* Timeouts, limits and watermarks in force; built by main() from the configuration. */
-struct moat_runtime {
-    const struct moat_cfg *cfg;    /* borrowed: outlives every worker */
-    struct moat_backend *backends; /* owned by main(): cfg->n_backends entries */
-    size_t n_backends;
-    struct moat_tls_ctx *tls;      /* borrowed reference held by main() */
-    struct moat_http_limits http_limits;
-    uint64_t handshake_timeout_ms; /* TLS handshake must finish within */
-    uint64_t head_timeout_ms;      /* a request head must arrive within, from its first byte */
-    uint64_t idle_timeout_ms;      /* keep-alive wait for the next request's first byte */
-    uint64_t body_gap_ms;          /* longest silence inside a request body */
-    uint64_t connect_timeout_ms;   /* backend TCP connect */
-    uint64_t backend_gap_ms;       /* longest silence from a backend while a response is due */
-    uint64_t pool_idle_ms;         /* longest life of an idle pooled backend connection */
-    uint64_t tunnel_idle_ms;       /* a tunnel silent both ways this long is closed */
-    uint64_t linger_ms;            /* after our last byte: drain the client this long */
-    size_t high_water;             /* stop reading the other side above this many queued bytes */
-    size_t low_water;              /* resume at or below */
-    size_t pool_max_idle;          /* idle connections kept per backend per worker */
-    uint64_t max_body_bytes;       /* request body limit (413); 0: none */
-    size_t max_connections;        /* client connections per worker; then accepting pauses */
-    size_t max_backend_conns;      /* per backend per worker; then requests wait; 0: none */
-};
-
 struct moat_pool; /* upstream.c: idle connections of one backend */
+struct moat_worker;
+
+/* A worker's side of one configuration snapshot: its TLS servers and upstream pools.
+ * Connections and upstreams started under it keep it alive after a reload made a newer one
+ * current; it is freed when the last of them is gone. */
+struct moat_gen {
+    struct moat_list node;          /* in w->old_gens once retired */
+    struct moat_worker *w;          /* borrowed */
+    struct moat_runtime *rt;        /* one reference held */
+    struct moat_tls_server **tls;   /* owned: one per listener */
+    struct moat_pool *pools;        /* owned: one per rt->backends entry */
+    size_t *rr_next;                /* owned: round-robin cursor per rt->pools entry */
+    size_t n_users;                 /* connections and upstreams started under it */
+    int is_retired;                 /* no longer current: freed at n_users 0 */
+};
+
+/* Connections and upstreams take and drop their generation with these. */
+void moat_gen_hold(struct moat_gen *g);
+void moat_gen_release(struct moat_gen *g);
 
 struct moat_worker {
     unsigned id;                       /* 1-based, for logs */
-    const struct moat_runtime *rt;     /* borrowed */
+    struct moat_gen *gen;              /* owned: the current generation; new conns take it */
+    struct moat_list old_gens;         /* retired generations still in use (by node) */
+    _Atomic(struct moat_runtime *) next_rt; /* a reload for us to pick up, one reference */
     uv_loop_t loop;
-    uv_async_t wake;                   /* control thread -> worker: "stop" */
+    uv_async_t wake;                   /* control thread -> worker: "stop" or "reload" */
     uv_timer_t drain_timer;            /* drain deadline after stop */
     uv_tcp_t *listeners;               /* owned array of n_listeners */
     unsigned char *paused;             /* owned array: listener i waits for a free slot */
@@ -62,11 +51,8 @@ struct moat_worker {
     int *listen_fds;                   /* owned array: bound sockets handed over by main() */
     size_t n_listeners;
     pthread_t thread;
-    struct moat_tls_server *tls;       /* owned: this worker's mbedTLS configuration */
     struct moat_list conns;            /* every live client connection (struct moat_conn) */
     size_t n_conns;
-    struct moat_pool *pools;           /* owned array: one per backend */
-    size_t rr_next;                    /* round-robin cursor over rt->backends */
     uint64_t next_conn_id;
     int is_draining;                   /* stop was asked: no new requests on kept connections */
     atomic_int stop_requested;         /* set by the control thread before waking us */
@@ -92,10 +78,14 @@ struct moat_worker {
 
 #define MOAT_HS_PER_TURN 2
 
-/* Sets up the worker (loop, listeners on listen_fds, TLS server). Takes ownership of the fds.
- * Returns 0 or -1 after logging why. */
-int moat_worker_init(struct moat_worker *w, unsigned id, const struct moat_runtime *rt,
+/* Sets up the worker (loop, listeners on listen_fds, a generation for rt). Takes ownership of
+ * the fds, and a reference on rt. Returns 0 or -1 after logging why. */
+int moat_worker_init(struct moat_worker *w, unsigned id, struct moat_runtime *rt,
                      int *listen_fds, size_t n_listeners);
+
+/* Thread-safe: new connections of this worker will use rt (the worker takes its own reference);
+ * existing ones finish on theirs. */
+void moat_worker_reload(struct moat_worker *w, struct moat_runtime *rt);
 
 /* Starts the worker's thread. 0 or -1. */
 int moat_worker_start(struct moat_worker *w);

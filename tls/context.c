@@ -28,6 +28,7 @@ struct moat_tls_ctx {
     atomic_int refs;
     struct moat_tls_cert certs[2];
     size_t n_certs;
+    int tls13_only; /* the listener refuses TLS 1.2 */
     char describe[512];
 };
 
@@ -216,6 +217,7 @@ int moat_tls_ctx_new(const struct moat_tls_opts *opts, struct moat_tls_ctx **out
         return -1;
     }
     atomic_init(&ctx->refs, 1);
+    ctx->tls13_only = opts->min_version == 13;
     struct start_rng rng;
     int rc = start_rng_init(&rng);
     if (rc != 0) {
@@ -316,7 +318,8 @@ struct moat_tls_server *moat_tls_server_new(struct moat_tls_ctx *ctx, char *err,
         return NULL;
     }
     mbedtls_ssl_conf_rng(&srv->conf, mbedtls_ctr_drbg_random, &srv->drbg);
-    mbedtls_ssl_conf_min_tls_version(&srv->conf, MBEDTLS_SSL_VERSION_TLS1_2);
+    mbedtls_ssl_conf_min_tls_version(&srv->conf, ctx->tls13_only ? MBEDTLS_SSL_VERSION_TLS1_3
+                                                                  : MBEDTLS_SSL_VERSION_TLS1_2);
     mbedtls_ssl_conf_max_tls_version(&srv->conf, MBEDTLS_SSL_VERSION_TLS1_3);
     mbedtls_ssl_conf_ciphersuites(&srv->conf, ciphersuites);
     mbedtls_ssl_conf_groups(&srv->conf, groups);

@@ -18,6 +18,7 @@ struct moat_tls_pair {
 struct moat_tls_opts {
     const struct moat_tls_pair *pairs; /* 1 or 2 (one ECDSA + one RSA) */
     size_t n_pairs;
+    int min_version; /* 13: TLS 1.3 only; anything else: TLS 1.2 and 1.3 */
 };
 
 struct moat_tls_ctx;    /* certificates + keys; immutable, shared by all workers, refcounted */

@@ -1,0 +1,218 @@
+/* proxy/runtime.c: building, sharing and freeing configuration snapshots. */
+#include "proxy/runtime.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <uv.h>
+
+#include "proxy/devcert.h"
+#include "proxy/log.h"
+#include "tls/tls.h"
+
+/* What the configuration does not set: moat's own buffer and pool sizes. */
+static const struct moat_runtime runtime_defaults = {
+    .linger_ms = 2000,
+    .high_water = 256 * 1024,
+    .low_water = 64 * 1024,
+    .pool_max_idle = 64,
+};
+
+void moat_format_addr(const struct sockaddr *sa, char *out, size_t cap)
+{
+    char ip[64] = "?";
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        uv_ip6_name(a, ip, sizeof(ip));
+        snprintf(out, cap, "[%s]:%d", ip, ntohs(a->sin6_port));
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        uv_ip4_name(a, ip, sizeof(ip));
+        snprintf(out, cap, "%s:%d", ip, ntohs(a->sin_port));
+    }
+}
+
+int moat_resolve(const struct moat_cfg_hostport *hp, int passive, struct sockaddr_storage *out)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0};
+    char port[8];
+    snprintf(port, sizeof(port), "%u", hp->port);
+    struct addrinfo *res;
+    int rc = getaddrinfo(hp->host, port, &hints, &res);
+    if (rc != 0)
+        return rc;
+    memcpy(out, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void copy_limits(const struct moat_cfg *cfg, struct moat_runtime *rt)
+{
+    rt->handshake_timeout_ms = cfg->handshake_timeout_ms;
+    rt->head_timeout_ms = cfg->head_timeout_ms;
+    rt->idle_timeout_ms = cfg->idle_timeout_ms;
+    rt->body_gap_ms = cfg->body_timeout_ms;
+    rt->connect_timeout_ms = cfg->connect_timeout_ms;
+    rt->backend_gap_ms = cfg->backend_timeout_ms;
+    rt->pool_idle_ms = cfg->pool_idle_timeout_ms;
+    rt->tunnel_idle_ms = cfg->tunnel_timeout_ms;
+    rt->http_limits.max_head_bytes = cfg->max_head_bytes;
+    rt->http_limits.max_fields = cfg->max_headers;
+    rt->http_limits.max_target_bytes = cfg->max_target_bytes;
+    rt->max_body_bytes = cfg->max_body_bytes;
+    rt->max_connections = cfg->max_connections;
+    rt->max_backend_conns = cfg->max_backend_connections;
+}
+
+/* A private key that every local user can read is a leak waiting to happen: say so, as sshd
+ * does, but run (containers often mount secrets world-readable). */
+static void warn_if_key_exposed(const char *key_file)
+{
+    struct stat st;
+    if (stat(key_file, &st) == 0 && (st.st_mode & S_IROTH))
+        moat_log(MOAT_LOG_WARN, "main private key %s is readable by other users (mode %03o): "
+                 "chmod 600 it", key_file, (unsigned)(st.st_mode & 0777));
+}
+
+/* Two listeners with the same files and options share one loaded context. */
+static int same_tls(const struct moat_cfg_listener *a, const struct moat_cfg_listener *b)
+{
+    if (a->n_certs != b->n_certs || a->tls_min != b->tls_min)
+        return 0;
+    for (size_t i = 0; i < a->n_certs; i++)
+        if (strcmp(a->certs[i].cert_file, b->certs[i].cert_file) != 0 ||
+            strcmp(a->certs[i].key_file, b->certs[i].key_file) != 0)
+            return 0;
+    return 1;
+}
+
+static int load_listener_tls(const struct moat_cfg *cfg, const struct moat_cfg_listener *li,
+                             struct moat_tls_ctx **out, char *err, size_t err_len)
+{
+    struct moat_tls_pair pairs[MOAT_CFG_MAX_CERTS];
+    size_t n = li->n_certs;
+    for (size_t i = 0; i < n; i++) {
+        pairs[i].cert_file = li->certs[i].cert_file;
+        pairs[i].key_file = li->certs[i].key_file;
+        warn_if_key_exposed(li->certs[i].key_file);
+    }
+    struct moat_devcert_paths *dev = NULL;
+    if (n == 0) {
+        dev = malloc(sizeof(*dev));
+        if (dev == NULL) {
+            snprintf(err, err_len, "out of memory");
+            return -1;
+        }
+        if (moat_devcert_ensure(cfg->state_dir, dev, err, err_len) != 0) {
+            free(dev);
+            return -1;
+        }
+        pairs[0].cert_file = dev->cert;
+        pairs[0].key_file = dev->key;
+        n = 1;
+        moat_log(MOAT_LOG_INFO,
+                 "main development certificate %s cert=%s ca=%s (trust it: curl --cacert %s)",
+                 dev->is_created ? "created" : "reused", dev->cert, dev->ca_cert, dev->ca_cert);
+    }
+    struct moat_tls_opts opts = {.pairs = pairs, .n_pairs = n, .min_version = li->tls_min};
+    int rc = moat_tls_ctx_new(&opts, out, err, err_len);
+    free(dev);
+    return rc;
+}
+
+static int load_tls(struct moat_runtime *rt, char *err, size_t err_len)
+{
+    const struct moat_cfg *cfg = rt->cfg;
+    rt->tls = calloc(cfg->n_listeners, sizeof(*rt->tls));
+    if (rt->tls == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    for (size_t l = 0; l < cfg->n_listeners; l++) {
+        for (size_t k = 0; k < l && rt->tls[l] == NULL; k++) {
+            if (same_tls(&cfg->listeners[k], &cfg->listeners[l])) {
+                moat_tls_ctx_ref(rt->tls[k]);
+                rt->tls[l] = rt->tls[k];
+            }
+        }
+        if (rt->tls[l] == NULL &&
+            load_listener_tls(cfg, &cfg->listeners[l], &rt->tls[l], err, err_len) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int resolve_backends(struct moat_runtime *rt, char *err, size_t err_len)
+{
+    const struct moat_cfg *cfg = rt->cfg;
+    size_t total = 0;
+    for (size_t p = 0; p < cfg->n_pools; p++)
+        total += cfg->pools[p].n_backends;
+    rt->backends = calloc(total, sizeof(*rt->backends));
+    rt->pools = calloc(cfg->n_pools, sizeof(*rt->pools));
+    if (rt->backends == NULL || rt->pools == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    rt->n_pools = cfg->n_pools;
+    for (size_t p = 0; p < cfg->n_pools; p++) {
+        const struct moat_cfg_pool *cp = &cfg->pools[p];
+        rt->pools[p] = (struct moat_rt_pool){.name = cp->name, .first = rt->n_backends,
+                                             .n = cp->n_backends};
+        for (size_t i = 0; i < cp->n_backends; i++) {
+            const struct moat_cfg_hostport *hp = &cp->backends[i];
+            struct moat_backend *b = &rt->backends[rt->n_backends++];
+            snprintf(b->name, sizeof(b->name), hp->is_ipv6 ? "[%s]:%u" : "%s:%u", hp->host,
+                     hp->port);
+            b->pool = p;
+            int rc = moat_resolve(hp, 0, &b->addr);
+            if (rc != 0) {
+                snprintf(err, err_len, "backend %s (pool %s): %s", b->name, cp->name,
+                         gai_strerror(rc));
+                return -1;
+            }
+            moat_format_addr((const struct sockaddr *)&b->addr, b->addr_text,
+                             sizeof(b->addr_text));
+        }
+    }
+    return 0;
+}
+
+struct moat_runtime *moat_runtime_build(struct moat_cfg *cfg, char *err, size_t err_len)
+{
+    struct moat_runtime *rt = malloc(sizeof(*rt));
+    if (rt == NULL) {
+        snprintf(err, err_len, "out of memory");
+        moat_cfg_free(cfg);
+        return NULL;
+    }
+    *rt = runtime_defaults;
+    atomic_init(&rt->refs, 1);
+    rt->cfg = cfg;
+    copy_limits(cfg, rt);
+    if (load_tls(rt, err, err_len) != 0 || resolve_backends(rt, err, err_len) != 0) {
+        moat_runtime_unref(rt);
+        return NULL;
+    }
+    return rt;
+}
+
+void moat_runtime_ref(struct moat_runtime *rt)
+{
+    atomic_fetch_add_explicit(&rt->refs, 1, memory_order_relaxed);
+}
+
+void moat_runtime_unref(struct moat_runtime *rt)
+{
+    if (rt == NULL || atomic_fetch_sub_explicit(&rt->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t l = 0; rt->tls != NULL && l < rt->cfg->n_listeners; l++)
+        moat_tls_ctx_unref(rt->tls[l]);
+    free(rt->tls);
+    free(rt->backends);
+    free(rt->pools);
+    moat_cfg_free(rt->cfg);
+    free(rt);
+}

@@ -1,0 +1,73 @@
+/* proxy/runtime.h: a configuration snapshot made ready to run: certificates loaded per listener,
+ * backends resolved and grouped in pools, timeouts and limits in the form workers read them.
+ * Immutable once built and reference-counted: a reload builds a new one while connections
+ * started under the old one finish on it; the old one is freed with its last reference. */
+#ifndef MOAT_RUNTIME_H
+#define MOAT_RUNTIME_H
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config/config.h"
+#include "http/http.h"
+
+struct moat_tls_ctx;
+
+/* One backend, resolved once when the snapshot is built. */
+struct moat_backend {
+    char name[300];               /* "host:port" as configured, for logs */
+    struct sockaddr_storage addr; /* resolved address */
+    char addr_text[64];           /* "127.0.0.1:8080" / "[::1]:8080", for logs */
+    size_t pool;                  /* index into moat_runtime.pools */
+};
+
+/* A pool's backends are backends[first .. first + n). */
+struct moat_rt_pool {
+    const char *name; /* borrowed from cfg */
+    size_t first;
+    size_t n;
+};
+
+struct moat_runtime {
+    atomic_int refs;
+    struct moat_cfg *cfg;          /* owned */
+    struct moat_backend *backends; /* owned: every pool's backends, pool after pool */
+    size_t n_backends;
+    struct moat_rt_pool *pools;    /* owned: one per cfg->pools entry */
+    size_t n_pools;
+    struct moat_tls_ctx **tls;     /* owned references: one per cfg->listeners entry */
+    struct moat_http_limits http_limits;
+    uint64_t handshake_timeout_ms; /* TLS handshake must finish within */
+    uint64_t head_timeout_ms;      /* a request head must arrive within, from its first byte */
+    uint64_t idle_timeout_ms;      /* keep-alive wait for the next request's first byte */
+    uint64_t body_gap_ms;          /* longest silence inside a request body */
+    uint64_t connect_timeout_ms;   /* backend TCP connect */
+    uint64_t backend_gap_ms;       /* longest silence from a backend while a response is due */
+    uint64_t pool_idle_ms;         /* longest life of an idle pooled backend connection */
+    uint64_t tunnel_idle_ms;       /* a tunnel silent both ways this long is closed */
+    uint64_t linger_ms;            /* after our last byte: drain the client this long */
+    size_t high_water;             /* stop reading the other side above this many queued bytes */
+    size_t low_water;              /* resume at or below */
+    size_t pool_max_idle;          /* idle connections kept per backend per worker */
+    uint64_t max_body_bytes;       /* request body limit (413); 0: none */
+    size_t max_connections;        /* client connections per worker; then accepting pauses */
+    size_t max_backend_conns;      /* per backend per worker; then requests wait; 0: none */
+};
+
+/* Builds a snapshot from cfg (taken over, freed on failure too): loads every listener's
+ * certificates (or the development certificate), warns about private keys other users can
+ * read, resolves every backend. NULL with err naming the file or name that failed. The result
+ * holds one reference. */
+struct moat_runtime *moat_runtime_build(struct moat_cfg *cfg, char *err, size_t err_len);
+
+void moat_runtime_ref(struct moat_runtime *rt);   /* atomic */
+void moat_runtime_unref(struct moat_runtime *rt); /* atomic; frees at 0; NULL: nothing */
+
+/* "127.0.0.1:8443" or "[::1]:8443". */
+void moat_format_addr(const struct sockaddr *sa, char *out, size_t cap);
+
+/* Resolves host:port (blocking; at start and on reload only). 0 or a getaddrinfo() error. */
+int moat_resolve(const struct moat_cfg_hostport *hp, int passive, struct sockaddr_storage *out);
+
+#endif
