@@ -1,0 +1,235 @@
+"""Reloading moat's configuration with SIGHUP under load, certificate rotation, a broken reload,
+and dropping privileges."""
+import http.client
+import os
+import shutil
+import signal
+import ssl
+import threading
+import time
+import unittest
+
+from harness import Certs, MoatTestCase, curl, tls_connect
+
+RELOAD_EVERY_S = 0.1
+RELOAD_FOR_S = 3.0
+
+
+def yaml_config(path, backend, pool_name):
+    """A configuration with one pool holding one backend, on an ephemeral port."""
+    with open(path + ".tmp", "w") as f:
+        f.write("""# written by test_reload.py
+workers: 2
+listeners:
+  - listen: 127.0.0.1:0
+    tls:
+      certificates:
+        - cert: %s
+          key: %s
+pools:
+  %s:
+    backends: [%s]
+logging:
+  access_log: false
+""" % (Certs.path("ec.pem"), Certs.path("ec.key"), pool_name, backend))
+    os.replace(path + ".tmp", path)  # moat never reads a half-written file
+
+
+class Client(threading.Thread):
+    """Sends GETs until stopped, on one kept-alive connection (long_lived) or on a new
+    connection each time, and records every failure and which backend answered."""
+
+    def __init__(self, port, long_lived):
+        super().__init__(daemon=True)
+        self.port = port
+        self.long_lived = long_lived
+        self.stop = threading.Event()
+        self.ok = 0
+        self.failures = []
+
+    def connect(self):
+        ctx = Certs.client_context()
+        return http.client.HTTPSConnection("localhost", self.port, context=ctx, timeout=10)
+
+    def run(self):
+        conn = self.connect()
+        deadline = time.monotonic() + 60  # bounded even if nobody stops us
+        n = 0
+        while not self.stop.is_set() and time.monotonic() < deadline and n < 20000:
+            n += 1
+            try:
+                conn.request("GET", "/r%d" % n)
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status != 200:
+                    self.failures.append("status %d: %r" % (resp.status, body[:200]))
+                else:
+                    self.ok += 1
+            except Exception as e:  # every failure counts, whatever its kind
+                self.failures.append("%s: %s" % (type(e).__name__, e))
+                conn.close()
+                conn = self.connect()
+                continue
+            if not self.long_lived:
+                conn.close()
+                conn = self.connect()
+        conn.close()
+
+
+class TestReload(MoatTestCase):
+    def start_yaml(self, backend, pool_name):
+        d = self.moat_tmp_dir()
+        path = os.path.join(d, "moat.yaml")
+        yaml_config(path, backend, pool_name)
+        return path, self.moat("-c", path, listen=(), certs=None, state_dir="")
+
+    def moat_tmp_dir(self):
+        import tempfile
+        d = tempfile.mkdtemp(prefix="moat-it-reload-")
+        self.addCleanup(shutil.rmtree, d, True)
+        return d
+
+    def test_reload_every_100ms_under_load_drops_nothing(self):
+        a, b = self.backend(), self.backend()
+        path, m = self.start_yaml(a.addr, "blue")
+        clients = [Client(m.port, long_lived=True), Client(m.port, long_lived=True),
+                   Client(m.port, long_lived=False)]
+        for c in clients:
+            c.start()
+        reloads = 0
+        end = time.monotonic() + RELOAD_FOR_S
+        while time.monotonic() < end:
+            time.sleep(RELOAD_EVERY_S)
+            reloads += 1
+            # Alternate between the two pool definitions, ending on backend b.
+            if reloads % 2:
+                yaml_config(path, b.addr, "green")
+            else:
+                yaml_config(path, a.addr, "blue")
+            m.proc.send_signal(signal.SIGHUP)
+        if reloads % 2 == 0:
+            yaml_config(path, b.addr, "green")
+            m.proc.send_signal(signal.SIGHUP)
+            reloads += 1
+        time.sleep(0.5)  # the last reload reaches every worker
+        settle_a, settle_b = len(a.seen), len(b.seen)
+        # New connections now go to b only.
+        for i in range(6):
+            rc, out, err = curl(m.url("/after"))
+            self.assertEqual(rc, 0, err)
+        self.assertEqual(len(a.seen), settle_a, "a request went to the old pool after reload")
+        self.assertEqual(len(b.seen), settle_b + 6)
+        for c in clients:
+            c.stop.set()
+        for c in clients:
+            c.join(timeout=30)
+        total = sum(c.ok for c in clients)
+        failures = [f for c in clients for f in c.failures]
+        self.assertEqual(failures, [], "requests failed during %d reloads" % reloads)
+        self.assertGreater(total, 50, "too little traffic to mean anything")
+        # Both pools served requests while reloads alternated.
+        self.assertGreater(len(a.seen), 0)
+        self.assertGreater(len(b.seen), 6)
+        self.assertGreaterEqual(m.stderr().count("configuration"), reloads)
+        self.assertNotIn("reload failed", m.stderr())
+        self.stop_clean(m)
+
+    def test_invalid_config_on_reload_keeps_the_running_one(self):
+        a = self.backend()
+        path, m = self.start_yaml(a.addr, "blue")
+        with open(path, "w") as f:
+            f.write("pools: [this is: not valid\n")
+        m.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "reload failed" not in m.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn("reload failed, the running configuration stays", m.stderr())
+        self.assertIn("moat.yaml:1:", m.stderr())
+        rc, out, err = curl(m.url("/still"))
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(len(a.seen), 1)
+        self.stop_clean(m)
+
+    def test_listener_change_is_refused(self):
+        a = self.backend()
+        path, m = self.start_yaml(a.addr, "blue")
+        text = open(path).read().replace("127.0.0.1:0", "127.0.0.2:0")
+        with open(path, "w") as f:
+            f.write(text)
+        m.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "reload refused" not in m.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn("reload refused, the running configuration stays: listeners changed",
+                      m.stderr())
+        rc, out, err = curl(m.url("/still"))
+        self.assertEqual(rc, 0, err)
+        self.stop_clean(m)
+
+    def test_certificate_rotation_with_flags(self):
+        """Without --config, SIGHUP re-reads the same flags: rotated certificate files."""
+        be = self.backend()
+        d = self.moat_tmp_dir()
+        cert, key = os.path.join(d, "site.pem"), os.path.join(d, "site.key")
+        shutil.copy(Certs.path("ec.pem"), cert)
+        shutil.copy(Certs.path("ec.key"), key)
+        m = self.moat("--backend", be.addr, "--cert", cert, "--key", key, certs=None)
+        old = tls_connect(m.port)
+        old_der = old.getpeercert(binary_form=True)
+        shutil.copy(Certs.path("rsa.pem"), cert)
+        shutil.copy(Certs.path("rsa.key"), key)
+        m.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "configuration 2 loaded" not in m.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn("configuration 2 loaded", m.stderr())
+        time.sleep(0.2)
+        new = tls_connect(m.port)
+        self.assertNotEqual(new.getpeercert(binary_form=True), old_der)
+        self.assertEqual(new.getpeercert(binary_form=True),
+                         ssl.PEM_cert_to_DER_cert(open(Certs.path("rsa.pem")).read()))
+        new.close()
+        # The connection made before the reload still works, on its old configuration.
+        old.sendall(b"GET /old HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        self.assertTrue(old.recv(100).startswith(b"HTTP/1.1 200"))
+        old.close()
+        # A broken key on the next reload leaves the RSA certificate in place.
+        with open(key, "w") as f:
+            f.write("not a key\n")
+        m.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "reload failed" not in m.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertRegex(m.stderr(), r"reload failed, the running configuration stays: .*site\.key")
+        again = tls_connect(m.port)
+        self.assertEqual(again.getpeercert(binary_form=True),
+                         ssl.PEM_cert_to_DER_cert(open(Certs.path("rsa.pem")).read()))
+        again.close()
+        self.stop_clean(m)
+
+    @unittest.skipUnless(os.geteuid() == 0, "dropping privileges needs root")
+    def test_user_drop_after_ports_open(self):
+        be = self.backend()
+        m = self.moat("--backend", be.addr, "--user", "nobody")
+        with open("/proc/%d/status" % m.proc.pid) as f:
+            status = f.read()
+        uid_line = [l for l in status.splitlines() if l.startswith("Uid:")][0]
+        import pwd
+        nobody = pwd.getpwnam("nobody").pw_uid
+        self.assertEqual(uid_line.split()[1:], [str(nobody)] * 4)
+        self.assertIn("running as user nobody", m.stderr())
+        rc, out, err = curl(m.url("/dropped"))
+        self.assertEqual(rc, 0, err)
+        self.stop_clean(m)
+
+    def test_unknown_user_fails_before_ports_open(self):
+        be = self.backend()
+        m = self.moat("--backend", be.addr, "--user", "no-such-user-moat", wait=False)
+        rc = m.proc.wait(timeout=30)
+        self.assertEqual(rc, 1)
+        self.assertIn("user 'no-such-user-moat'", m.stderr())
+        self.assertNotIn("started", m.stderr())
+
+
+if __name__ == "__main__":
+    unittest.main()
