@@ -207,6 +207,42 @@ class TestReload(MoatTestCase):
         again.close()
         self.stop_clean(m)
 
+    def test_in_flight_request_finishes_on_its_configuration_then_sigterm_drains(self):
+        a, b = self.backend(), self.backend()
+        path, m = self.start_yaml(a.addr, "blue")
+        results = {}
+
+        def slow(name, url):
+            results[name] = curl(url)
+
+        t1 = threading.Thread(target=slow, args=("old", m.url("/slow/1.5")))
+        t1.start()
+        deadline = time.monotonic() + 10
+        while not a.seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        yaml_config(path, b.addr, "green")
+        m.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "configuration 2 loaded" not in m.stderr() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        t2 = threading.Thread(target=slow, args=("new", m.url("/slow/1.5")))
+        t2.start()
+        deadline = time.monotonic() + 10
+        while not b.seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(len(b.seen), 1, "the request after the reload went to the new pool")
+        m.proc.send_signal(signal.SIGTERM)  # both requests are in flight, on two configurations
+        t1.join(30)
+        t2.join(30)
+        for name in ("old", "new"):
+            rc, out, err = results[name]
+            self.assertEqual((rc, out), (0, b"slow done\n"), name + ": " + err)
+        self.assertEqual(len(a.seen), 1)
+        self.assertEqual(m.proc.wait(timeout=30), 0)
+        m.stopped = True
+        m.check_clean(self)
+
     @unittest.skipUnless(os.geteuid() == 0, "dropping privileges needs root")
     def test_user_drop_after_ports_open(self):
         be = self.backend()
