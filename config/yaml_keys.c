@@ -226,16 +226,17 @@ static int is_repeated(struct walk *w, const struct moat_yaml_node *m, size_t i,
 static void walk_map(struct walk *w, struct moat_yaml_node *m, const char *path,
                      const struct section *s, void *target)
 {
+    const char *where = path[0] != '\0' ? path : "(top level)";
     if (is_null(m))
         return;
     if (m->kind != MOAT_YAML_MAP) {
-        fail(w, m, path, "expected a mapping, got %s", kind_name(m));
+        fail(w, m, where, "expected a mapping, got %s", kind_name(m));
         return;
     }
     for (size_t i = 0; i + 1 < m->n_kids; i += 2) {
         struct moat_yaml_node *key = m->kids[i], *value = m->kids[i + 1];
         if (key->kind != MOAT_YAML_SCALAR) {
-            fail(w, key, path, "expected a key, got %s", kind_name(key));
+            fail(w, key, where, "expected a key, got %s", kind_name(key));
             continue;
         }
         char kpath[PATH_LEN];
