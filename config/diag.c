@@ -10,6 +10,24 @@
 /* What the last line of a cut-short list needs: "\n(4294967295 more errors not shown)". */
 #define TAIL_RESERVE 48
 
+/* Copies src to dst (room for 4 bytes per byte of src, plus 1) with control characters
+ * written as escapes: a value quoted in a message may span lines ("a\nb" or a folded scalar),
+ * and each error must stay on one line. */
+static void copy_escaped(char *dst, const char *src)
+{
+    for (const unsigned char *p = (const unsigned char *)src; *p != '\0'; p++) {
+        if (*p == '\n')
+            dst += sprintf(dst, "\\n");
+        else if (*p == '\t')
+            dst += sprintf(dst, "\\t");
+        else if (*p < 0x20 || *p == 0x7f)
+            dst += sprintf(dst, "\\x%02x", *p);
+        else
+            *dst++ = (char)*p;
+    }
+    *dst = '\0';
+}
+
 void moat_cfg_diag_add(struct moat_cfg_diag *d, unsigned line, unsigned column, const char *key,
                        const char *fmt, ...)
 {
@@ -21,15 +39,17 @@ void moat_cfg_diag_add(struct moat_cfg_diag *d, unsigned line, unsigned column, 
     va_start(ap, fmt);
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
-    int len = snprintf(NULL, 0, "%s: %s", key, reason);
-    char *text = len >= 0 ? malloc((size_t)len + 1) : NULL;
+    size_t len = strlen(key) + 2 + strlen(reason);
+    char *text = malloc(len * 4 + 1);
     struct moat_cfg_diag_entry *grown =
         text != NULL ? realloc(d->entries, (d->n_entries + 1) * sizeof(*grown)) : NULL;
     if (grown == NULL) {
         free(text);
         return;
     }
-    snprintf(text, (size_t)len + 1, "%s: %s", key, reason);
+    copy_escaped(text, key);
+    strcat(text, ": ");
+    copy_escaped(text + strlen(text), reason);
     d->entries = grown;
     d->entries[d->n_entries] = (struct moat_cfg_diag_entry){line, column, d->n_entries, text};
     d->n_entries++;

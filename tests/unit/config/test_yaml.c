@@ -520,6 +520,18 @@ static void test_yaml_syntax_errors(void **state)
     expect_errors(POOL "{a: 1}: 2\n", "t.yaml:4:1: (top level): expected a key, got a mapping");
 }
 
+/* A value spanning lines is quoted on one line: one error, one line (found by fuzz_yaml). */
+static void test_yaml_multiline_value_in_message(void **state)
+{
+    (void)state;
+    expect_errors(POOL "listeners: [{listen: \"1.2.3.4\\n:8443\"}]\n"
+                       "trusted_proxies: [\"a\\tb\\x01\"]\n",
+                  "t.yaml:4:22: listeners[0].listen: invalid host '1.2.3.4\\n' in "
+                  "'1.2.3.4\\n:8443': a name may hold letters, digits, '-', '.' and '_'\n"
+                  "t.yaml:5:19: trusted_proxies[0]: 'a\\tb\\x01' is not an IPv4 or IPv6 address "
+                  "(in 'a\\tb\\x01')");
+}
+
 /* Every error of a file comes back, in file order, whatever order the checks ran in. */
 static void test_yaml_many_errors_together(void **state)
 {
@@ -670,6 +682,7 @@ int run_yaml_tests(void)
         cmocka_unit_test(test_yaml_repeated),
         cmocka_unit_test(test_yaml_bad_routes),
         cmocka_unit_test(test_yaml_syntax_errors),
+        cmocka_unit_test(test_yaml_multiline_value_in_message),
         cmocka_unit_test(test_yaml_many_errors_together),
         cmocka_unit_test(test_yaml_small_err_buffer),
         cmocka_unit_test(test_yaml_unreadable_file),
