@@ -279,6 +279,24 @@ static struct moat_yaml_node **items(struct walk *w, struct moat_yaml_node *v, c
     return v->kids;
 }
 
+/* The items of a list and a zeroed array of as many elem_size elements for them (owned by the
+ * caller), or NULL with *n 0: an empty list, or one reported as the wrong kind or as too big
+ * for memory. */
+static void *items_array(struct walk *w, struct moat_yaml_node *v, const char *path,
+                         const char *what, size_t elem_size, struct moat_yaml_node ***item,
+                         size_t *n)
+{
+    *item = items(w, v, path, what, n);
+    if (*n == 0)
+        return NULL;
+    void *array = calloc(*n, elem_size);
+    if (array == NULL) {
+        out_of_memory(w, v, path);
+        *n = 0;
+    }
+    return array;
+}
+
 /* ---- top-level scalars ---------------------------------------------------------------------- */
 
 static void apply_workers(struct walk *w, struct moat_yaml_node *v, const char *path, void *target)
@@ -310,16 +328,11 @@ static void apply_trusted_proxies(struct walk *w, struct moat_yaml_node *v, cons
                                   void *target)
 {
     (void)target;
-    size_t n;
-    struct moat_yaml_node **item = items(w, v, path, "address ranges", &n);
     struct moat_cfg *cfg = w->cfg;
-    if (n == 0)
-        return;
-    cfg->trusted_proxies = calloc(n, sizeof(*cfg->trusted_proxies));
-    if (cfg->trusted_proxies == NULL) {
-        out_of_memory(w, v, path);
-        return;
-    }
+    struct moat_yaml_node **item;
+    size_t n;
+    cfg->trusted_proxies = items_array(w, v, path, "address ranges",
+                                       sizeof(*cfg->trusted_proxies), &item, &n);
     for (size_t i = 0; i < n; i++) {
         char ipath[PATH_LEN];
         join_index(ipath, path, i);
@@ -421,15 +434,9 @@ static void apply_listeners(struct walk *w, struct moat_yaml_node *v, const char
 {
     (void)target;
     struct moat_cfg *cfg = w->cfg;
-    size_t n;
-    struct moat_yaml_node **item = items(w, v, path, "listeners", &n);
-    if (n == 0)
-        return; /* the default listener, added at the end */
-    cfg->listeners = calloc(n, sizeof(*cfg->listeners));
-    if (cfg->listeners == NULL) {
-        out_of_memory(w, v, path);
-        return;
-    }
+    struct moat_yaml_node **item;
+    size_t n; /* 0: the default listener, added at the end */
+    cfg->listeners = items_array(w, v, path, "listeners", sizeof(*cfg->listeners), &item, &n);
     for (size_t i = 0; i < n; i++) {
         char ipath[PATH_LEN];
         join_index(ipath, path, i);
@@ -446,18 +453,11 @@ static void apply_backends(struct walk *w, struct moat_yaml_node *v, const char 
                            void *target)
 {
     struct moat_cfg_pool *pool = target;
+    struct moat_yaml_node **item;
     size_t n;
-    struct moat_yaml_node **item = items(w, v, path, "backends", &n);
-    if (n == 0) {
-        if (is_null(v) || v->kind == MOAT_YAML_SEQ)
-            fail(w, v, path, "at least one backend is required (e.g. [127.0.0.1:8080])");
-        return;
-    }
-    pool->backends = calloc(n, sizeof(*pool->backends));
-    if (pool->backends == NULL) {
-        out_of_memory(w, v, path);
-        return;
-    }
+    pool->backends = items_array(w, v, path, "backends", sizeof(*pool->backends), &item, &n);
+    if (n == 0 && (is_null(v) || (v->kind == MOAT_YAML_SEQ && v->n_kids == 0)))
+        fail(w, v, path, "at least one backend is required (e.g. [127.0.0.1:8080])");
     for (size_t i = 0; i < n; i++) {
         char ipath[PATH_LEN];
         join_index(ipath, path, i);
@@ -598,15 +598,9 @@ static const struct section route_section = {route_keys, 3, NULL};
 static void apply_routes(struct walk *w, struct moat_yaml_node *v, const char *path)
 {
     struct moat_cfg *cfg = w->cfg;
+    struct moat_yaml_node **item;
     size_t n;
-    struct moat_yaml_node **item = items(w, v, path, "routes", &n);
-    if (n == 0)
-        return;
-    cfg->routes = calloc(n, sizeof(*cfg->routes));
-    if (cfg->routes == NULL) {
-        out_of_memory(w, v, path);
-        return;
-    }
+    cfg->routes = items_array(w, v, path, "routes", sizeof(*cfg->routes), &item, &n);
     for (size_t i = 0; i < n; i++) {
         char ipath[PATH_LEN];
         join_index(ipath, path, i);
