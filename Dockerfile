@@ -9,7 +9,7 @@
 FROM debian:trixie-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake pkg-config \
-        libuv1-dev libmbedtls-dev libllhttp-dev \
+        libuv1-dev libyaml-dev libmbedtls-dev libllhttp-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -24,7 +24,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMOAT_TESTS=OFF \
 FROM debian:trixie-slim
 # Only the shared libraries moat links against (names as of Debian 13).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libuv1t64 libmbedtls21 libmbedx509-7 \
+ && apt-get install -y --no-install-recommends libuv1t64 libyaml-0-2 libmbedtls21 libmbedx509-7 \
         libmbedcrypto16 libllhttp9.2 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --home-dir /var/lib/moat --create-home --shell /usr/sbin/nologin moat

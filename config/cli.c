@@ -13,7 +13,7 @@
 #define MOAT_VERSION "0.0.0" /* config/CMakeLists.txt defines the project's version */
 #endif
 
-#define MAX_DRAIN_TIMEOUT_S 3600
+#define MAX_DRAIN_TIMEOUT_S (MOAT_CFG_MAX_DRAIN_MS / 1000)
 
 /* Keep in step with the flags table below, the defaults in model.c and README.md. */
 static const char usage[] =
@@ -103,15 +103,12 @@ enum flag_id {
     F_CERT,
     F_KEY,
     F_BACKEND,
-    F_WORKERS,
     F_TRUSTED_PROXY,
     F_STATE_DIR,
     F_LOG_LEVEL,
     F_NO_ACCESS_LOG,
     F_DRAIN_TIMEOUT,
-    F_DURATION, /* a timeout: its field and range come from the table */
-    F_SIZE,     /* a size limit, likewise */
-    F_COUNT,    /* a count limit, likewise */
+    F_TUNABLE, /* --workers, a timeout or a limit: field and range from settings.c */
     F_ACCESS_FORMAT,
     F_ACCESS_FILE,
     F_ADMIN,
@@ -128,40 +125,36 @@ struct flag {
     const char *short_name; /* "-h", or NULL */
     int takes_value;
     enum flag_id id;
-    size_t offset;          /* F_DURATION, F_SIZE, F_COUNT: the field in struct moat_cfg */
-    uint64_t min, max;      /* F_SIZE, F_COUNT: accepted range */
 };
 
-#define FLAG(name, short_name, takes_value, id) {name, short_name, takes_value, id, 0, 0, 0}
-#define TIMEOUT(name, field) {name, NULL, 1, F_DURATION, offsetof(struct moat_cfg, field), 0, 0}
-#define LIMIT(name, id, field, min, max)                                                            \
-    {name, NULL, 1, id, offsetof(struct moat_cfg, field), min, max}
+#define FLAG(name, short_name, takes_value, id) {name, short_name, takes_value, id}
+#define TUNABLE(name) {name, NULL, 1, F_TUNABLE}
 
 static const struct flag flags[] = {
     FLAG("--listen", NULL, 1, F_LISTEN),
     FLAG("--cert", NULL, 1, F_CERT),
     FLAG("--key", NULL, 1, F_KEY),
     FLAG("--backend", NULL, 1, F_BACKEND),
-    FLAG("--workers", NULL, 1, F_WORKERS),
+    TUNABLE("--workers"),
     FLAG("--trusted-proxy", NULL, 1, F_TRUSTED_PROXY),
     FLAG("--state-dir", NULL, 1, F_STATE_DIR),
     FLAG("--log-level", NULL, 1, F_LOG_LEVEL),
     FLAG("--no-access-log", NULL, 0, F_NO_ACCESS_LOG),
     FLAG("--drain-timeout", NULL, 1, F_DRAIN_TIMEOUT),
-    TIMEOUT("--handshake-timeout", handshake_timeout_ms),
-    TIMEOUT("--head-timeout", head_timeout_ms),
-    TIMEOUT("--idle-timeout", idle_timeout_ms),
-    TIMEOUT("--body-timeout", body_timeout_ms),
-    TIMEOUT("--connect-timeout", connect_timeout_ms),
-    TIMEOUT("--backend-timeout", backend_timeout_ms),
-    TIMEOUT("--pool-idle-timeout", pool_idle_timeout_ms),
-    TIMEOUT("--tunnel-timeout", tunnel_timeout_ms),
-    LIMIT("--max-head-size", F_SIZE, max_head_bytes, 1024, 1 << 20),
-    LIMIT("--max-headers", F_COUNT, max_headers, 1, 10000),
-    LIMIT("--max-target-size", F_SIZE, max_target_bytes, 64, 1 << 20),
-    LIMIT("--max-body-size", F_SIZE, max_body_bytes, 0, UINT64_C(1) << 50),
-    LIMIT("--max-connections", F_COUNT, max_connections, 1, 1000000),
-    LIMIT("--max-backend-connections", F_COUNT, max_backend_connections, 0, 1000000),
+    TUNABLE("--handshake-timeout"),
+    TUNABLE("--head-timeout"),
+    TUNABLE("--idle-timeout"),
+    TUNABLE("--body-timeout"),
+    TUNABLE("--connect-timeout"),
+    TUNABLE("--backend-timeout"),
+    TUNABLE("--pool-idle-timeout"),
+    TUNABLE("--tunnel-timeout"),
+    TUNABLE("--max-head-size"),
+    TUNABLE("--max-headers"),
+    TUNABLE("--max-target-size"),
+    TUNABLE("--max-body-size"),
+    TUNABLE("--max-connections"),
+    TUNABLE("--max-backend-connections"),
     FLAG("--access-log-format", NULL, 1, F_ACCESS_FORMAT),
     FLAG("--access-log", NULL, 1, F_ACCESS_FILE),
     FLAG("--admin", NULL, 1, F_ADMIN),
@@ -264,15 +257,12 @@ static int add_hostport(struct loader *l, const char *flag, const char *value, i
         snprintf(l->err, l->err_len, "%s: %s", flag, why);
         return -1;
     }
-    /* The same listener twice would bind twice (SO_REUSEPORT) and split its connections
-     * between the copies; port 0 twice is two different ports. Backends may repeat: listing
-     * one twice gives it twice the share of round-robin. */
-    if (allow_zero && hp.port != 0) {
-        for (size_t i = 0; i < *n; i++) {
-            if ((*array)[i].port == hp.port && strcmp((*array)[i].host, hp.host) == 0) {
-                snprintf(l->err, l->err_len, "%s: '%s' is given twice", flag, value);
-                return -1;
-            }
+    /* A listener must not repeat (see moat_cfg_listen_clashes()). Backends may: listing one
+     * twice gives it twice the share of round-robin. */
+    for (size_t i = 0; allow_zero && i < *n; i++) {
+        if (moat_cfg_listen_clashes(&(*array)[i], &hp)) {
+            snprintf(l->err, l->err_len, "%s: '%s' is given twice", flag, value);
+            return -1;
         }
     }
     struct moat_cfg_hostport *grown = moat_cfg_grow(*array, *n, sizeof(**array));
@@ -305,20 +295,6 @@ static int add_cert_file(struct loader *l, const char *flag, const char *value, 
         c->key_file = copy;
     else
         c->cert_file = copy;
-    return 0;
-}
-
-static int parse_workers(struct loader *l, const char *value)
-{
-    long v = *value != '\0' ? 0 : -1;
-    for (const char *p = value; v >= 0 && *p != '\0'; p++)
-        v = *p >= '0' && *p <= '9' && v <= MOAT_CFG_MAX_WORKERS ? v * 10 + (*p - '0') : -1;
-    if (v < 1 || v > MOAT_CFG_MAX_WORKERS) {
-        snprintf(l->err, l->err_len, "--workers: expected a number from 1 to %d, got '%s'",
-                 MOAT_CFG_MAX_WORKERS, value);
-        return -1;
-    }
-    l->cfg->workers = (unsigned)v;
     return 0;
 }
 
@@ -363,21 +339,14 @@ static int parse_drain_timeout(struct loader *l, const char *value)
 
 static int parse_log_level(struct loader *l, const char *value)
 {
-    static const char *const names[] = {
-        [MOAT_CFG_LOG_ERROR] = "error",
-        [MOAT_CFG_LOG_WARN] = "warn",
-        [MOAT_CFG_LOG_INFO] = "info",
-        [MOAT_CFG_LOG_DEBUG] = "debug",
-    };
-    for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
-        if (strcmp(value, names[i]) == 0) {
-            l->cfg->log_level = i;
-            return 0;
-        }
+    int level = moat_cfg_log_level_parse(value);
+    if (level < 0) {
+        snprintf(l->err, l->err_len, "--log-level: expected error, warn, info or debug, got '%s'",
+                 value);
+        return -1;
     }
-    snprintf(l->err, l->err_len, "--log-level: expected error, warn, info or debug, got '%s'",
-             value);
-    return -1;
+    l->cfg->log_level = level;
+    return 0;
 }
 
 static int add_trusted_proxy(struct loader *l, const char *value)
@@ -415,20 +384,14 @@ static int set_string(struct loader *l, const char *flag, const char *value, cha
 
 static int parse_access_format(struct loader *l, const char *value)
 {
-    static const char *const names[] = {
-        [MOAT_CFG_ACCESS_MOAT] = "moat",
-        [MOAT_CFG_ACCESS_COMBINED] = "combined",
-        [MOAT_CFG_ACCESS_JSON] = "json",
-    };
-    for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
-        if (strcmp(value, names[i]) == 0) {
-            l->cfg->access_format = (enum moat_cfg_access_format)i;
-            return 0;
-        }
+    int format = moat_cfg_access_format_parse(value);
+    if (format < 0) {
+        snprintf(l->err, l->err_len,
+                 "--access-log-format: expected moat, combined or json, got '%s'", value);
+        return -1;
     }
-    snprintf(l->err, l->err_len,
-             "--access-log-format: expected moat, combined or json, got '%s'", value);
-    return -1;
+    l->cfg->access_format = (enum moat_cfg_access_format)format;
+    return 0;
 }
 
 static int parse_one_hostport(struct loader *l, const char *flag, const char *value,
@@ -442,41 +405,14 @@ static int parse_one_hostport(struct loader *l, const char *flag, const char *va
     return 0;
 }
 
-/* A timeout, a size or a count, stored where the flags table says. */
-static int parse_field(struct loader *l, const struct flag *f, const char *value)
+/* --workers, a timeout or a limit: parsed and stored as settings.c says. */
+static int parse_tunable(struct loader *l, const struct flag *f, const char *value)
 {
-    char *field = (char *)l->cfg + f->offset;
-    uint64_t v = 0;
-    if (f->id == F_DURATION) {
-        if (moat_cfg_duration_parse(value, &v) != 0) {
-            snprintf(l->err, l->err_len,
-                     "%s: expected a duration from 1ms to 24h (e.g. 500ms, 10s, 5m), got '%s'",
-                     f->name, value);
-            return -1;
-        }
-        memcpy(field, &v, sizeof(v));
-        return 0;
-    }
-    int ok;
-    if (f->id == F_SIZE) {
-        ok = moat_cfg_size_parse(value, &v) == 0;
-    } else {
-        ok = *value != '\0' && strlen(value) <= 7;
-        for (const char *p = value; ok && *p != '\0'; p++)
-            ok = *p >= '0' && *p <= '9';
-        v = ok ? strtoull(value, NULL, 10) : 0;
-    }
-    if (!ok || v < f->min || v > f->max) {
-        snprintf(l->err, l->err_len, "%s: expected %s from %llu to %llu, got '%s'", f->name,
-                 f->id == F_SIZE ? "a size (e.g. 16k, 1m)" : "a number",
-                 (unsigned long long)f->min, (unsigned long long)f->max, value);
+    char why[512];
+    if (moat_cfg_tunable_set(l->cfg, moat_cfg_tunable_by_flag(f->name), value, why, sizeof(why)) !=
+        0) {
+        snprintf(l->err, l->err_len, "%s: %s", f->name, why);
         return -1;
-    }
-    if (f->offset == offsetof(struct moat_cfg, max_body_bytes)) {
-        memcpy(field, &v, sizeof(v)); /* the one 64-bit limit */
-    } else {
-        size_t n = (size_t)v;
-        memcpy(field, &n, sizeof(n));
     }
     return 0;
 }
@@ -493,8 +429,6 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
         return add_cert_file(l, f->name, value, 0);
     case F_KEY:
         return add_cert_file(l, f->name, value, 1);
-    case F_WORKERS:
-        return parse_workers(l, value);
     case F_TRUSTED_PROXY:
         return add_trusted_proxy(l, value);
     case F_STATE_DIR:
@@ -506,10 +440,8 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
         return 0;
     case F_DRAIN_TIMEOUT:
         return parse_drain_timeout(l, value);
-    case F_DURATION:
-    case F_SIZE:
-    case F_COUNT:
-        return parse_field(l, f, value);
+    case F_TUNABLE:
+        return parse_tunable(l, f, value);
     case F_ACCESS_FORMAT:
         return parse_access_format(l, value);
     case F_ACCESS_FILE:

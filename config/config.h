@@ -165,6 +165,12 @@ enum moat_cfg_result moat_cfg_from_argv(int argc, char **argv, unsigned default_
 int moat_cfg_load_yaml(const char *path, unsigned default_workers, struct moat_cfg **out,
                        char *err, size_t err_len);
 
+/* moat_cfg_load_yaml() on len bytes already in memory (tests and the fuzzer); name stands for
+ * the file in messages and in cfg->config_file. */
+int moat_cfg_load_yaml_buffer(const char *name, const char *buf, size_t len,
+                              unsigned default_workers, struct moat_cfg **out, char *err,
+                              size_t err_len);
+
 /* The pool for a request: the first route whose host matches (case-insensitive; a ":port" on
  * the Host value is ignored; "*.example.com" matches subdomains) and whose path_prefix starts
  * path; else cfg->default_pool. host may be NULL or empty (matches only routes without one). */

@@ -17,7 +17,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 # Packages from the running release: build, tests, demo. clang + libclang-rt-dev: libFuzzer
 # and the sanitizer runtimes for the fuzzing harnesses.
-base_pkgs=(build-essential cmake pkg-config libuv1-dev libcmocka-dev clang libclang-rt-dev
+base_pkgs=(build-essential cmake pkg-config libuv1-dev libyaml-dev libcmocka-dev clang libclang-rt-dev
            curl openssl python3 ca-certificates)
 bench_pkgs=(nginx-light haproxy wrk)
 newer_pkgs=(libmbedtls-dev libllhttp-dev)

@@ -5,5 +5,6 @@
 int run_addr_tests(void);
 int run_cli_tests(void);
 int run_limits_tests(void);
+int run_yaml_tests(void);
 
 #endif
