@@ -54,6 +54,7 @@ struct control {
     uv_signal_t sigterm;
     uv_signal_t sigint;
     uv_signal_t sighup;
+    uv_signal_t sigusr1; /* reopens the access-log file (logrotate) */
     int stopping;
 };
 
@@ -149,6 +150,10 @@ static int open_listeners(const struct moat_cfg *cfg, size_t n_workers, int **fd
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct control *ctl = s->data;
+    if (signum == SIGUSR1) {
+        moat_log_reopen();
+        return;
+    }
     if (signum == SIGHUP) {
         moat_log(MOAT_LOG_WARN, "main SIGHUP: configuration reload is not supported yet (#4)");
         return;
@@ -163,6 +168,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&ctl->sigterm, NULL);
     uv_close((uv_handle_t *)&ctl->sigint, NULL);
     uv_close((uv_handle_t *)&ctl->sighup, NULL);
+    uv_close((uv_handle_t *)&ctl->sigusr1, NULL);
 }
 
 static int load_tls(const struct moat_cfg *cfg, struct moat_tls_ctx **out)
@@ -264,6 +270,9 @@ static int serve(const struct moat_runtime *rt)
     uv_signal_start(&ctl.sigterm, on_signal, SIGTERM);
     uv_signal_start(&ctl.sigint, on_signal, SIGINT);
     uv_signal_start(&ctl.sighup, on_signal, SIGHUP);
+    uv_signal_init(loop, &ctl.sigusr1);
+    ctl.sigusr1.data = &ctl;
+    uv_signal_start(&ctl.sigusr1, on_signal, SIGUSR1);
 
     for (size_t w = 0; w < n_workers; w++) {
         if (moat_worker_start(&ctl.workers[w]) != 0) {
@@ -281,6 +290,16 @@ static int serve(const struct moat_runtime *rt)
     return 0;
 }
 
+/* The access-log sink, opened before any port (a file that cannot be opened stops the start). */
+static int open_access_log(const struct moat_cfg *cfg)
+{
+    char err[512];
+    if (!cfg->access_log || moat_log_access_open(cfg->access_log_file, err, sizeof(err)) == 0)
+        return 0;
+    fprintf(stderr, "moat: error: %s\n", err);
+    return -1;
+}
+
 /* Loads certificates, resolves backends, then serves until a signal. 0, or 1 after saying why.
  * Start-up failures free what they made, so sanitizer builds stay leak-free on every path. */
 static int run(const struct moat_cfg *cfg, int is_check)
@@ -288,7 +307,8 @@ static int run(const struct moat_cfg *cfg, int is_check)
     struct moat_runtime rt;
     runtime_from_cfg(cfg, &rt);
     int rc = 1;
-    if (load_tls(cfg, &rt.tls) == 0 && resolve_backends(cfg, &rt) == 0) {
+    if (load_tls(cfg, &rt.tls) == 0 && resolve_backends(cfg, &rt) == 0 &&
+        open_access_log(cfg) == 0) {
         if (is_check) {
             printf("configuration OK\n");
             rc = 0;
@@ -298,6 +318,7 @@ static int run(const struct moat_cfg *cfg, int is_check)
     }
     free(rt.backends);
     moat_tls_ctx_unref(rt.tls);
+    moat_log_access_close();
     return rc;
 }
 
