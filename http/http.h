@@ -145,12 +145,28 @@ struct moat_http_fwd {
     const char *client_addr; /* NUL-terminated textual peer IP ("192.0.2.7", "2001:db8::1") */
     int peer_is_trusted;     /* peer is a trusted proxy: append to its X-Forwarded-For chain
                               * and keep its X-Forwarded-Proto/Host; else replace them */
+    const char *request_id;  /* NUL-terminated: sent as the only X-Request-Id (every incoming
+                              * one dropped); NULL: incoming X-Request-Id fields pass as sent */
 };
+
+/* X-Request-Id: not in any RFC, but the field proxies, load balancers and tracing agree on. */
+#define MOAT_HTTP_REQUEST_ID_MAX 200
+
+/* 1 if the len bytes at v make a usable request id: 1..MOAT_HTTP_REQUEST_ID_MAX visible ASCII
+ * characters (0x21..0x7e: no space, control or non-ASCII byte, so it is safe in any log). */
+int moat_http_request_id_is_sane(const char *v, size_t len);
+
+/* The client's request id: 1 with *v and *len pointing into h when h has exactly one
+ * X-Request-Id field and its value is sane; 0 when it has none, several, or one not sane (the
+ * caller then makes its own). Fields named by Connection count too: moat always regenerates
+ * X-Request-Id, so the client cannot have it stripped. */
+int moat_http_request_id_get(const struct moat_http_head *h, const char **v, size_t *len);
 
 /* Writes the head moat sends to a backend for request head h: "METHOD origin-form HTTP/1.1",
  * Host (from an absolute-form target when there is one), the end-to-end fields, then framing
  * (Content-Length regenerated from the parsed number, or Transfer-Encoding: chunked),
- * X-Forwarded-For, X-Forwarded-Proto: https, X-Forwarded-Host, Via: 1.1 moat, and for upgrade
+ * X-Forwarded-For, X-Forwarded-Proto: https, X-Forwarded-Host, X-Request-Id (when
+ * fwd->request_id is set), Via: 1.1 moat, and for upgrade
  * requests "Connection: upgrade" + the Upgrade field. Dropped: hop-by-hop fields (Connection and
  * every field it names except Host, Content-Length and the forwarding fields, Keep-Alive,
  * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade unless upgrading,

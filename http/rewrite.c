@@ -146,6 +146,33 @@ static void put_origin_form(struct out *o, const struct moat_http_head *h)
     put(o, rest, rest_len);
 }
 
+int moat_http_request_id_is_sane(const char *v, size_t len)
+{
+    if (len == 0 || len > MOAT_HTTP_REQUEST_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)v[i] < 0x21 || (unsigned char)v[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+int moat_http_request_id_get(const struct moat_http_head *h, const char **v, size_t *len)
+{
+    const struct moat_http_field *found = NULL;
+    for (size_t i = 0; i < h->n_fields; i++) {
+        if (!moat_http_field_is(&h->fields[i], "X-Request-Id"))
+            continue;
+        if (found != NULL)
+            return 0; /* which one would the backend believe? Neither. */
+        found = &h->fields[i];
+    }
+    if (found == NULL || !moat_http_request_id_is_sane(found->value, found->value_len))
+        return 0;
+    *v = found->value;
+    *len = found->value_len;
+    return 1;
+}
+
 long moat_http_request_head_write(const struct moat_http_head *h, const struct moat_http_fwd *fwd,
                                   char *out, size_t cap)
 {
@@ -167,6 +194,8 @@ long moat_http_request_head_write(const struct moat_http_head *h, const struct m
             continue;
         /* Tested before the Connection tokens: a client cannot make moat strip Host, the
          * framing or the forwarding fields, all of which are decided above or below. */
+        if (fwd->request_id != NULL && moat_http_field_is(f, "X-Request-Id"))
+            continue; /* replaced below */
         if (moat_http_field_is(f, "Forwarded")) {
             if (fwd->peer_is_trusted)
                 put_field(&o, f);
@@ -212,6 +241,12 @@ long moat_http_request_head_write(const struct moat_http_head *h, const struct m
     } else if (h->host_len > 0) {
         put_name(&o, find(h, "X-Forwarded-Host"), "X-Forwarded-Host");
         put(&o, h->host, h->host_len);
+        put(&o, MOAT_HTTP_CRLF, 2);
+    }
+
+    if (fwd->request_id != NULL) {
+        put_name(&o, find(h, "X-Request-Id"), "X-Request-Id");
+        put_str(&o, fwd->request_id);
         put(&o, MOAT_HTTP_CRLF, 2);
     }
 

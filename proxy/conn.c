@@ -9,7 +9,9 @@
 #include <time.h>
 
 #include "config/config.h"
+#include "proxy/accesslog.h"
 #include "proxy/log.h"
+#include "proxy/reqid.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
@@ -371,25 +373,6 @@ static void exchange_reset(struct moat_conn *c)
     memset(&c->ex, 0, sizeof(c->ex));
 }
 
-/* Appends s to out as a log-safe string: quotes, backslashes, controls and non-ASCII escaped. */
-static size_t log_escape(char *out, size_t cap, const char *s, size_t len, size_t max)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (size_t i = 0; i < len && i < max && o + 4 < cap; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') {
-            out[o++] = '\\';
-            out[o++] = 'x';
-            out[o++] = hex[ch >> 4];
-            out[o++] = hex[ch & 15];
-        } else {
-            out[o++] = (char)ch;
-        }
-    }
-    return o;
-}
-
 static const struct moat_http_field *find_field(const struct moat_http_head *h, const char *name)
 {
     size_t len = strlen(name);
@@ -399,30 +382,25 @@ static const struct moat_http_field *find_field(const struct moat_http_head *h, 
     return NULL;
 }
 
-/* Keeps what the access log needs of a request head: "request line" then "referer" "agent". */
+/* Keeps what the access log needs of a request head, and settles the request id: the client's
+ * when it sent one sane X-Request-Id, else a new one. */
 static void remember_for_log(struct moat_conn *c, const struct moat_http_head *h)
 {
-    char line[3200];
-    size_t o = 0;
-    line[o++] = '"';
-    o += log_escape(line + o, sizeof(line) - o, h->method_name, strlen(h->method_name), 32);
-    line[o++] = ' ';
-    o += log_escape(line + o, sizeof(line) - o, h->target, h->target_len, 1024);
-    o += (size_t)snprintf(line + o, sizeof(line) - o, " HTTP/1.%d\" ", h->version_minor);
-    static const char *const names[] = {"Referer", "User-Agent"};
-    for (int i = 0; i < 2; i++) {
-        const struct moat_http_field *f = find_field(h, names[i]);
-        line[o++] = '"';
-        if (f != NULL && f->value_len > 0)
-            o += log_escape(line + o, sizeof(line) - o - 4, f->value, f->value_len, 512);
-        else
-            line[o++] = '-';
-        line[o++] = '"';
-        line[o++] = ' ';
-    }
-    line[o - 1] = '\0';
+    const struct moat_http_field *ref = find_field(h, "Referer");
+    const struct moat_http_field *ua = find_field(h, "User-Agent");
     free(c->ex.log_req);
-    c->ex.log_req = strdup(line);
+    c->ex.log_req = moat_access_req_new(h->method_name, h->version_minor, h->target,
+                                        h->target_len, ref ? ref->value : NULL,
+                                        ref ? ref->value_len : 0, ua ? ua->value : NULL,
+                                        ua ? ua->value_len : 0); /* NULL: logged as "-" */
+    const char *id;
+    size_t id_len;
+    if (moat_http_request_id_get(h, &id, &id_len)) {
+        memcpy(c->ex.request_id, id, id_len);
+        c->ex.request_id[id_len] = '\0';
+    } else {
+        moat_reqid_generate(c->ex.request_id);
+    }
 }
 
 static void write_access_log(struct moat_conn *c)
@@ -430,36 +408,31 @@ static void write_access_log(struct moat_conn *c)
     const struct moat_worker *w = c->w;
     if (!c->rt->cfg->access_log)
         return;
-    char when[40];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", &tm);
-    /* Split "request" from "referer" "agent": the combined format puts status and bytes between. */
-    const char *req = "\"-\"";
-    const char *rest = "\"-\" \"-\"";
-    char head[1300];
-    if (c->ex.log_req != NULL) {
-        const char *split = strstr(c->ex.log_req, "\" \"");
-        size_t n = split != NULL ? (size_t)(split - c->ex.log_req) + 1 : strlen(c->ex.log_req);
-        if (n >= sizeof(head))
-            n = sizeof(head) - 1;
-        memcpy(head, c->ex.log_req, n);
-        head[n] = '\0';
-        req = head;
-        rest = split != NULL ? split + 2 : rest;
-    }
-    double secs = (double)(uv_now((uv_loop_t *)&w->loop) - c->ex.start_ms) / 1000.0;
-    const char *upstream = c->ex.tries > 0 ? c->rt->backends[c->ex.backend].addr_text : "-";
-    char line[4096];
-    int n = snprintf(line, sizeof(line), "%s - - [%s] %s %d %llu %s %.3f %s\n", c->peer_ip, when,
-                     req, c->ex.status, (unsigned long long)c->ex.body_bytes_out, rest, secs,
-                     upstream);
-    if (n > (int)sizeof(line) - 1) {
-        n = (int)sizeof(line) - 1;
-        line[n - 1] = '\n';
-    }
-    moat_log_access(line, n);
+    /* A line is at most 64 KiB: one buffer per thread, not on the stack of every callback. */
+    static _Thread_local char line[MOAT_ACCESSLOG_LINE_MAX];
+    if (c->ex.request_id[0] == '\0') /* no head was parsed (400, 408): still one id per line */
+        moat_reqid_generate(c->ex.request_id);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t loop_now = uv_now((uv_loop_t *)&w->loop);
+    struct moat_access_rec r = {
+        .time_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+        .client_ip = c->peer_ip,
+        .req = c->ex.log_req,
+        .status = c->ex.status,
+        .bytes_in = c->ex.body_bytes_in,
+        .bytes_out = c->ex.body_bytes_out,
+        .duration_ms = loop_now - c->ex.start_ms,
+        .upstream = c->ex.tries > 0 ? c->rt->backends[c->ex.backend].addr_text : NULL,
+        .upstream_ms = c->ex.tries > 0 ? (int64_t)(loop_now - c->ex.up_start_ms) : -1,
+        .pool = c->ex.tries > 0 ? c->rt->pools[c->ex.pool].name : NULL,
+        .tls_version = moat_tls_session_version(c->tls),
+        .tls_cipher = moat_tls_session_cipher(c->tls),
+        .request_id = c->ex.request_id,
+    };
+    r.sni = moat_tls_session_sni(c->tls, &r.sni_len);
+    size_t n = moat_accesslog_format(c->rt->cfg->access_format, &r, line, sizeof(line));
+    moat_log_access(line, (int)n);
 }
 
 /* The response was relayed whole (or an error answered): log, hand the upstream back, and go on
@@ -629,7 +602,8 @@ static void start_upstream(struct moat_conn *c)
     for (;;) {
         size_t avoid = c->ex.tries == 0 ? SIZE_MAX : c->ex.backend;
         c->ex.backend = moat_backend_next(c->gen, c->ex.pool, avoid);
-        c->ex.tries++;
+        if (c->ex.tries++ == 0)
+            c->ex.up_start_ms = uv_now(&c->w->loop); /* the access log's upstream time */
         size_t be = c->ex.backend;
         if (lease_upstream(c, be, 0) == 0)
             return;
@@ -990,7 +964,8 @@ static int on_req_head(void *ctx, const struct moat_http_head *h)
         moat_http_parser_fail(c->req, 413, "request body too large");
         return -1; /* refused before a byte of it is forwarded */
     }
-    struct moat_http_fwd fwd = {.client_addr = c->peer_ip, .peer_is_trusted = c->is_trusted};
+    struct moat_http_fwd fwd = {.client_addr = c->peer_ip, .peer_is_trusted = c->is_trusted,
+                                .request_id = c->ex.request_id};
     long n = moat_http_request_head_write(h, &fwd, w->head_buf, sizeof(w->head_buf));
     if (n < 0) {
         moat_http_parser_fail(c->req, 431, "request head too large to forward");

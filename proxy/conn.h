@@ -16,6 +16,7 @@ struct moat_worker;
 struct moat_gen;
 struct moat_runtime;
 struct moat_upstream;
+struct moat_access_req;
 
 enum moat_conn_state {
     MOAT_CONN_HANDSHAKE, /* TLS handshake running; parser idle; no upstream */
@@ -53,7 +54,10 @@ struct moat_exchange {
     uint64_t start_ms;        /* loop time of the first byte */
     uint64_t body_bytes_out;  /* response body bytes relayed to the client */
     uint64_t body_bytes_in;   /* request body bytes received from the client */
-    char *log_req;            /* owned: "METHOD target HTTP/1.x" "referer" "user-agent" */
+    uint64_t up_start_ms;     /* loop time a backend was first chosen (tries > 0) */
+    struct moat_access_req *log_req; /* owned: what the access log keeps of the head */
+    char request_id[MOAT_HTTP_REQUEST_ID_MAX + 1]; /* sent to the backend and logged; "" before
+                                                    * the head (or until the log line) */
 };
 
 struct moat_conn {

@@ -32,6 +32,7 @@ struct control {
     uv_signal_t sigterm;
     uv_signal_t sigint;
     uv_signal_t sighup;
+    uv_signal_t sigusr1; /* reopens the access-log file (logrotate) */
     int stopping;
 };
 
@@ -171,6 +172,10 @@ static void reload(struct control *ctl)
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct control *ctl = s->data;
+    if (signum == SIGUSR1) {
+        moat_log_reopen();
+        return;
+    }
     if (signum == SIGHUP) {
         if (!ctl->stopping)
             reload(ctl);
@@ -186,6 +191,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&ctl->sigterm, NULL);
     uv_close((uv_handle_t *)&ctl->sigint, NULL);
     uv_close((uv_handle_t *)&ctl->sighup, NULL);
+    uv_close((uv_handle_t *)&ctl->sigusr1, NULL);
 }
 
 static void describe_start(const struct moat_runtime *rt, const char *listen_names,
@@ -250,6 +256,9 @@ static int serve(struct control *ctl, const struct moat_privs *privs)
     uv_signal_start(&ctl->sigterm, on_signal, SIGTERM);
     uv_signal_start(&ctl->sigint, on_signal, SIGINT);
     uv_signal_start(&ctl->sighup, on_signal, SIGHUP);
+    uv_signal_init(loop, &ctl->sigusr1);
+    ctl->sigusr1.data = ctl;
+    uv_signal_start(&ctl->sigusr1, on_signal, SIGUSR1);
 
     for (size_t w = 0; w < n_workers; w++) {
         if (moat_worker_start(&ctl->workers[w]) != 0) {
@@ -267,9 +276,20 @@ static int serve(struct control *ctl, const struct moat_privs *privs)
     return 0;
 }
 
-/* Loads certificates, resolves backends and users, then serves until a signal (or, checking,
- * says so). Takes over cfg. 0, or 1 after saying why. Start-up failures free what they made,
- * so sanitizer builds stay leak-free on every path. */
+/* The access-log sink, opened before any port (a file that cannot be opened stops the start)
+ * and before privileges are dropped (the file may be root's). */
+static int open_access_log(const struct moat_cfg *cfg)
+{
+    char err[512];
+    if (!cfg->access_log || moat_log_access_open(cfg->access_log_file, err, sizeof(err)) == 0)
+        return 0;
+    fprintf(stderr, "moat: error: %s\n", err);
+    return -1;
+}
+
+/* Loads certificates, resolves backends and users, opens the access log, then serves until a
+ * signal (or, checking, says so). Takes over cfg. 0, or 1 after saying why. Start-up failures
+ * free what they made, so sanitizer builds stay leak-free on every path. */
 static int run(struct control *ctl, struct moat_cfg *cfg, int is_check)
 {
     static char err[4096];
@@ -284,12 +304,17 @@ static int run(struct control *ctl, struct moat_cfg *cfg, int is_check)
         fprintf(stderr, "moat: error: %s\n", err);
         return 1;
     }
-    int rc = 0;
-    if (is_check)
-        printf("configuration OK\n");
-    else
-        rc = serve(ctl, &privs);
+    int rc = 1;
+    if (open_access_log(ctl->rt->cfg) == 0) {
+        if (is_check) {
+            printf("configuration OK\n");
+            rc = 0;
+        } else {
+            rc = serve(ctl, &privs);
+        }
+    }
     moat_runtime_unref(ctl->rt);
+    moat_log_access_close();
     return rc;
 }
 

@@ -324,6 +324,7 @@ struct moat_tls_server *moat_tls_server_new(struct moat_tls_ctx *ctx, char *err,
     mbedtls_ssl_conf_ciphersuites(&srv->conf, ciphersuites);
     mbedtls_ssl_conf_groups(&srv->conf, groups);
     mbedtls_ssl_conf_renegotiation(&srv->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+    mbedtls_ssl_conf_sni(&srv->conf, moat_tls_session_on_sni, NULL); /* records the name */
     mbedtls_ssl_conf_session_tickets_cb(&srv->conf, mbedtls_ssl_ticket_write,
                                         mbedtls_ssl_ticket_parse, &srv->tickets);
     return srv;

@@ -20,6 +20,11 @@ struct moat_tls_server {
     size_t n_spare;
 };
 
+/* mbedTLS's SNI callback (mbedtls_ssl_conf_sni): records the name the client sent in the
+ * session (found through the context's user data). Never fails a handshake. */
+int moat_tls_session_on_sni(void *arg, mbedtls_ssl_context *ssl, const unsigned char *name,
+                            size_t len);
+
 /* Frees every spare session (the server is going away). */
 void moat_tls_session_pool_drain(struct moat_tls_server *srv);
 

@@ -32,6 +32,10 @@ struct moat_tls_session {
     int failed;        /* a fatal error: only _free() may follow */
     int last_error;
     char error_text[128];
+    const char *cipher;  /* static: the suite's IANA name, set when the handshake completes */
+    unsigned char sni_len;
+    char sni[MOAT_TLS_SNI_MAX + 1]; /* the server_name the client sent, cut at MOAT_TLS_SNI_MAX
+                                     * bytes; NUL-terminated (raw bytes: may hold anything) */
     struct moat_tls_session *next; /* in the server's spare list */
 };
 
@@ -68,6 +72,50 @@ static void release_input(struct moat_tls_session *s)
     s->in_off = s->in_len = s->in_cap = 0;
 }
 
+/* IANA's names (the TLS Cipher Suites registry, also OpenSSL's for TLS 1.3) of the suites
+ * tls/context.c allows; mbedTLS's own spelling for any other. */
+static const char *iana_name(const char *mbedtls_name)
+{
+    static const struct {
+        int id;
+        const char *name;
+    } names[] = {
+        {MBEDTLS_TLS1_3_AES_128_GCM_SHA256, "TLS_AES_128_GCM_SHA256"},
+        {MBEDTLS_TLS1_3_AES_256_GCM_SHA384, "TLS_AES_256_GCM_SHA384"},
+        {MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256, "TLS_CHACHA20_POLY1305_SHA256"},
+        {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+         "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"},
+        {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+         "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"},
+        {MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+         "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"},
+        {MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"},
+        {MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"},
+        {MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+         "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"},
+    };
+    int id = mbedtls_ssl_get_ciphersuite_id(mbedtls_name);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (names[i].id == id)
+            return names[i].name;
+    return mbedtls_name;
+}
+
+int moat_tls_session_on_sni(void *arg, mbedtls_ssl_context *ssl, const unsigned char *name,
+                            size_t len)
+{
+    (void)arg;
+    struct moat_tls_session *s = mbedtls_ssl_get_user_data_p(ssl);
+    if (s == NULL)
+        return 0;
+    if (len > MOAT_TLS_SNI_MAX)
+        len = MOAT_TLS_SNI_MAX; /* RFC 6066 allows 65535 bytes; a DNS name has at most 253 */
+    memcpy(s->sni, name, len);
+    s->sni[len] = '\0';
+    s->sni_len = (unsigned char)len;
+    return 0; /* the configured certificate serves every name */
+}
+
 static int fail(struct moat_tls_session *s, int code)
 {
     s->failed = 1;
@@ -95,6 +143,7 @@ struct moat_tls_session *moat_tls_session_new(struct moat_tls_server *srv, moat_
         }
         mbedtls_ssl_set_bio(&s->ssl, s, bio_send, bio_recv, NULL);
     }
+    mbedtls_ssl_set_user_data_p(&s->ssl, s); /* for the SNI callback; cheap to set again */
     s->srv = srv;
     s->emit = emit;
     s->emit_ctx = emit_ctx;
@@ -102,6 +151,9 @@ struct moat_tls_session *moat_tls_session_new(struct moat_tls_server *srv, moat_
     s->in_off = s->in_len = s->in_cap = 0;
     s->eof = s->handshake_done = s->failed = s->last_error = 0;
     s->error_text[0] = '\0';
+    s->cipher = NULL;
+    s->sni_len = 0;
+    s->sni[0] = '\0';
     s->next = NULL;
     return s;
 }
@@ -182,6 +234,7 @@ int moat_tls_session_handshake(struct moat_tls_session *s)
     int rc = mbedtls_ssl_handshake(&s->ssl);
     if (rc == 0) {
         s->handshake_done = 1;
+        s->cipher = iana_name(mbedtls_ssl_get_ciphersuite(&s->ssl));
         release_input(s);
         return MOAT_TLS_OK;
     }
@@ -254,5 +307,11 @@ const char *moat_tls_session_version(const struct moat_tls_session *s)
 
 const char *moat_tls_session_cipher(const struct moat_tls_session *s)
 {
-    return s->handshake_done ? mbedtls_ssl_get_ciphersuite(&s->ssl) : "-";
+    return s->handshake_done && s->cipher != NULL ? s->cipher : "-";
+}
+
+const char *moat_tls_session_sni(const struct moat_tls_session *s, size_t *len)
+{
+    *len = s->sni_len;
+    return s->sni_len > 0 ? s->sni : NULL;
 }

@@ -97,9 +97,18 @@ void moat_tls_session_close_notify(struct moat_tls_session *s);
 /* After MOAT_TLS_FATAL: mbedTLS's code (negative, e.g. -0x7780) and a short text for logs. */
 int moat_tls_session_last_error(const struct moat_tls_session *s, const char **text);
 
-/* After the handshake: "TLSv1.3", "TLS1-3-AES-256-GCM-SHA384"-style names for access logs. */
+/* After the handshake, for access logs: the version ("TLSv1.2", "TLSv1.3") and the
+ * ciphersuite's IANA name ("TLS_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384");
+ * "-" before. Static strings. */
 const char *moat_tls_session_version(const struct moat_tls_session *s);
 const char *moat_tls_session_cipher(const struct moat_tls_session *s);
+
+#define MOAT_TLS_SNI_MAX 255 /* longest server name a session records (a DNS name: 253) */
+
+/* The server_name the client sent (RFC 6066 §3), as raw bytes: not validated, not case-folded,
+ * cut at MOAT_TLS_SNI_MAX; NUL-terminated. NULL with *len 0 when the client sent none (or the
+ * handshake has not reached it). Valid until the session is freed. */
+const char *moat_tls_session_sni(const struct moat_tls_session *s, size_t *len);
 
 /* ---- development certificate ------------------------------------------------------------- */
 

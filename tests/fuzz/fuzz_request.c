@@ -1,15 +1,17 @@
 /* tests/fuzz/fuzz_request.c: bytes from a client in, rewritten heads and body framing out.
  * Oracle: every head moat would forward must parse again, strictly, as the same request (same
- * method, target and framing): a rewrite that a backend could read differently is a smuggling
- * bug, and it aborts here. */
+ * method, target and framing, and exactly the one X-Request-Id moat chose): a rewrite that a
+ * backend could read differently is a smuggling bug, and it aborts here. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fuzz_http.h"
 
 struct reparse {
     const struct moat_http_head *orig;
+    const char *request_id; /* what moat chose to send */
     int heads;
 };
 
@@ -21,6 +23,18 @@ static int check_head(void *ctx, const struct moat_http_head *h)
     if (h->method != o->method || h->framing != o->framing ||
         (h->framing == MOAT_HTTP_BODY_LENGTH && h->content_length != o->content_length))
         abort();
+    size_t ids = 0;
+    for (size_t i = 0; i < h->n_fields; i++) {
+        const struct moat_http_field *f = &h->fields[i];
+        if (f->name_len != 12 || strncasecmp(f->name, "X-Request-Id", 12) != 0)
+            continue;
+        if (f->value_len != strlen(r->request_id) ||
+            memcmp(f->value, r->request_id, f->value_len) != 0)
+            abort();
+        ids++;
+    }
+    if (ids != 1)
+        abort();
     return 0;
 }
 
@@ -28,11 +42,20 @@ static int on_head(void *ctx, const struct moat_http_head *h)
 {
     (void)ctx;
     static char out[65536];
-    struct moat_http_fwd fwd = {.client_addr = "192.0.2.7", .peer_is_trusted = h->n_fields & 1};
+    /* As proxy/conn.c does: the client's request id when sane, else one of moat's. */
+    char id[MOAT_HTTP_REQUEST_ID_MAX + 1] = "0123456789abcdef0123456789abcdef";
+    const char *v;
+    size_t v_len;
+    if (moat_http_request_id_get(h, &v, &v_len)) {
+        memcpy(id, v, v_len);
+        id[v_len] = '\0';
+    }
+    struct moat_http_fwd fwd = {.client_addr = "192.0.2.7", .peer_is_trusted = h->n_fields & 1,
+                                .request_id = id};
     long n = moat_http_request_head_write(h, &fwd, out, sizeof(out));
     if (n < 0)
         return 0; /* too big to forward: moat answers 431 */
-    struct reparse r = {.orig = h};
+    struct reparse r = {.orig = h, .request_id = id};
     struct moat_http_parser_cbs cbs = {.on_head = check_head};
     /* Roomier limits than moat's own: what moat adds may push a head past them, and that is
      * a size question, not an ambiguity. */

@@ -60,7 +60,7 @@ class TestLifecycle(MoatTestCase):
         self.assertEqual(len(lines), 2, lines)
         self.assertRegex(lines[0], r'^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] '
                                    r'"GET /logged\?q=1 HTTP/1\.1" 200 \d+ "-" "itest-agent" '
-                                   r'\d+\.\d{3} ' + re.escape(be.addr) + "$")
+                                   r'\d+\.\d{3} ' + re.escape(be.addr) + " [0-9a-f]{32}$")
         self.assertIn('"GET /bytes/1234 HTTP/1.1" 200 1234 ', lines[1])
 
     def test_sigterm_lets_in_flight_request_finish(self):

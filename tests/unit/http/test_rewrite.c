@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,6 +193,110 @@ static void test_request_cap_too_small(void **state)
                "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
                "X-Forwarded-For: 10.0.0.1, 2001:db8::1\r\nX-Forwarded-Proto: https\r\n"
                "X-Forwarded-Host: a\r\nVia: 1.0 v, 1.1 moat\r\n\r\n");
+}
+
+/* ---- X-Request-Id ---------------------------------------------------------------------------- */
+
+struct idctx {
+    int found;        /* moat_http_request_id_get() result */
+    char id[256];     /* what it found */
+    char out[4096];   /* the head rewritten with fwd.request_id = found id or "gen" */
+    long n;
+};
+
+static int id_head(void *ctx, const struct moat_http_head *h)
+{
+    struct idctx *x = ctx;
+    const char *v = NULL;
+    size_t len = 0;
+    x->found = moat_http_request_id_get(h, &v, &len);
+    x->id[0] = '\0';
+    if (x->found) {
+        assert_true(len < sizeof(x->id));
+        memcpy(x->id, v, len);
+        x->id[len] = '\0';
+    }
+    struct moat_http_fwd fwd = {"192.0.2.7", 0, x->found ? x->id : "gen"};
+    x->n = moat_http_request_head_write(h, &fwd, x->out, sizeof(x->out));
+    return 0;
+}
+
+static void test_request_id(void **state)
+{
+    (void)state;
+    char long_ok[256], long_bad[256];
+    memset(long_ok, 'k', 200);
+    long_ok[200] = '\0';
+    memset(long_bad, 'k', 201);
+    long_bad[201] = '\0';
+    static const char tail[] = "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n"
+                               "X-Forwarded-Host: a\r\n";
+    const struct {
+        const char *name, *field; /* field: the X-Request-Id lines sent */
+        int found;
+        const char *id, *sent; /* id found; the X-Request-Id line the backend gets */
+    } cases[] = {
+        {"absent: generated", "", 0, "", "X-Request-Id: gen\r\n"},
+        {"sane: kept, name as spelled", "x-request-id: A1b2-c3_d4.e5:f6/=+\r\n", 1,
+         "A1b2-c3_d4.e5:f6/=+", "x-request-id: A1b2-c3_d4.e5:f6/=+\r\n"},
+        {"200 characters: kept", NULL, 1, long_ok, NULL},
+        {"201 characters: replaced", NULL, 0, "", "X-Request-Id: gen\r\n"},
+        {"inner space: replaced", "X-Request-Id: a b\r\n", 0, "", "X-Request-Id: gen\r\n"},
+        {"empty: replaced", "X-Request-Id:\r\n", 0, "", "X-Request-Id: gen\r\n"},
+        {"non-ASCII: replaced", "X-Request-Id: caf\xc3\xa9\r\n", 0, "",
+         "X-Request-Id: gen\r\n"},
+        {"tab inside: replaced", "X-Request-Id: a\tb\r\n", 0, "", "X-Request-Id: gen\r\n"},
+        {"twice: replaced, both dropped", "X-Request-Id: a\r\nX-Request-Id: b\r\n", 0, "",
+         "X-Request-Id: gen\r\n"},
+        {"named by Connection: still taken", "Connection: X-Request-Id\r\nX-Request-Id: c\r\n",
+         1, "c", "X-Request-Id: c\r\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char in[1024], want[1024], field[512], sent[512];
+        const char *f = cases[i].field, *snt = cases[i].sent;
+        if (f == NULL) { /* the long cases */
+            const char *v = cases[i].found ? long_ok : long_bad;
+            snprintf(field, sizeof(field), "X-Request-Id: %s\r\n", v);
+            f = field;
+            if (snt == NULL) {
+                snprintf(sent, sizeof(sent), "X-Request-Id: %s\r\n", v);
+                snt = sent;
+            }
+        }
+        snprintf(in, sizeof(in), "GET / HTTP/1.1\r\nHost: a\r\n%sAccept: */*\r\n\r\n", f);
+        snprintf(want, sizeof(want), "GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n%s%sVia: 1.1 moat\r\n\r\n",
+                 tail, snt);
+        struct idctx x;
+        static const struct moat_http_parser_cbs id_cbs = {id_head, NULL, NULL};
+        struct moat_http_parser *p = moat_http_parser_new(MOAT_HTTP_REQUEST, NULL, &id_cbs, &x);
+        assert_non_null(p);
+        size_t used;
+        if (moat_http_parser_feed(p, in, strlen(in), &used) == MOAT_HTTP_ERROR)
+            fail_msg("case \"%s\": parse failed: %s", cases[i].name,
+                     moat_http_parser_error_reason(p));
+        moat_http_parser_free(p);
+        if (x.found != cases[i].found)
+            fail_msg("case \"%s\": found %d", cases[i].name, x.found);
+        assert_string_equal(x.id, cases[i].id);
+        if (x.n < 0 || (size_t)x.n != strlen(want) || memcmp(x.out, want, (size_t)x.n) != 0)
+            fail_msg("case \"%s\":\n--- want:\n%s--- got:\n%.*s", cases[i].name, want,
+                     x.n < 0 ? 0 : (int)x.n, x.out);
+    }
+    assert_int_equal(moat_http_request_id_is_sane("!~", 2), 1);
+    assert_int_equal(moat_http_request_id_is_sane("a\x7f", 2), 0);
+    assert_int_equal(moat_http_request_id_is_sane("", 0), 0);
+}
+
+/* Without fwd.request_id the client's fields pass untouched (and none is added). */
+static void test_request_id_unset_passes_through(void **state)
+{
+    (void)state;
+    struct wctx w = {.fwd = {"192.0.2.7", 0, NULL}};
+    w.cap = sizeof(w.out);
+    rewrite(MOAT_HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: a b\r\n\r\n", &w);
+    expect_out("pass-through", &w,
+               "GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: a b\r\nX-Forwarded-For: 192.0.2.7\r\n"
+               "X-Forwarded-Proto: https\r\nX-Forwarded-Host: a\r\nVia: 1.1 moat\r\n\r\n");
 }
 
 /* ---- a forwarded chunked request parses back to the same request ---------------------------- */
@@ -414,6 +519,8 @@ int run_rewrite_tests(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_heads),
         cmocka_unit_test(test_request_cap_too_small),
+        cmocka_unit_test(test_request_id),
+        cmocka_unit_test(test_request_id_unset_passes_through),
         cmocka_unit_test(test_forwarded_request_parses_back),
         cmocka_unit_test(test_response_heads),
         cmocka_unit_test(test_response_cap_too_small),

@@ -286,7 +286,13 @@ static void test_tls13_session_roundtrip(void **state)
     struct peer *p = peer_new("ec.pem", "ec.key", MBEDTLS_SSL_VERSION_TLS1_3, NULL);
     assert_int_equal(handshake(p), MOAT_TLS_OK);
     assert_string_equal(moat_tls_session_version(p->s), "TLSv1.3");
-    assert_non_null(strstr(moat_tls_session_cipher(p->s), "TLS1-3-"));
+    const char *suite = moat_tls_session_cipher(p->s); /* the client's first choice we allow */
+    assert_true(strcmp(suite, "TLS_AES_128_GCM_SHA256") == 0 ||
+                strcmp(suite, "TLS_AES_256_GCM_SHA384") == 0 ||
+                strcmp(suite, "TLS_CHACHA20_POLY1305_SHA256") == 0);
+    size_t sni_len;
+    assert_string_equal(moat_tls_session_sni(p->s, &sni_len), "localhost");
+    assert_int_equal(sni_len, 9);
     assert_int_equal(moat_tls_session_buffered(p->s), 0);
 
     /* Client to server: a message larger than one record arrives whole, in order. */
@@ -334,7 +340,9 @@ static void test_tls12_ecdhe_aead_only(void **state)
     struct peer *p = peer_new("ec.pem", "ec.key", MBEDTLS_SSL_VERSION_TLS1_2, aead);
     assert_int_equal(handshake(p), MOAT_TLS_OK);
     assert_string_equal(moat_tls_session_version(p->s), "TLSv1.2");
-    assert_string_equal(moat_tls_session_cipher(p->s), "TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384");
+    assert_string_equal(moat_tls_session_cipher(p->s), "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384");
+    size_t sni_len;
+    assert_string_equal(moat_tls_session_sni(p->s, &sni_len), "localhost");
     peer_free(p);
 
     /* A CBC suite is refused even though the library supports it. */
@@ -356,7 +364,35 @@ static void test_rsa_pair_serves_rsa_clients(void **state)
     static const int rsa[] = {MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, 0};
     struct peer *p = peer_new("rsa.pem", "rsa.key", MBEDTLS_SSL_VERSION_TLS1_2, rsa);
     assert_int_equal(handshake(p), MOAT_TLS_OK);
-    assert_string_equal(moat_tls_session_cipher(p->s), "TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256");
+    assert_string_equal(moat_tls_session_cipher(p->s), "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256");
+    peer_free(p);
+}
+
+/* Names are recorded as sent (raw bytes, case kept) up to MOAT_TLS_SNI_MAX, the longest an
+ * mbedTLS client sends (longer ones are cut); no SNI reads as NULL. */
+static void test_sni_is_recorded_bounded(void **state)
+{
+    (void)state;
+    struct peer *p = peer_new("rsa.pem", "rsa.key", MBEDTLS_SSL_VERSION_TLS1_3, NULL);
+    char name[MOAT_TLS_SNI_MAX + 1];
+    memset(name, 'a', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    memcpy(name, "Mixed.Case.", 11);
+    assert_int_equal(mbedtls_ssl_set_hostname(&p->ssl, name), 0);
+    assert_int_equal(handshake(p), MOAT_TLS_OK);
+    size_t sni_len;
+    const char *sni = moat_tls_session_sni(p->s, &sni_len);
+    assert_non_null(sni);
+    assert_int_equal(sni_len, MOAT_TLS_SNI_MAX);
+    assert_int_equal(strlen(sni), MOAT_TLS_SNI_MAX);
+    assert_memory_equal(sni, name, MOAT_TLS_SNI_MAX);
+    peer_free(p);
+
+    p = peer_new("rsa.pem", "rsa.key", MBEDTLS_SSL_VERSION_TLS1_2, NULL);
+    assert_int_equal(mbedtls_ssl_set_hostname(&p->ssl, NULL), 0); /* no server_name at all */
+    assert_int_equal(handshake(p), MOAT_TLS_OK);
+    assert_null(moat_tls_session_sni(p->s, &sni_len));
+    assert_int_equal(sni_len, 0);
     peer_free(p);
 }
 
@@ -396,9 +432,13 @@ static void test_sessions_are_recycled(void **state)
     p->s = moat_tls_session_new(p->srv, server_emit, &p->to_client);
     assert_ptr_equal(p->s, old); /* the same memory, reset */
     assert_string_equal(moat_tls_session_version(p->s), "-");
+    size_t sni_len = 1;
+    assert_null(moat_tls_session_sni(p->s, &sni_len)); /* the last client's name is gone */
+    assert_int_equal(sni_len, 0);
     mbedtls_ssl_session_reset(&p->ssl);
     p->to_client.len = p->to_client.off = 0;
     assert_int_equal(handshake(p), MOAT_TLS_OK);
+    assert_string_equal(moat_tls_session_sni(p->s, &sni_len), "localhost"); /* recorded again */
     peer_free(p);
 }
 
@@ -411,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_tls13_session_roundtrip),
         cmocka_unit_test(test_tls12_ecdhe_aead_only),
         cmocka_unit_test(test_rsa_pair_serves_rsa_clients),
+        cmocka_unit_test(test_sni_is_recorded_bounded),
         cmocka_unit_test(test_garbage_and_eof),
         cmocka_unit_test(test_sessions_are_recycled),
     };
