@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "proxy/admin.h"
 #include "proxy/devcert.h"
 #include "proxy/log.h"
 #include "proxy/worker.h"
@@ -163,6 +164,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&ctl->sigterm, NULL);
     uv_close((uv_handle_t *)&ctl->sigint, NULL);
     uv_close((uv_handle_t *)&ctl->sighup, NULL);
+    moat_admin_stop();
 }
 
 static int load_tls(const struct moat_cfg *cfg, struct moat_tls_ctx **out)
@@ -232,7 +234,8 @@ static int serve(const struct moat_runtime *rt)
         ok = fds[w] != NULL;
     }
     char listen_names[2048];
-    if (!ok || open_listeners(cfg, n_workers, fds, listen_names, sizeof(listen_names)) != 0) {
+    if (!ok || open_listeners(cfg, n_workers, fds, listen_names, sizeof(listen_names)) != 0 ||
+        moat_admin_start(uv_default_loop(), rt, ctl.workers, n_workers) != 0) {
         for (size_t w = 0; fds != NULL && w < n_workers; w++)
             free(fds[w]);
         free(fds);
@@ -275,6 +278,7 @@ static int serve(const struct moat_runtime *rt)
     for (size_t w = 0; w < n_workers; w++)
         moat_worker_join(&ctl.workers[w]);
     uv_loop_close(loop);
+    moat_admin_free();
     moat_log(MOAT_LOG_INFO, "main stopped%s", "");
 
     free(ctl.workers);

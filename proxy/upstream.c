@@ -9,6 +9,7 @@
 
 #include "proxy/conn.h"
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "proxy/worker.h"
 
 /* Idle connections of one backend; most recently used at the back. */
@@ -81,6 +82,7 @@ static void mark_backend(struct moat_upstream *up, int status)
         if (p->down_until_ms != 0)
             moat_log(MOAT_LOG_INFO, "w%u backend %s answers again", w->id, name);
         p->down_until_ms = 0;
+        moat_metrics_backend_down(w->metrics, up->backend, 0);
         return;
     }
     if (p->down_until_ms == 0)
@@ -88,6 +90,7 @@ static void mark_backend(struct moat_upstream *up, int status)
                  BACKEND_DOWN_MS / 1000, status == UV_ETIMEDOUT ? "connect timed out"
                                                                 : uv_strerror(status));
     p->down_until_ms = uv_now(&w->loop) + BACKEND_DOWN_MS;
+    moat_metrics_backend_down(w->metrics, up->backend, p->down_until_ms);
 }
 
 static void on_up_closed(uv_handle_t *h)

@@ -18,7 +18,13 @@ struct moat_tls_server {
     mbedtls_ssl_ticket_context tickets;
     struct moat_tls_session *spare; /* reset sessions, linked through their next field */
     size_t n_spare;
+    struct moat_tls_session *hs_current; /* borrowed: whose handshake step runs now, so the
+                                          * ticket callback can mark it resumed; else NULL */
 };
+
+/* mbedTLS's ticket parse callback (p_ticket: the server): marks hs_current resumed on success. */
+int moat_tls_ticket_parse(void *p_ticket, mbedtls_ssl_session *session, unsigned char *buf,
+                          size_t len);
 
 /* Frees every spare session (the server is going away). */
 void moat_tls_session_pool_drain(struct moat_tls_server *srv);

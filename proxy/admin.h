@@ -1,0 +1,27 @@
+/* proxy/admin.h: the admin listener (--admin): plain HTTP on the control loop serving GET
+ * /metrics (Prometheus text), /healthz and /readyz. One per process; it owns the workers'
+ * metrics (proxy/metrics.h). */
+#ifndef MOAT_ADMIN_H
+#define MOAT_ADMIN_H
+#include <stddef.h>
+#include <uv.h>
+
+struct moat_worker;
+struct moat_runtime;
+
+/* When rt->cfg->has_admin: creates every worker's metrics (workers[i].metrics, so call it before
+ * the worker threads start), binds rt->cfg->admin and listens on loop. Otherwise does nothing
+ * (workers count nothing). rt and workers are borrowed until moat_admin_free(). Returns 0, or
+ * -1 after printing why to stderr: a start-up error (the address is taken, say). */
+int moat_admin_start(uv_loop_t *loop, const struct moat_runtime *rt, struct moat_worker *workers,
+                     size_t n_workers);
+
+/* Closes the listener and every admin connection; their close callbacks run on the loop, which
+ * then no longer waits for the admin. Idempotent; nothing when the admin is off. */
+void moat_admin_stop(void);
+
+/* After the loop ran the close callbacks and the workers were joined (the last writers of the
+ * metrics): frees what moat_admin_start() made. */
+void moat_admin_free(void);
+
+#endif
