@@ -18,7 +18,7 @@
 #include "proxy/metrics.h"
 #include "proxy/worker.h"
 
-#define MAX_CONNS 32          /* admin connections open at once; more are closed at accept */
+#define MAX_CONNS 32          /* admin connections open at once; more wait in the backlog */
 #define CONN_TIMEOUT_MS 5000  /* from accept to the answer */
 #define LINGER_MS 1000        /* after our FIN: wait this long for the client's */
 
@@ -46,6 +46,7 @@ static struct {
     int is_open;                         /* the listener handle was initialised, not closed */
     struct moat_list conns;              /* struct admin_conn by node */
     size_t n_conns;
+    int is_paused;                       /* a client waits in the backlog for a free slot */
     char slab[4096];                     /* every read lands here; nothing is kept */
 } admin;
 
@@ -54,6 +55,8 @@ static const struct moat_http_limits admin_limits = {
     .max_fields = 32,
     .max_target_bytes = 1024,
 };
+
+static void accept_one(void);
 
 static void on_conn_closed(uv_handle_t *h)
 {
@@ -64,6 +67,10 @@ static void on_conn_closed(uv_handle_t *h)
     free(c->out);
     free(c);
     admin.n_conns--;
+    if (admin.is_paused && admin.is_open) {
+        admin.is_paused = 0;
+        accept_one(); /* the client waiting in the backlog; libuv polls the listener again */
+    }
 }
 
 static void conn_close(struct admin_conn *c)
@@ -223,12 +230,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-static void on_connection(uv_stream_t *server, int status)
+static void accept_one(void)
 {
-    if (status < 0) {
-        moat_log(MOAT_LOG_WARN, "admin accept: %s", uv_strerror(status));
-        return;
-    }
     struct admin_conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return; /* the client waits in the backlog until memory frees up or it gives up */
@@ -238,7 +241,7 @@ static void on_connection(uv_stream_t *server, int status)
     c->tcp.data = c->timer.data = c->write_req.data = c->shutdown_req.data = c;
     uv_tcp_init(admin.loop, &c->tcp);
     uv_timer_init(admin.loop, &c->timer);
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || admin.n_conns > MAX_CONNS) {
+    if (uv_accept((uv_stream_t *)&admin.listener, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
         return;
     }
@@ -249,6 +252,22 @@ static void on_connection(uv_stream_t *server, int status)
     }
     uv_timer_start(&c->timer, on_conn_timer, CONN_TIMEOUT_MS, 0);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    (void)server;
+    if (status < 0) {
+        moat_log(MOAT_LOG_WARN, "admin accept: %s", uv_strerror(status));
+        return;
+    }
+    if (admin.n_conns >= MAX_CONNS) {
+        /* Not accepting makes libuv stop polling the listener: the client waits in the
+         * kernel's backlog until a connection ends (on_conn_closed). */
+        admin.is_paused = 1;
+        return;
+    }
+    accept_one();
 }
 
 /* The labels' names from the runtime. TODO(#4): one entry per configured pool once the runtime
