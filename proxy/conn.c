@@ -70,9 +70,9 @@ static void on_conn_timer(uv_timer_t *t)
     struct moat_conn *c = t->data;
     switch (c->state) {
     case MOAT_CONN_HANDSHAKE:
+        moat_metrics_handshake(c->w->metrics, MOAT_METRICS_HS_FAILED);
         conn_log(c, MOAT_LOG_INFO, "tls handshake timeout after %llu ms",
                  (unsigned long long)c->w->rt->handshake_timeout_ms);
-        moat_metrics_handshake(c->w->metrics, MOAT_METRICS_HS_FAILED);
         moat_conn_close(c);
         break;
     case MOAT_CONN_HEAD:
@@ -631,6 +631,8 @@ void moat_conn_on_backend_free(struct moat_list *wait_node)
 static void start_upstream(struct moat_conn *c)
 {
     for (;;) {
+        if (c->ex.tries > 0) /* the last backend refused: a retry on another */
+            moat_metrics_retry(c->w->metrics, 0, MOAT_METRICS_RETRY_CONNECT);
         size_t avoid = c->ex.tries == 0 ? SIZE_MAX : c->ex.backend;
         c->ex.backend = moat_backend_next(c->w, avoid);
         c->ex.tries++;
@@ -651,11 +653,10 @@ static void up_connect_failed(struct moat_conn *c, int status, int is_timeout)
     conn_log(c, MOAT_LOG_WARN, "backend %s: connect failed: %s", c->w->rt->backends[be].addr_text,
              is_timeout ? "timed out" : uv_strerror(status));
     moat_upstream_release(c->up, 0);
-    c->up = NULL;
     moat_metrics_upstream_error(c->w->metrics, 0, is_timeout ? MOAT_METRICS_UP_CONNECT_TIMEOUT
                                                              : MOAT_METRICS_UP_CONNECT_FAILED);
+    c->up = NULL;
     if (c->ex.tries < 2 && c->w->rt->n_backends > 1) {
-        moat_metrics_retry(c->w->metrics, 0, MOAT_METRICS_RETRY_CONNECT);
         start_upstream(c);
         cli_flush(c);
         return;
@@ -709,8 +710,8 @@ static int retry_stale(struct moat_conn *c)
         return 0;
     conn_log(c, MOAT_LOG_DEBUG, "backend %s: pooled connection was dead; resending",
              c->w->rt->backends[up->backend].addr_text);
-    moat_metrics_retry(c->w->metrics, 0, MOAT_METRICS_RETRY_STALE);
     size_t be = up->backend;
+    moat_metrics_retry(c->w->metrics, 0, MOAT_METRICS_RETRY_STALE);
     moat_upstream_release(up, 0);
     c->up = NULL;
     moat_bufq_clear(&c->to_up);

@@ -14,10 +14,10 @@
 #include <uv.h>
 
 #include "config/config.h"
-#include "proxy/admin.h"
 #include "proxy/devcert.h"
 #include "proxy/log.h"
 #include "proxy/worker.h"
+#include "proxy/admin.h"
 #include "tls/tls.h"
 
 /* What the configuration does not set: moat's own buffer and pool sizes. */
