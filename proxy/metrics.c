@@ -186,6 +186,9 @@ static struct moat_metrics *worker_new(size_t n_backends)
         return NULL;
     memset(m, 0, size);
     m->n_backends = n_backends;
+    /* main() binds and listens on every socket before the metrics exist; until a worker's
+     * thread runs, the kernel queues its clients in the backlog. */
+    atomic_init(&m->is_listening, 1);
     m->down_until_ms = calloc(n_backends > 0 ? n_backends : 1, sizeof(*m->down_until_ms));
     if (m->down_until_ms == NULL) {
         free(m);
@@ -262,7 +265,7 @@ int moat_metrics_set_is_ready(const struct moat_metrics_set *set, uint64_t now_m
 {
     for (size_t w = 0; w < set->n_workers; w++) {
         if (!atomic_load_explicit(&set->workers[w]->is_listening, memory_order_relaxed)) {
-            snprintf(why, why_cap, "worker %zu is not accepting connections", w + 1);
+            snprintf(why, why_cap, "worker %zu stopped accepting connections (draining)", w + 1);
             return 0;
         }
     }

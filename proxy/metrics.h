@@ -61,7 +61,7 @@ struct moat_metrics *moat_metrics_set_worker(struct moat_metrics_set *set, size_
 int moat_metrics_set_render(const struct moat_metrics_set *set, uint64_t now_ms, char **out,
                             size_t *len);
 
-/* 1 when every worker listens and every pool has a backend at least one worker does not hold
+/* 1 when no worker is draining and every pool has a backend at least one worker does not hold
  * marked down at now_ms; else 0 and why says which (a line of text). */
 int moat_metrics_set_is_ready(const struct moat_metrics_set *set, uint64_t now_ms, char *why,
                               size_t why_cap);
@@ -90,7 +90,8 @@ void moat_metrics_retry(struct moat_metrics *m, size_t pool, enum moat_metrics_r
 /* This worker passes backend by until down_until_ms (uv_now() time); 0: it is up. */
 void moat_metrics_backend_down(struct moat_metrics *m, size_t backend, uint64_t down_until_ms);
 
-/* The worker's listeners accept (1) or were closed for a drain (0). */
+/* The worker's listeners accept (1, from the start: main() opened them) or were closed for a
+ * drain (0). */
 void moat_metrics_listening(struct moat_metrics *m, int is_listening);
 
 #endif

@@ -149,7 +149,6 @@ static void on_wake(uv_async_t *a)
 static void *worker_main(void *arg)
 {
     struct moat_worker *w = arg;
-    moat_metrics_listening(w->metrics, 1);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     return NULL;
 }
