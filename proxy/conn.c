@@ -12,6 +12,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/log.h"
 #include "proxy/reqid.h"
+#include "proxy/metrics.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
@@ -71,6 +72,7 @@ static void on_conn_timer(uv_timer_t *t)
     struct moat_conn *c = t->data;
     switch (c->state) {
     case MOAT_CONN_HANDSHAKE:
+        moat_metrics_handshake(c->w->metrics, MOAT_METRICS_HS_FAILED);
         conn_log(c, MOAT_LOG_INFO, "tls handshake timeout after %llu ms",
                  (unsigned long long)c->rt->handshake_timeout_ms);
         moat_conn_close(c);
@@ -236,6 +238,7 @@ static void cli_flush(struct moat_conn *c)
         moat_conn_close(c);
         return;
     }
+    moat_metrics_bytes_out(c->w->metrics, c->to_cli.bytes);
     long err = moat_wire_send(&c->cli_wire, &c->to_cli);
     if (err < 0) {
         conn_log(c, MOAT_LOG_DEBUG, "write to client failed: %s", uv_err_name((int)err));
@@ -403,8 +406,18 @@ static void remember_for_log(struct moat_conn *c, const struct moat_http_head *h
     }
 }
 
+/* The admin metrics slot of the request's pool; a request refused before it was routed counts
+ * in the default pool. */
+static size_t metrics_pool(const struct moat_conn *c)
+{
+    return c->rt->pools[c->ex.has_head ? c->ex.pool : c->rt->cfg->default_pool].metrics_slot;
+}
+
 static void write_access_log(struct moat_conn *c)
 {
+    /* Once per request, access log or not. */
+    moat_metrics_request(c->w->metrics, metrics_pool(c), c->ex.status,
+                         uv_now(&c->w->loop) - c->ex.start_ms);
     const struct moat_worker *w = c->w;
     if (!c->rt->cfg->access_log)
         return;
@@ -484,6 +497,7 @@ static void respond_error(struct moat_conn *c, int status, const char *detail)
     }
     if (c->ex.start_ms == 0)
         c->ex.start_ms = uv_now(&c->w->loop);
+    moat_metrics_error_response(c->w->metrics, metrics_pool(c), status);
     cli_send(c, buf, (size_t)n);
     const char *body = strstr(buf, "\r\n\r\n"); /* the access log counts body bytes */
     c->ex.body_bytes_out = body != NULL ? (uint64_t)(buf + n - body - 4) : 0;
@@ -600,6 +614,8 @@ void moat_conn_on_backend_free(struct moat_list *wait_node)
 static void start_upstream(struct moat_conn *c)
 {
     for (;;) {
+        if (c->ex.tries > 0) /* the last backend refused: a retry on another */
+            moat_metrics_retry(c->w->metrics, metrics_pool(c), MOAT_METRICS_RETRY_CONNECT);
         size_t avoid = c->ex.tries == 0 ? SIZE_MAX : c->ex.backend;
         c->ex.backend = moat_backend_next(c->gen, c->ex.pool, avoid);
         if (c->ex.tries++ == 0)
@@ -621,6 +637,9 @@ static void up_connect_failed(struct moat_conn *c, int status, int is_timeout)
     conn_log(c, MOAT_LOG_WARN, "backend %s: connect failed: %s", c->rt->backends[be].addr_text,
              is_timeout ? "timed out" : uv_strerror(status));
     moat_upstream_release(c->up, 0);
+    moat_metrics_upstream_error(c->w->metrics, metrics_pool(c),
+                                is_timeout ? MOAT_METRICS_UP_CONNECT_TIMEOUT
+                                           : MOAT_METRICS_UP_CONNECT_FAILED);
     c->up = NULL;
     if (c->ex.tries < 2 && c->rt->pools[c->ex.pool].n > 1) {
         start_upstream(c);
@@ -677,6 +696,7 @@ static int retry_stale(struct moat_conn *c)
     conn_log(c, MOAT_LOG_DEBUG, "backend %s: pooled connection was dead; resending",
              c->rt->backends[up->backend].addr_text);
     size_t be = up->backend;
+    moat_metrics_retry(c->w->metrics, metrics_pool(c), MOAT_METRICS_RETRY_STALE);
     moat_upstream_release(up, 0);
     c->up = NULL;
     moat_bufq_clear(&c->to_up);
@@ -1122,6 +1142,8 @@ static void handshake(struct moat_conn *c)
     if (r == MOAT_TLS_AGAIN)
         return;
     if (r != MOAT_TLS_OK) {
+        if (c->tls_started) /* a bare connect and close (a port probe) is no handshake */
+            moat_metrics_handshake(c->w->metrics, MOAT_METRICS_HS_FAILED);
         const char *text = "transport closed";
         int code = r == MOAT_TLS_FATAL ? moat_tls_session_last_error(c->tls, &text) : 0;
         /* A bare close (port probes, health checks) is routine; a failed handshake is news. */
@@ -1131,6 +1153,8 @@ static void handshake(struct moat_conn *c)
         begin_shutdown(c);
         return;
     }
+    moat_metrics_handshake(c->w->metrics, moat_tls_session_is_resumed(c->tls)
+                                              ? MOAT_METRICS_HS_RESUMED : MOAT_METRICS_HS_FULL);
     set_state(c, MOAT_CONN_HEAD);
     set_deadline(c, c->rt->head_timeout_ms);
 }
@@ -1228,6 +1252,7 @@ static void on_cli_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         rx_block(c, MOAT_RX_EOF);
         moat_tls_session_feed_eof(c->tls);
     } else {
+        moat_metrics_bytes_in(c->w->metrics, (uint64_t)nread);
         if (c->state == MOAT_CONN_HANDSHAKE && moat_tls_session_buffered(c->tls) == 0 &&
             !c->tls_started && reject_plain_http(c, buf->base, (size_t)nread))
             return;
@@ -1305,6 +1330,7 @@ void moat_conn_accept(struct moat_worker *w, uv_stream_t *server)
     uv_timer_init(&w->loop, &c->timer);
     moat_list_push_back(&w->conns, &c->node);
     w->n_conns++;
+    moat_metrics_conn_opened(w->metrics);
     c->state = MOAT_CONN_HANDSHAKE;
     int err = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (err != 0) {

@@ -19,6 +19,7 @@
 #include "proxy/privs.h"
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
+#include "proxy/admin.h"
 #include "tls/tls.h"
 
 struct control {
@@ -159,6 +160,7 @@ static void reload(struct control *ctl)
         moat_log(MOAT_LOG_ERROR, "main reload failed, the running configuration stays: %s", err);
         return;
     }
+    moat_admin_map(rt); /* before any worker sees it: the snapshot is read-only from then on */
     for (size_t i = 0; i < ctl->n_workers; i++)
         moat_worker_reload(&ctl->workers[i], rt);
     moat_runtime_unref(ctl->rt);
@@ -192,6 +194,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&ctl->sigint, NULL);
     uv_close((uv_handle_t *)&ctl->sighup, NULL);
     uv_close((uv_handle_t *)&ctl->sigusr1, NULL);
+    moat_admin_stop();
 }
 
 static void describe_start(const struct moat_runtime *rt, const char *listen_names,
@@ -227,10 +230,16 @@ static int serve(struct control *ctl, const struct moat_privs *privs)
     }
     char listen_names[2048];
     char err[512];
-    if (!ok || open_listeners(cfg, n_workers, fds, listen_names, sizeof(listen_names)) != 0 ||
-        moat_privs_drop(privs, err, sizeof(err)) != 0) {
-        if (ok && privs->is_set)
-            fprintf(stderr, "moat: error: %s\n", err);
+    int failed = !ok || open_listeners(cfg, n_workers, fds, listen_names, sizeof(listen_names)) != 0 ||
+                 moat_admin_start(uv_default_loop(), ctl->rt, ctl->workers, n_workers) != 0;
+    if (!failed && moat_privs_drop(privs, err, sizeof(err)) != 0) {
+        fprintf(stderr, "moat: error: %s\n", err);
+        moat_admin_stop();
+        uv_run(uv_default_loop(), UV_RUN_NOWAIT); /* the admin's close callbacks */
+        moat_admin_free();
+        failed = 1;
+    }
+    if (failed) {
         for (size_t w = 0; fds != NULL && w < n_workers; w++)
             free(fds[w]);
         free(fds);
@@ -270,6 +279,7 @@ static int serve(struct control *ctl, const struct moat_privs *privs)
     for (size_t w = 0; w < n_workers; w++)
         moat_worker_join(&ctl->workers[w]);
     uv_loop_close(loop);
+    moat_admin_free();
     moat_log(MOAT_LOG_INFO, "main stopped%s", "");
 
     free(ctl->workers);

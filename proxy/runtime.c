@@ -160,13 +160,14 @@ static int resolve_backends(struct moat_runtime *rt, char *err, size_t err_len)
     for (size_t p = 0; p < cfg->n_pools; p++) {
         const struct moat_cfg_pool *cp = &cfg->pools[p];
         rt->pools[p] = (struct moat_rt_pool){.name = cp->name, .first = rt->n_backends,
-                                             .n = cp->n_backends};
+                                             .n = cp->n_backends, .metrics_slot = SIZE_MAX};
         for (size_t i = 0; i < cp->n_backends; i++) {
             const struct moat_cfg_hostport *hp = &cp->backends[i];
             struct moat_backend *b = &rt->backends[rt->n_backends++];
             snprintf(b->name, sizeof(b->name), hp->is_ipv6 ? "[%s]:%u" : "%s:%u", hp->host,
                      hp->port);
             b->pool = p;
+            b->metrics_slot = SIZE_MAX;
             int rc = moat_resolve(hp, 0, &b->addr);
             if (rc != 0) {
                 snprintf(err, err_len, "backend %s (pool %s): %s", b->name, cp->name,

@@ -1,6 +1,7 @@
 /* proxy/runtime.h: a configuration snapshot made ready to run: certificates loaded per listener,
  * backends resolved and grouped in pools, timeouts and limits in the form workers read them.
- * Immutable once built and reference-counted: a reload builds a new one while connections
+ * Immutable once published to the workers (the admin sets the metrics slots just before) and
+ * reference-counted: a reload builds a new one while connections
  * started under the old one finish on it; the old one is freed with its last reference. */
 #ifndef MOAT_RUNTIME_H
 #define MOAT_RUNTIME_H
@@ -20,6 +21,7 @@ struct moat_backend {
     struct sockaddr_storage addr; /* resolved address */
     char addr_text[64];           /* "127.0.0.1:8080" / "[::1]:8080", for logs */
     size_t pool;                  /* index into moat_runtime.pools */
+    size_t metrics_slot;          /* where its admin metrics go (SIZE_MAX: none) */
 };
 
 /* A pool's backends are backends[first .. first + n). */
@@ -27,6 +29,7 @@ struct moat_rt_pool {
     const char *name; /* borrowed from cfg */
     size_t first;
     size_t n;
+    size_t metrics_slot; /* where its admin metrics go (SIZE_MAX: none) */
 };
 
 struct moat_runtime {

@@ -9,6 +9,7 @@
 
 #include "proxy/conn.h"
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "proxy/worker.h"
 
 /* Idle connections of one backend; most recently used at the back. */
@@ -78,10 +79,12 @@ static void mark_backend(struct moat_upstream *up, int status)
     struct moat_worker *w = up->w;
     struct moat_pool *p = &up->gen->pools[up->backend];
     const char *name = up->gen->rt->backends[up->backend].addr_text;
+    size_t slot = up->gen->rt->backends[up->backend].metrics_slot;
     if (status == 0) {
         if (p->down_until_ms != 0)
             moat_log(MOAT_LOG_INFO, "w%u backend %s answers again", w->id, name);
         p->down_until_ms = 0;
+        moat_metrics_backend_down(w->metrics, slot, 0);
         return;
     }
     if (p->down_until_ms == 0)
@@ -89,6 +92,7 @@ static void mark_backend(struct moat_upstream *up, int status)
                  BACKEND_DOWN_MS / 1000, status == UV_ETIMEDOUT ? "connect timed out"
                                                                 : uv_strerror(status));
     p->down_until_ms = uv_now(&w->loop) + BACKEND_DOWN_MS;
+    moat_metrics_backend_down(w->metrics, slot, p->down_until_ms);
 }
 
 static void on_up_closed(uv_handle_t *h)

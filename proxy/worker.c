@@ -7,6 +7,7 @@
 
 #include "proxy/conn.h"
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "proxy/upstream.h"
 #include "tls/tls.h"
 
@@ -168,6 +169,7 @@ static void finish_if_drained(struct moat_worker *w)
 void moat_worker_conn_gone(struct moat_worker *w)
 {
     w->n_conns--;
+    moat_metrics_conn_closed(w->metrics);
     resume_accepting(w);
     finish_if_drained(w);
 }
@@ -223,6 +225,7 @@ static void on_wake(uv_async_t *a)
     if (!atomic_load(&w->stop_requested) || w->is_draining)
         return;
     w->is_draining = 1;
+    moat_metrics_listening(w->metrics, 0);
     for (size_t i = 0; i < w->n_listeners; i++)
         uv_close((uv_handle_t *)&w->listeners[i], on_handle_closed);
     moat_pools_close(w->gen);

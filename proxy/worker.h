@@ -15,6 +15,7 @@
 struct moat_tls_ctx;
 struct moat_tls_server;
 struct moat_conn;
+struct moat_metrics;
 
 struct moat_pool; /* upstream.c: idle connections of one backend */
 struct moat_worker;
@@ -56,6 +57,7 @@ struct moat_worker {
     uint64_t next_conn_id;
     int is_draining;                   /* stop was asked: no new requests on kept connections */
     atomic_int stop_requested;         /* set by the control thread before waking us */
+    struct moat_metrics *metrics;      /* borrowed from the admin (NULL: off); we write it */
     /* Scratch space, valid only inside one callback (the loop is single-threaded). */
     char slab[65536];   /* every uv_read lands here; callers copy what they keep */
     char plain[16384];  /* decrypted client bytes */

@@ -276,6 +276,15 @@ const char *moat_tls_ctx_describe(const struct moat_tls_ctx *ctx)
     return ctx->describe;
 }
 
+/* The ticket callbacks get the server (not its ticket context) so a parsed ticket can mark the
+ * session whose handshake runs (session.c). */
+static int ticket_write(void *p_ticket, const mbedtls_ssl_session *session, unsigned char *start,
+                        const unsigned char *end, size_t *tlen, uint32_t *lifetime)
+{
+    struct moat_tls_server *srv = p_ticket;
+    return mbedtls_ssl_ticket_write(&srv->tickets, session, start, end, tlen, lifetime);
+}
+
 struct moat_tls_server *moat_tls_server_new(struct moat_tls_ctx *ctx, char *err, size_t err_len)
 {
     struct moat_tls_server *srv = calloc(1, sizeof(*srv));
@@ -325,8 +334,7 @@ struct moat_tls_server *moat_tls_server_new(struct moat_tls_ctx *ctx, char *err,
     mbedtls_ssl_conf_groups(&srv->conf, groups);
     mbedtls_ssl_conf_renegotiation(&srv->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
     mbedtls_ssl_conf_sni(&srv->conf, moat_tls_session_on_sni, NULL); /* records the name */
-    mbedtls_ssl_conf_session_tickets_cb(&srv->conf, mbedtls_ssl_ticket_write,
-                                        mbedtls_ssl_ticket_parse, &srv->tickets);
+    mbedtls_ssl_conf_session_tickets_cb(&srv->conf, ticket_write, moat_tls_ticket_parse, srv);
     return srv;
 }
 

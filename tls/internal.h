@@ -18,12 +18,18 @@ struct moat_tls_server {
     mbedtls_ssl_ticket_context tickets;
     struct moat_tls_session *spare; /* reset sessions, linked through their next field */
     size_t n_spare;
+    struct moat_tls_session *hs_current; /* borrowed: whose handshake step runs now, so the
+                                          * ticket callback can mark it resumed; else NULL */
 };
 
 /* mbedTLS's SNI callback (mbedtls_ssl_conf_sni): records the name the client sent in the
  * session (found through the context's user data). Never fails a handshake. */
 int moat_tls_session_on_sni(void *arg, mbedtls_ssl_context *ssl, const unsigned char *name,
                             size_t len);
+
+/* mbedTLS's ticket parse callback (p_ticket: the server): marks hs_current resumed on success. */
+int moat_tls_ticket_parse(void *p_ticket, mbedtls_ssl_session *session, unsigned char *buf,
+                          size_t len);
 
 /* Frees every spare session (the server is going away). */
 void moat_tls_session_pool_drain(struct moat_tls_server *srv);

@@ -29,6 +29,7 @@ struct moat_tls_session {
     size_t in_off, in_len, in_cap;
     int eof;           /* the transport ended after the buffered bytes */
     int handshake_done;
+    int is_resumed;    /* the handshake accepted a session ticket */
     int failed;        /* a fatal error: only _free() may follow */
     int last_error;
     char error_text[128];
@@ -149,7 +150,7 @@ struct moat_tls_session *moat_tls_session_new(struct moat_tls_server *srv, moat_
     s->emit_ctx = emit_ctx;
     s->in = NULL;
     s->in_off = s->in_len = s->in_cap = 0;
-    s->eof = s->handshake_done = s->failed = s->last_error = 0;
+    s->eof = s->handshake_done = s->is_resumed = s->failed = s->last_error = 0;
     s->error_text[0] = '\0';
     s->cipher = NULL;
     s->sni_len = 0;
@@ -231,7 +232,9 @@ int moat_tls_session_handshake(struct moat_tls_session *s)
         return MOAT_TLS_FATAL;
     if (s->handshake_done)
         return MOAT_TLS_OK;
+    s->srv->hs_current = s;
     int rc = mbedtls_ssl_handshake(&s->ssl);
+    s->srv->hs_current = NULL;
     if (rc == 0) {
         s->handshake_done = 1;
         s->cipher = iana_name(mbedtls_ssl_get_ciphersuite(&s->ssl));
@@ -245,6 +248,23 @@ int moat_tls_session_handshake(struct moat_tls_session *s)
     if (rc == MBEDTLS_ERR_SSL_CONN_EOF)
         return MOAT_TLS_EOF;
     return fail(s, rc);
+}
+
+int moat_tls_ticket_parse(void *p_ticket, mbedtls_ssl_session *session, unsigned char *buf,
+                          size_t len)
+{
+    struct moat_tls_server *srv = p_ticket;
+    int rc = mbedtls_ssl_ticket_parse(&srv->tickets, session, buf, len);
+    /* TLS 1.2 resumes whenever the ticket parses; TLS 1.3 may still refuse it for its age or
+     * key-exchange modes, which clients that resume as moat's tickets allow never hit. */
+    if (rc == 0 && srv->hs_current != NULL)
+        srv->hs_current->is_resumed = 1;
+    return rc;
+}
+
+int moat_tls_session_is_resumed(const struct moat_tls_session *s)
+{
+    return s->handshake_done && s->is_resumed;
 }
 
 long moat_tls_session_read(struct moat_tls_session *s, void *buf, size_t cap)

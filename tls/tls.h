@@ -82,6 +82,9 @@ size_t moat_tls_session_buffered(const struct moat_tls_session *s);
  * MOAT_TLS_EOF or MOAT_TLS_FATAL. May emit ciphertext. */
 int moat_tls_session_handshake(struct moat_tls_session *s);
 
+/* After the handshake: 1 if it resumed a session from a ticket the client offered, else 0. */
+int moat_tls_session_is_resumed(const struct moat_tls_session *s);
+
 /* Decrypts at most cap bytes of application data into buf. Returns > 0 (bytes), MOAT_TLS_AGAIN
  * (nothing more until more ciphertext is fed), MOAT_TLS_CLOSED, MOAT_TLS_EOF or MOAT_TLS_FATAL.
  * Call again until MOAT_TLS_AGAIN: one feed may hold several records. May emit (alerts). */

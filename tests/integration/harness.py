@@ -236,6 +236,21 @@ def free_port():
 STARTED = re.compile(r" main moat \S+ started listen=(\S+) ")
 
 
+def write_config(path, body):
+    """Writes a configuration file: one listener on an ephemeral loopback port with the test
+    ECDSA certificate, then body (YAML). Atomically: moat never reads a half-written file."""
+    with open(path + ".tmp", "w") as f:
+        f.write("""listeners:
+  - listen: 127.0.0.1:0
+    tls:
+      certificates:
+        - cert: %s
+          key: %s
+""" % (Certs.path("ec.pem"), Certs.path("ec.key")))
+        f.write(body)
+    os.replace(path + ".tmp", path)
+
+
 class Moat:
     """One moat process. Ports come from its start-up line (it listens on port 0)."""
 
@@ -407,6 +422,17 @@ class MoatTestCase(unittest.TestCase):
         m = Moat(*args, **kw)
         self.addCleanup(m.cleanup)
         return m
+
+    def tmp_dir(self):
+        d = tempfile.mkdtemp(prefix="moat-it-%s-" % self.id().split(".")[-1])
+        self.addCleanup(shutil.rmtree, d, True)
+        return d
+
+    def moat_config(self, body, *args, **kw):
+        """moat -c FILE with write_config(FILE, body); returns (FILE, the moat)."""
+        path = os.path.join(self.tmp_dir(), "moat.yaml")
+        write_config(path, body)
+        return path, self.moat("-c", path, *args, listen=(), certs=None, state_dir="", **kw)
 
     def stop_clean(self, m):
         rc = m.stop()

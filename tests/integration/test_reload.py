@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from harness import Certs, MoatTestCase, curl, tls_connect
+from harness import Certs, MoatTestCase, curl, tls_connect, write_config
 
 RELOAD_EVERY_S = 0.1
 RELOAD_FOR_S = 3.0
@@ -17,22 +17,13 @@ RELOAD_FOR_S = 3.0
 
 def yaml_config(path, backend, pool_name):
     """A configuration with one pool holding one backend, on an ephemeral port."""
-    with open(path + ".tmp", "w") as f:
-        f.write("""# written by test_reload.py
-workers: 2
-listeners:
-  - listen: 127.0.0.1:0
-    tls:
-      certificates:
-        - cert: %s
-          key: %s
+    write_config(path, """workers: 2
 pools:
   %s:
     backends: [%s]
 logging:
   access_log: false
-""" % (Certs.path("ec.pem"), Certs.path("ec.key"), pool_name, backend))
-    os.replace(path + ".tmp", path)  # moat never reads a half-written file
+""" % (pool_name, backend))
 
 
 class Client(threading.Thread):
@@ -78,16 +69,9 @@ class Client(threading.Thread):
 
 class TestReload(MoatTestCase):
     def start_yaml(self, backend, pool_name):
-        d = self.moat_tmp_dir()
-        path = os.path.join(d, "moat.yaml")
+        path = os.path.join(self.tmp_dir(), "moat.yaml")
         yaml_config(path, backend, pool_name)
         return path, self.moat("-c", path, listen=(), certs=None, state_dir="")
-
-    def moat_tmp_dir(self):
-        import tempfile
-        d = tempfile.mkdtemp(prefix="moat-it-reload-")
-        self.addCleanup(shutil.rmtree, d, True)
-        return d
 
     def test_reload_every_100ms_under_load_drops_nothing(self):
         a, b = self.backend(), self.backend()
@@ -171,7 +155,7 @@ class TestReload(MoatTestCase):
     def test_certificate_rotation_with_flags(self):
         """Without --config, SIGHUP re-reads the same flags: rotated certificate files."""
         be = self.backend()
-        d = self.moat_tmp_dir()
+        d = self.tmp_dir()
         cert, key = os.path.join(d, "site.pem"), os.path.join(d, "site.key")
         shutil.copy(Certs.path("ec.pem"), cert)
         shutil.copy(Certs.path("ec.key"), key)

@@ -1,27 +1,14 @@
 """Routing requests to named pools by host and path prefix (configuration file)."""
 import json
-import os
-import shutil
-import tempfile
 import unittest
 
-from harness import Certs, MoatTestCase, curl
+from harness import MoatTestCase, curl
 
 
 class TestRoutes(MoatTestCase):
     def test_host_and_path_pick_the_pool(self):
         web1, web2, api, admin = (self.backend() for _ in range(4))
-        d = tempfile.mkdtemp(prefix="moat-it-routes-")
-        self.addCleanup(shutil.rmtree, d, True)
-        path = os.path.join(d, "moat.yaml")
-        with open(path, "w") as f:
-            f.write("""
-listeners:
-  - listen: 127.0.0.1:0
-    tls:
-      certificates:
-        - cert: %s
-          key: %s
+        path, m = self.moat_config("""
 pools:
   web:
     backends: [%s, %s]
@@ -38,9 +25,7 @@ routes:
   - path: /v2/
     pool: api
 default_pool: web
-""" % (Certs.path("ec.pem"), Certs.path("ec.key"), web1.addr, web2.addr, api.addr,
-                admin.addr))
-        m = self.moat("-c", path, listen=(), certs=None, state_dir="")
+""" % (web1.addr, web2.addr, api.addr, admin.addr))
 
         def get(host, target):
             """Which backend port answered; -k: the test certificate names only localhost."""

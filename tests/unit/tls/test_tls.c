@@ -333,6 +333,40 @@ static void test_tls13_session_roundtrip(void **state)
     peer_free(p);
 }
 
+/* A second connection offering the first one's ticket resumes, and says so; the first did not.
+ * TLS 1.2 only: this mbedTLS client never got a TLS 1.3 ticket from the server here (even with
+ * mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets()), so TLS 1.3 resumption is
+ * checked in tests/integration/test_admin.py with OpenSSL clients, which resume. */
+static void check_resumption(int max_version)
+{
+    struct peer *p = peer_new("ec.pem", "ec.key", max_version, NULL);
+    assert_int_equal(handshake(p), MOAT_TLS_OK);
+    assert_int_equal(moat_tls_session_is_resumed(p->s), 0);
+    unsigned char buf[16];
+    mbedtls_ssl_session saved;
+    mbedtls_ssl_session_init(&saved);
+    assert_int_equal(mbedtls_ssl_read(&p->ssl, buf, sizeof(buf)), MBEDTLS_ERR_SSL_WANT_READ);
+    assert_int_equal(mbedtls_ssl_get_session(&p->ssl, &saved), 0);
+
+    moat_tls_session_free(p->s);
+    p->s = moat_tls_session_new(p->srv, server_emit, &p->to_client);
+    assert_non_null(p->s);
+    p->to_client.off = p->to_client.len = p->to_server.off = p->to_server.len = 0;
+    assert_int_equal(mbedtls_ssl_session_reset(&p->ssl), 0);
+    assert_int_equal(mbedtls_ssl_set_session(&p->ssl, &saved), 0);
+    assert_int_equal(handshake(p), MOAT_TLS_OK);
+    if (moat_tls_session_is_resumed(p->s) != 1)
+        fail_msg("TLS 0x%04x: a session offering a ticket was not resumed", max_version);
+    mbedtls_ssl_session_free(&saved);
+    peer_free(p);
+}
+
+static void test_resumed_sessions_are_told_apart(void **state)
+{
+    (void)state;
+    check_resumption(MBEDTLS_SSL_VERSION_TLS1_2);
+}
+
 static void test_tls12_ecdhe_aead_only(void **state)
 {
     (void)state;
@@ -449,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_load_errors_name_the_file),
         cmocka_unit_test(test_devcert_chain_verifies_for_local_names),
         cmocka_unit_test(test_tls13_session_roundtrip),
+        cmocka_unit_test(test_resumed_sessions_are_told_apart),
         cmocka_unit_test(test_tls12_ecdhe_aead_only),
         cmocka_unit_test(test_rsa_pair_serves_rsa_clients),
         cmocka_unit_test(test_sni_is_recorded_bounded),

@@ -1,0 +1,511 @@
+/* proxy/metrics.c: per-worker counters and their Prometheus rendering. A worker's struct is
+ * written by its thread alone (relaxed load + relaxed store: exact with one writer, plain moves
+ * on x86, no lock prefix) and read by the control thread with relaxed loads, one counter at a
+ * time: a scrape sees each counter exact as of some instant, not all of them at one instant. */
+#include "proxy/metrics.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <uv.h>
+
+#include "config/config.h"
+
+/* Upper bounds of the request duration buckets, in milliseconds (loop time has no finer
+ * resolution), and as Prometheus writes them, in seconds. */
+static const uint64_t bucket_ms[] = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
+static const char *const bucket_le[] = {"0.005", "0.01", "0.025", "0.05", "0.1", "0.25",
+                                        "0.5",   "1",    "2.5",   "5",    "10"};
+#define N_BUCKETS (sizeof(bucket_ms) / sizeof(bucket_ms[0]))
+
+#define N_CLASSES 5 /* 1xx .. 5xx */
+
+struct pool_counters {
+    _Atomic uint64_t requests[N_CLASSES];
+    _Atomic uint64_t buckets[N_BUCKETS + 1]; /* per bucket, not cumulative; last: above 10 s */
+    _Atomic uint64_t duration_ms_sum;
+    _Atomic uint64_t up_errors[MOAT_METRICS_UP_KINDS];
+    _Atomic uint64_t retries[MOAT_METRICS_RETRY_KINDS];
+};
+
+/* Aligned to a cache line so two workers never write the same line. */
+struct moat_metrics {
+    _Alignas(64) _Atomic uint64_t bytes_in;
+    _Atomic uint64_t bytes_out;
+    _Atomic uint64_t conns_accepted;
+    _Atomic uint64_t conns_closed; /* open = accepted - closed */
+    _Atomic uint64_t handshakes[MOAT_METRICS_HS_KINDS];
+    _Atomic int is_listening;
+    _Atomic uint64_t down_until_ms[MOAT_METRICS_MAX_BACKENDS]; /* per backend slot, uv_now() time;
+                                                                * 0: up */
+    struct pool_counters pools[MOAT_METRICS_MAX_POOLS];
+};
+
+/* Slots are written by the control thread alone (layout) and read by it alone (render). */
+struct moat_metrics_set {
+    struct moat_metrics **workers; /* owned array of owned structs */
+    size_t n_workers;
+    char *pool_names[MOAT_METRICS_MAX_POOLS];       /* owned: slot names */
+    size_t n_pool_slots;
+    char *backend_names[MOAT_METRICS_MAX_BACKENDS]; /* owned: slot names */
+    size_t backend_pool[MOAT_METRICS_MAX_BACKENDS]; /* a backend slot's pool slot */
+    size_t n_backend_slots;
+    size_t cur_pools[MOAT_METRICS_MAX_POOLS];       /* the current layout's pool slots */
+    size_t n_cur_pools;
+    size_t cur_backends[MOAT_METRICS_MAX_BACKENDS]; /* and its backend slots */
+    size_t n_cur_backends;
+    double start_time_s;                            /* wall clock at creation */
+};
+
+/* ---- writers ------------------------------------------------------------------------------ */
+
+static inline void add(_Atomic uint64_t *c, uint64_t n)
+{
+    /* One writer: nobody can slip an increment in between, so no atomic RMW is needed. */
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+void moat_metrics_request(struct moat_metrics *m, size_t pool, int status, uint64_t duration_ms)
+{
+    if (m == NULL || pool >= MOAT_METRICS_MAX_POOLS || status < 100 || status > 599)
+        return;
+    struct pool_counters *p = &m->pools[pool];
+    add(&p->requests[status / 100 - 1], 1);
+    size_t b = 0;
+    while (b < N_BUCKETS && duration_ms > bucket_ms[b])
+        b++;
+    add(&p->buckets[b], 1);
+    add(&p->duration_ms_sum, duration_ms);
+}
+
+void moat_metrics_bytes_in(struct moat_metrics *m, uint64_t n)
+{
+    if (m != NULL)
+        add(&m->bytes_in, n);
+}
+
+void moat_metrics_bytes_out(struct moat_metrics *m, uint64_t n)
+{
+    if (m != NULL)
+        add(&m->bytes_out, n);
+}
+
+void moat_metrics_conn_opened(struct moat_metrics *m)
+{
+    if (m != NULL)
+        add(&m->conns_accepted, 1);
+}
+
+void moat_metrics_conn_closed(struct moat_metrics *m)
+{
+    if (m != NULL)
+        add(&m->conns_closed, 1);
+}
+
+void moat_metrics_handshake(struct moat_metrics *m, enum moat_metrics_handshake kind)
+{
+    if (m != NULL && kind < MOAT_METRICS_HS_KINDS)
+        add(&m->handshakes[kind], 1);
+}
+
+void moat_metrics_upstream_error(struct moat_metrics *m, size_t pool,
+                                 enum moat_metrics_upstream_error kind)
+{
+    if (m != NULL && pool < MOAT_METRICS_MAX_POOLS && kind < MOAT_METRICS_UP_KINDS)
+        add(&m->pools[pool].up_errors[kind], 1);
+}
+
+void moat_metrics_error_response(struct moat_metrics *m, size_t pool, int status)
+{
+    if (status == 502)
+        moat_metrics_upstream_error(m, pool, MOAT_METRICS_UP_502);
+    else if (status == 504)
+        moat_metrics_upstream_error(m, pool, MOAT_METRICS_UP_504);
+}
+
+void moat_metrics_retry(struct moat_metrics *m, size_t pool, enum moat_metrics_retry reason)
+{
+    if (m != NULL && pool < MOAT_METRICS_MAX_POOLS && reason < MOAT_METRICS_RETRY_KINDS)
+        add(&m->pools[pool].retries[reason], 1);
+}
+
+void moat_metrics_backend_down(struct moat_metrics *m, size_t backend, uint64_t down_until_ms)
+{
+    if (m != NULL && backend < MOAT_METRICS_MAX_BACKENDS)
+        atomic_store_explicit(&m->down_until_ms[backend], down_until_ms, memory_order_relaxed);
+}
+
+void moat_metrics_listening(struct moat_metrics *m, int is_listening)
+{
+    if (m != NULL)
+        atomic_store_explicit(&m->is_listening, is_listening, memory_order_relaxed);
+}
+
+/* ---- the set ------------------------------------------------------------------------------ */
+
+static uint64_t get(const _Atomic uint64_t *c)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)c, memory_order_relaxed);
+}
+
+static void worker_free(struct moat_metrics *m)
+{
+    free(m);
+}
+
+static struct moat_metrics *worker_new(void)
+{
+    size_t size = (sizeof(struct moat_metrics) + 63) / 64 * 64; /* aligned_alloc wants this */
+    struct moat_metrics *m = aligned_alloc(64, size);
+    if (m == NULL)
+        return NULL;
+    memset(m, 0, size);
+    /* main() binds and listens on every socket before the metrics exist; until a worker's
+     * thread runs, the kernel queues its clients in the backlog. */
+    atomic_init(&m->is_listening, 1);
+    return m;
+}
+
+struct moat_metrics_set *moat_metrics_set_new(size_t n_workers)
+{
+    struct moat_metrics_set *set = calloc(1, sizeof(*set));
+    if (set == NULL)
+        return NULL;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    set->start_time_s = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+    set->workers = calloc(n_workers, sizeof(*set->workers));
+    if (set->workers == NULL) {
+        moat_metrics_set_free(set);
+        return NULL;
+    }
+    for (size_t i = 0; i < n_workers; i++) {
+        set->workers[i] = worker_new();
+        set->n_workers = i + 1; /* so _free() frees what was made */
+        if (set->workers[i] == NULL) {
+            moat_metrics_set_free(set);
+            return NULL;
+        }
+    }
+    return set;
+}
+
+void moat_metrics_set_free(struct moat_metrics_set *set)
+{
+    if (set == NULL)
+        return;
+    for (size_t i = 0; set->workers != NULL && i < set->n_workers; i++)
+        worker_free(set->workers[i]);
+    free(set->workers);
+    for (size_t i = 0; i < set->n_pool_slots; i++)
+        free(set->pool_names[i]);
+    for (size_t i = 0; i < set->n_backend_slots; i++)
+        free(set->backend_names[i]);
+    free(set);
+}
+
+/* The slot named name (whose pool slot is pool, for backends), taken now if new. NO_SLOT when
+ * every slot is taken; -ENOMEM as a slot when the name cannot be copied. */
+static size_t slot_for(char **names, size_t *pool_of, size_t *n_slots, size_t max,
+                       const char *name, size_t pool)
+{
+    for (size_t i = 0; i < *n_slots; i++)
+        if (strcmp(names[i], name) == 0 && (pool_of == NULL || pool_of[i] == pool))
+            return i;
+    if (*n_slots == max)
+        return MOAT_METRICS_NO_SLOT;
+    names[*n_slots] = strdup(name);
+    if (names[*n_slots] == NULL)
+        return (size_t)-ENOMEM;
+    if (pool_of != NULL)
+        pool_of[*n_slots] = pool;
+    return (*n_slots)++;
+}
+
+int moat_metrics_set_layout(struct moat_metrics_set *set, const struct moat_metrics_layout *layout,
+                            size_t *pool_slot, size_t *backend_slot)
+{
+    int missed = 0;
+    set->n_cur_pools = set->n_cur_backends = 0;
+    for (size_t p = 0; p < layout->n_pools; p++) {
+        size_t slot = slot_for(set->pool_names, NULL, &set->n_pool_slots, MOAT_METRICS_MAX_POOLS,
+                               layout->pool_names[p], 0);
+        if (slot == (size_t)-ENOMEM)
+            return -ENOMEM;
+        pool_slot[p] = slot;
+        if (slot == MOAT_METRICS_NO_SLOT)
+            missed++;
+        else
+            set->cur_pools[set->n_cur_pools++] = slot;
+    }
+    for (size_t b = 0; b < layout->n_backends; b++) {
+        size_t pool = pool_slot[layout->backend_pool[b]];
+        size_t slot = MOAT_METRICS_NO_SLOT;
+        if (pool != MOAT_METRICS_NO_SLOT)
+            slot = slot_for(set->backend_names, set->backend_pool, &set->n_backend_slots,
+                            MOAT_METRICS_MAX_BACKENDS, layout->backend_names[b], pool);
+        if (slot == (size_t)-ENOMEM)
+            return -ENOMEM;
+        backend_slot[b] = slot;
+        if (slot == MOAT_METRICS_NO_SLOT)
+            missed++;
+        else
+            set->cur_backends[set->n_cur_backends++] = slot;
+    }
+    return missed;
+}
+
+struct moat_metrics *moat_metrics_set_worker(struct moat_metrics_set *set, size_t i)
+{
+    return i < set->n_workers ? set->workers[i] : NULL;
+}
+
+/* 1 if at least one worker does not pass backend b by at now_ms. */
+static int backend_is_up(const struct moat_metrics_set *set, size_t b, uint64_t now_ms)
+{
+    for (size_t w = 0; w < set->n_workers; w++)
+        if (get(&set->workers[w]->down_until_ms[b]) <= now_ms)
+            return 1;
+    return 0;
+}
+
+int moat_metrics_set_is_ready(const struct moat_metrics_set *set, uint64_t now_ms, char *why,
+                              size_t why_cap)
+{
+    for (size_t w = 0; w < set->n_workers; w++) {
+        if (!atomic_load_explicit(&set->workers[w]->is_listening, memory_order_relaxed)) {
+            snprintf(why, why_cap, "worker %zu stopped accepting connections (draining)", w + 1);
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < set->n_cur_pools; i++) {
+        size_t p = set->cur_pools[i];
+        int usable = 0;
+        for (size_t j = 0; !usable && j < set->n_cur_backends; j++) {
+            size_t b = set->cur_backends[j];
+            usable = set->backend_pool[b] == p && backend_is_up(set, b, now_ms);
+        }
+        if (!usable) {
+            snprintf(why, why_cap, "pool %s has no usable backend (all marked down)",
+                     set->pool_names[p]);
+            return 0;
+        }
+    }
+    snprintf(why, why_cap, "ready");
+    return 1;
+}
+
+/* ---- rendering ---------------------------------------------------------------------------- */
+
+struct text {
+    char *buf; /* owned */
+    size_t len, cap;
+    int failed; /* out of memory: the rest is dropped */
+};
+
+static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(struct text *t, const char *fmt, ...)
+{
+    for (int round = 0; round < 2 && !t->failed; round++) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = 1;
+            return;
+        }
+        if ((size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = t->cap * 2 > t->len + (size_t)n + 1 ? t->cap * 2 : t->len + (size_t)n + 1;
+        char *b = realloc(t->buf, cap);
+        if (b == NULL) {
+            t->failed = 1;
+            return;
+        }
+        t->buf = b;
+        t->cap = cap;
+    }
+}
+
+/* A label value with the text format's escapes: backslash, double quote and line feed. */
+static void put_label(struct text *t, const char *s)
+{
+    for (; *s != '\0' && !t->failed; s++) {
+        if (*s == '\\')
+            put(t, "\\\\");
+        else if (*s == '"')
+            put(t, "\\\"");
+        else if (*s == '\n')
+            put(t, "\\n");
+        else
+            put(t, "%c", *s);
+    }
+}
+
+static void put_family(struct text *t, const char *name, const char *type, const char *help)
+{
+    put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A counter summed over the workers: offset is where it sits inside struct moat_metrics. */
+static uint64_t sum(const struct moat_metrics_set *set, size_t offset)
+{
+    uint64_t total = 0;
+    for (size_t w = 0; w < set->n_workers; w++)
+        total += get((const _Atomic uint64_t *)((const char *)set->workers[w] + offset));
+    return total;
+}
+
+#define SUM(set, field) sum((set), offsetof(struct moat_metrics, field))
+
+static const char *const hs_names[MOAT_METRICS_HS_KINDS] = {"full", "resumed", "failed"};
+static const char *const up_names[MOAT_METRICS_UP_KINDS] = {"connect_failed", "connect_timeout",
+                                                            "bad_gateway", "gateway_timeout"};
+static const char *const retry_names[MOAT_METRICS_RETRY_KINDS] = {"connect", "stale"};
+
+static void put_pool_label(struct text *t, const struct moat_metrics_set *set, size_t p)
+{
+    put(t, "pool=\"");
+    put_label(t, set->pool_names[p]);
+    put(t, "\"");
+}
+
+static void render_pools(struct text *t, const struct moat_metrics_set *set)
+{
+    put_family(t, "moat_requests_total", "counter",
+               "Requests answered, by pool and status class (moat's own error responses "
+               "included).");
+    for (size_t i = 0; i < set->n_cur_pools; i++) {
+        size_t p = set->cur_pools[i];
+        for (size_t c = 0; c < N_CLASSES; c++) {
+            put(t, "moat_requests_total{");
+            put_pool_label(t, set, p);
+            put(t, ",code=\"%zuxx\"} %llu\n", c + 1,
+                (unsigned long long)SUM(set, pools[p].requests[c]));
+        }
+    }
+
+    put_family(t, "moat_request_duration_seconds", "histogram",
+               "Time from a request's first byte to its response's end (or its switch to a "
+               "tunnel), by pool.");
+    for (size_t i = 0; i < set->n_cur_pools; i++) {
+        size_t p = set->cur_pools[i];
+        uint64_t cumulative = 0;
+        for (size_t b = 0; b <= N_BUCKETS; b++) {
+            cumulative += SUM(set, pools[p].buckets[b]);
+            put(t, "moat_request_duration_seconds_bucket{");
+            put_pool_label(t, set, p);
+            put(t, ",le=\"%s\"} %llu\n", b < N_BUCKETS ? bucket_le[b] : "+Inf",
+                (unsigned long long)cumulative);
+        }
+        uint64_t ms = SUM(set, pools[p].duration_ms_sum);
+        put(t, "moat_request_duration_seconds_sum{");
+        put_pool_label(t, set, p);
+        put(t, "} %llu.%03u\n", (unsigned long long)(ms / 1000), (unsigned)(ms % 1000));
+        put(t, "moat_request_duration_seconds_count{");
+        put_pool_label(t, set, p);
+        put(t, "} %llu\n", (unsigned long long)cumulative); /* equals the +Inf bucket */
+    }
+
+    put_family(t, "moat_upstream_errors_total", "counter",
+               "Backend failures by pool and kind: connect_failed, connect_timeout, "
+               "bad_gateway (moat answered 502), gateway_timeout (moat answered 504).");
+    for (size_t i = 0; i < set->n_cur_pools; i++) {
+        size_t p = set->cur_pools[i];
+        for (size_t k = 0; k < MOAT_METRICS_UP_KINDS; k++) {
+            put(t, "moat_upstream_errors_total{");
+            put_pool_label(t, set, p);
+            put(t, ",kind=\"%s\"} %llu\n", up_names[k],
+                (unsigned long long)SUM(set, pools[p].up_errors[k]));
+        }
+    }
+
+    put_family(t, "moat_upstream_retries_total", "counter",
+               "Requests sent again, by pool and reason: connect (to another backend after a "
+               "failed connect), stale (on a fresh connection after a pooled one proved dead).");
+    for (size_t i = 0; i < set->n_cur_pools; i++) {
+        size_t p = set->cur_pools[i];
+        for (size_t r = 0; r < MOAT_METRICS_RETRY_KINDS; r++) {
+            put(t, "moat_upstream_retries_total{");
+            put_pool_label(t, set, p);
+            put(t, ",reason=\"%s\"} %llu\n", retry_names[r],
+                (unsigned long long)SUM(set, pools[p].retries[r]));
+        }
+    }
+}
+
+int moat_metrics_set_render(const struct moat_metrics_set *set, uint64_t now_ms, char **out,
+                            size_t *len)
+{
+    struct text t = {.cap = 8192};
+    t.buf = malloc(t.cap);
+    if (t.buf == NULL)
+        return -ENOMEM;
+    t.buf[0] = '\0';
+
+    const char *version = moat_cfg_version();
+    if (strncmp(version, "moat ", 5) == 0)
+        version += 5;
+    put_family(&t, "moat_build_info", "gauge", "Always 1; labels: moat's and libuv's versions.");
+    put(&t, "moat_build_info{version=\"");
+    put_label(&t, version);
+    put(&t, "\",libuv=\"");
+    put_label(&t, uv_version_string());
+    put(&t, "\"} 1\n");
+    put_family(&t, "moat_start_time_seconds", "gauge",
+               "When the process started, in seconds since the Unix epoch.");
+    put(&t, "moat_start_time_seconds %.3f\n", set->start_time_s);
+    put_family(&t, "moat_workers", "gauge", "Worker threads.");
+    put(&t, "moat_workers %zu\n", set->n_workers);
+
+    uint64_t closed = SUM(set, conns_closed); /* first: open never reads below zero */
+    uint64_t accepted = SUM(set, conns_accepted);
+    put_family(&t, "moat_connections_accepted_total", "counter", "Client connections accepted.");
+    put(&t, "moat_connections_accepted_total %llu\n", (unsigned long long)accepted);
+    put_family(&t, "moat_connections_open", "gauge", "Client connections open now.");
+    put(&t, "moat_connections_open %llu\n",
+        (unsigned long long)(accepted >= closed ? accepted - closed : 0));
+    put_family(&t, "moat_client_received_bytes_total", "counter",
+               "Bytes received from clients, as on the wire (TLS records).");
+    put(&t, "moat_client_received_bytes_total %llu\n", (unsigned long long)SUM(set, bytes_in));
+    put_family(&t, "moat_client_sent_bytes_total", "counter",
+               "Bytes sent to clients, as on the wire (TLS records).");
+    put(&t, "moat_client_sent_bytes_total %llu\n", (unsigned long long)SUM(set, bytes_out));
+    put_family(&t, "moat_tls_handshakes_total", "counter",
+               "TLS handshakes by result: full, resumed (a session ticket was accepted), failed "
+               "(an error, a timeout, or the client gave up after sending a byte).");
+    for (size_t k = 0; k < MOAT_METRICS_HS_KINDS; k++)
+        put(&t, "moat_tls_handshakes_total{result=\"%s\"} %llu\n", hs_names[k],
+            (unsigned long long)SUM(set, handshakes[k]));
+
+    render_pools(&t, set);
+
+    put_family(&t, "moat_backend_up", "gauge",
+               "1 if at least one worker sends requests to the backend, 0 if every worker "
+               "passes it by after failures (for 10 s after the last one).");
+    for (size_t i = 0; i < set->n_cur_backends; i++) {
+        size_t b = set->cur_backends[i];
+        put(&t, "moat_backend_up{");
+        put_pool_label(&t, set, set->backend_pool[b]);
+        put(&t, ",backend=\"");
+        put_label(&t, set->backend_names[b]);
+        put(&t, "\"} %d\n", backend_is_up(set, b, now_ms));
+    }
+
+    if (t.failed) {
+        free(t.buf);
+        return -ENOMEM;
+    }
+    *out = t.buf;
+    *len = t.len;
+    return 0;
+}

@@ -1,0 +1,110 @@
+/* proxy/metrics.h: the counters behind the admin listener's /metrics and /readyz. Each worker
+ * owns one struct moat_metrics and is its only writer; the control thread reads every worker's
+ * with relaxed atomic loads and sums them when scraped. No lock and no read-modify-write
+ * instruction on the request path: a single writer makes load + store an exact increment. */
+#ifndef MOAT_METRICS_H
+#define MOAT_METRICS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Counters are kept in slots named by pool (and backend within its pool). A reload maps its
+ * snapshot's pools and backends onto slots by name, so a pool's counters go on across reloads
+ * (Prometheus counters never go back) and a renamed pool starts its own. Slots are never freed
+ * while the process runs: a writer holding an old snapshot still writes a valid slot. Names
+ * beyond these bounds are not counted (MOAT_METRICS_NO_SLOT). */
+#define MOAT_METRICS_MAX_POOLS 64
+#define MOAT_METRICS_MAX_BACKENDS 1024
+#define MOAT_METRICS_NO_SLOT SIZE_MAX
+
+struct moat_metrics;     /* opaque; one per worker, written by that worker's thread only */
+struct moat_metrics_set; /* opaque; every worker's metrics and the names they are labelled by */
+
+/* A configuration's pools and backends, as moat_metrics_set_layout() reads them. Backend b
+ * belongs to pool backend_pool[b] (an index into pool_names). */
+struct moat_metrics_layout {
+    const char *const *pool_names;
+    size_t n_pools;
+    const char *const *backend_names; /* "host:port" as configured */
+    const size_t *backend_pool;
+    size_t n_backends;
+};
+
+enum moat_metrics_handshake {
+    MOAT_METRICS_HS_FULL = 0, /* completed with a full key exchange */
+    MOAT_METRICS_HS_RESUMED,  /* completed by resuming a session from a ticket */
+    MOAT_METRICS_HS_FAILED,   /* ended by an error, a timeout or the client before completing */
+    MOAT_METRICS_HS_KINDS
+};
+
+enum moat_metrics_upstream_error {
+    MOAT_METRICS_UP_CONNECT_FAILED = 0, /* a backend refused or reset the TCP connect */
+    MOAT_METRICS_UP_CONNECT_TIMEOUT,    /* a backend connect did not finish within the timeout */
+    MOAT_METRICS_UP_502,                /* moat answered 502 Bad Gateway */
+    MOAT_METRICS_UP_504,                /* moat answered 504 Gateway Timeout */
+    MOAT_METRICS_UP_KINDS
+};
+
+enum moat_metrics_retry {
+    MOAT_METRICS_RETRY_CONNECT = 0, /* another backend after a failed connect */
+    MOAT_METRICS_RETRY_STALE,       /* a fresh connection after a pooled one proved dead */
+    MOAT_METRICS_RETRY_KINDS
+};
+
+/* Allocates zeroed metrics for n_workers workers, with no pool yet. NULL on ENOMEM. Records
+ * the process start time (wall clock) for moat_start_time_seconds. */
+struct moat_metrics_set *moat_metrics_set_new(size_t n_workers);
+
+/* Makes layout the one /metrics and /readyz show, and writes each of its pools' slot to
+ * pool_slot[] and each backend's to backend_slot[] (MOAT_METRICS_NO_SLOT when the slots ran
+ * out), finding slots by name, taking new ones for new names. Control thread only (the same
+ * thread that renders). Returns how many names found no slot, or -ENOMEM. */
+int moat_metrics_set_layout(struct moat_metrics_set *set, const struct moat_metrics_layout *layout,
+                            size_t *pool_slot, size_t *backend_slot);
+
+/* After every writer is gone (workers joined). NULL: nothing. */
+void moat_metrics_set_free(struct moat_metrics_set *set);
+
+/* Worker i's metrics (0-based), to hand to that worker before its thread starts. */
+struct moat_metrics *moat_metrics_set_worker(struct moat_metrics_set *set, size_t i);
+
+/* Renders every metric in the Prometheus text format 0.0.4 into a new buffer (*out, owned by
+ * the caller, free()) of *len bytes. now_ms: the monotonic clock in milliseconds as libuv's
+ * uv_now() reads it, to tell which backends are still marked down. 0 or -ENOMEM. */
+int moat_metrics_set_render(const struct moat_metrics_set *set, uint64_t now_ms, char **out,
+                            size_t *len);
+
+/* 1 when no worker is draining and every pool has a backend at least one worker does not hold
+ * marked down at now_ms; else 0 and why says which (a line of text). */
+int moat_metrics_set_is_ready(const struct moat_metrics_set *set, uint64_t now_ms, char *why,
+                              size_t why_cap);
+
+/* ---- writers: the owning worker's thread only; m may be NULL (no admin: nothing counted) ---- */
+
+/* Writers take slots from moat_metrics_set_layout(); MOAT_METRICS_NO_SLOT counts nothing.
+ * A request was answered with status after duration_ms (loop time since its first byte). */
+void moat_metrics_request(struct moat_metrics *m, size_t pool, int status, uint64_t duration_ms);
+
+void moat_metrics_bytes_in(struct moat_metrics *m, uint64_t n);  /* from clients (on the wire) */
+void moat_metrics_bytes_out(struct moat_metrics *m, uint64_t n); /* to clients (on the wire) */
+
+void moat_metrics_conn_opened(struct moat_metrics *m); /* a client connection was accepted */
+void moat_metrics_conn_closed(struct moat_metrics *m); /* and is gone */
+
+void moat_metrics_handshake(struct moat_metrics *m, enum moat_metrics_handshake kind);
+
+void moat_metrics_upstream_error(struct moat_metrics *m, size_t pool,
+                                 enum moat_metrics_upstream_error kind);
+
+/* For status 502 or 504 counts that upstream error; other statuses count nothing. */
+void moat_metrics_error_response(struct moat_metrics *m, size_t pool, int status);
+
+void moat_metrics_retry(struct moat_metrics *m, size_t pool, enum moat_metrics_retry reason);
+
+/* This worker passes the backend in this slot by until down_until_ms (uv_now() time); 0: up. */
+void moat_metrics_backend_down(struct moat_metrics *m, size_t backend, uint64_t down_until_ms);
+
+/* The worker's listeners accept (1, from the start: main() opened them) or were closed for a
+ * drain (0). */
+void moat_metrics_listening(struct moat_metrics *m, int is_listening);
+
+#endif
