@@ -114,7 +114,9 @@ static int same_text(const char *a, const char *b)
     return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
-static void warn_kept_settings(const struct moat_cfg *a, const struct moat_cfg *b)
+/* Settings read at start only: b (the new configuration) is given a's running values, with a
+ * warning for each that differed. */
+static void keep_start_settings(const struct moat_cfg *a, struct moat_cfg *b)
 {
     const char *kept[8];
     size_t n = 0;
@@ -122,8 +124,12 @@ static void warn_kept_settings(const struct moat_cfg *a, const struct moat_cfg *
         kept[n++] = "workers";
     if (!same_text(a->user, b->user) || !same_text(a->group, b->group))
         kept[n++] = "user/group";
-    if (a->log_level != b->log_level || !same_text(a->access_log_file, b->access_log_file))
-        kept[n++] = "log level/access log target";
+    /* The access log's sink is opened (or not) at start: turning it on later would write to
+     * stdout whatever the target says. Its format does reload. */
+    if (a->log_level != b->log_level || a->access_log != b->access_log ||
+        !same_text(a->access_log_file, b->access_log_file))
+        kept[n++] = "log level/access log on-off and target";
+    b->access_log = a->access_log;
     if (a->has_admin != b->has_admin || a->admin.port != b->admin.port ||
         strcmp(a->admin.host, b->admin.host) != 0)
         kept[n++] = "admin listener";
@@ -154,7 +160,7 @@ static void reload(struct control *ctl)
         moat_cfg_free(cfg);
         return;
     }
-    warn_kept_settings(ctl->rt->cfg, cfg);
+    keep_start_settings(ctl->rt->cfg, cfg);
     struct moat_runtime *rt = moat_runtime_build(cfg, err, sizeof(err));
     if (rt == NULL) {
         moat_log(MOAT_LOG_ERROR, "main reload failed, the running configuration stays: %s", err);
