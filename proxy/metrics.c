@@ -379,20 +379,32 @@ static void put_pool_label(struct text *t, const struct moat_metrics_set *set, s
     put(t, "\"");
 }
 
+static const char *const class_names[N_CLASSES] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+
+/* One sample per current pool and kind: counters[kind] sits at offset in struct pool_counters. */
+static void put_pool_kinds(struct text *t, const struct moat_metrics_set *set, const char *metric,
+                           const char *label, const char *const *kinds, size_t n_kinds,
+                           size_t offset)
+{
+    for (size_t i = 0; i < set->n_cur_pools; i++) {
+        size_t pool = offsetof(struct moat_metrics, pools) +
+                      set->cur_pools[i] * sizeof(struct pool_counters) + offset;
+        for (size_t k = 0; k < n_kinds; k++) {
+            put(t, "%s{", metric);
+            put_pool_label(t, set, set->cur_pools[i]);
+            put(t, ",%s=\"%s\"} %llu\n", label, kinds[k],
+                (unsigned long long)sum(set, pool + k * sizeof(_Atomic uint64_t)));
+        }
+    }
+}
+
 static void render_pools(struct text *t, const struct moat_metrics_set *set)
 {
     put_family(t, "moat_requests_total", "counter",
                "Requests answered, by pool and status class (moat's own error responses "
                "included).");
-    for (size_t i = 0; i < set->n_cur_pools; i++) {
-        size_t p = set->cur_pools[i];
-        for (size_t c = 0; c < N_CLASSES; c++) {
-            put(t, "moat_requests_total{");
-            put_pool_label(t, set, p);
-            put(t, ",code=\"%zuxx\"} %llu\n", c + 1,
-                (unsigned long long)SUM(set, pools[p].requests[c]));
-        }
-    }
+    put_pool_kinds(t, set, "moat_requests_total", "code", class_names, N_CLASSES,
+                   offsetof(struct pool_counters, requests));
 
     put_family(t, "moat_request_duration_seconds", "histogram",
                "Time from a request's first byte to its response's end (or its switch to a "
@@ -419,28 +431,14 @@ static void render_pools(struct text *t, const struct moat_metrics_set *set)
     put_family(t, "moat_upstream_errors_total", "counter",
                "Backend failures by pool and kind: connect_failed, connect_timeout, "
                "bad_gateway (moat answered 502), gateway_timeout (moat answered 504).");
-    for (size_t i = 0; i < set->n_cur_pools; i++) {
-        size_t p = set->cur_pools[i];
-        for (size_t k = 0; k < MOAT_METRICS_UP_KINDS; k++) {
-            put(t, "moat_upstream_errors_total{");
-            put_pool_label(t, set, p);
-            put(t, ",kind=\"%s\"} %llu\n", up_names[k],
-                (unsigned long long)SUM(set, pools[p].up_errors[k]));
-        }
-    }
+    put_pool_kinds(t, set, "moat_upstream_errors_total", "kind", up_names, MOAT_METRICS_UP_KINDS,
+                   offsetof(struct pool_counters, up_errors));
 
     put_family(t, "moat_upstream_retries_total", "counter",
                "Requests sent again, by pool and reason: connect (to another backend after a "
                "failed connect), stale (on a fresh connection after a pooled one proved dead).");
-    for (size_t i = 0; i < set->n_cur_pools; i++) {
-        size_t p = set->cur_pools[i];
-        for (size_t r = 0; r < MOAT_METRICS_RETRY_KINDS; r++) {
-            put(t, "moat_upstream_retries_total{");
-            put_pool_label(t, set, p);
-            put(t, ",reason=\"%s\"} %llu\n", retry_names[r],
-                (unsigned long long)SUM(set, pools[p].retries[r]));
-        }
-    }
+    put_pool_kinds(t, set, "moat_upstream_retries_total", "reason", retry_names,
+                   MOAT_METRICS_RETRY_KINDS, offsetof(struct pool_counters, retries));
 }
 
 int moat_metrics_set_render(const struct moat_metrics_set *set, uint64_t now_ms, char **out,

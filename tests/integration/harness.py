@@ -285,6 +285,14 @@ class Moat:
         with open(self.err_path, "rb") as f:
             return f.read().decode(errors="replace")
 
+    def reload(self, until):
+        """SIGHUP, then waits (bounded) until stderr says until; returns stderr."""
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + IO_TIMEOUT
+        while until not in self.stderr() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.stderr()
+
     def stdout(self):
         with open(self.out_path, "rb") as f:
             return f.read().decode(errors="replace")

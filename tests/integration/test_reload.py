@@ -125,10 +125,7 @@ class TestReload(MoatTestCase):
         path, m = self.start_yaml(a.addr, "blue")
         with open(path, "w") as f:
             f.write("pools: [this is: not valid\n")
-        m.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while "reload failed" not in m.stderr() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        m.reload("reload failed")
         self.assertIn("reload failed, the running configuration stays", m.stderr())
         self.assertRegex(m.stderr(), r"moat\.yaml:\d+:\d+: ")
         rc, out, err = curl(m.url("/still"))
@@ -142,10 +139,7 @@ class TestReload(MoatTestCase):
         text = open(path).read().replace("127.0.0.1:0", "127.0.0.2:0")
         with open(path, "w") as f:
             f.write(text)
-        m.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while "reload refused" not in m.stderr() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        m.reload("reload refused")
         self.assertIn("reload refused, the running configuration stays: listeners changed",
                       m.stderr())
         rc, out, err = curl(m.url("/still"))
@@ -164,10 +158,7 @@ class TestReload(MoatTestCase):
         old_der = old.getpeercert(binary_form=True)
         shutil.copy(Certs.path("rsa.pem"), cert)
         shutil.copy(Certs.path("rsa.key"), key)
-        m.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while "configuration 2 loaded" not in m.stderr() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        m.reload("configuration 2 loaded")
         self.assertIn("configuration 2 loaded", m.stderr())
         time.sleep(0.2)
         new = tls_connect(m.port)
@@ -182,10 +173,7 @@ class TestReload(MoatTestCase):
         # A broken key on the next reload leaves the RSA certificate in place.
         with open(key, "w") as f:
             f.write("not a key\n")
-        m.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while "reload failed" not in m.stderr() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        m.reload("reload failed")
         self.assertRegex(m.stderr(), r"reload failed, the running configuration stays: .*site\.key")
         again = tls_connect(m.port)
         self.assertEqual(again.getpeercert(binary_form=True),
@@ -207,10 +195,7 @@ class TestReload(MoatTestCase):
         while not a.seen and time.monotonic() < deadline:
             time.sleep(0.02)
         yaml_config(path, b.addr, "green")
-        m.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while "configuration 2 loaded" not in m.stderr() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        m.reload("configuration 2 loaded")
         time.sleep(0.2)
         t2 = threading.Thread(target=slow, args=("new", m.url("/slow/1.5")))
         t2.start()
