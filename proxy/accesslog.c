@@ -13,6 +13,17 @@ static const char hex_upper[] = "0123456789ABCDEF";
 /* Values no configuration or peer may make longer than this (pool names, TLS names): cut. */
 #define SHORT_MAX 256
 
+/* Copies n bytes and a NUL to *p, moves *p past them; returns where the copy starts. */
+static char *copy_field(char **p, const char *s, size_t n)
+{
+    char *start = *p;
+    if (n > 0)
+        memcpy(start, s, n);
+    start[n] = '\0';
+    *p = start + n + 1;
+    return start;
+}
+
 struct moat_access_req *moat_access_req_new(const char *method, int http_minor,
                                             const char *target, size_t target_len,
                                             const char *referer, size_t referer_len,
@@ -34,30 +45,14 @@ struct moat_access_req *moat_access_req_new(const char *method, int http_minor,
     r->method = method;
     r->http_minor = http_minor;
     char *p = r->data;
-    r->target = p;
+    r->target = copy_field(&p, target, target_len);
     r->target_len = target_len;
-    if (target_len > 0)
-        memcpy(p, target, target_len);
-    p += target_len;
-    *p++ = '\0';
-    r->referer = NULL;
-    r->referer_len = 0;
-    if (referer_len > 0) {
-        memcpy(p, referer, referer_len);
-        r->referer = p;
-        r->referer_len = referer_len;
-        p += referer_len;
-    }
-    *p++ = '\0';
-    r->user_agent = NULL;
-    r->user_agent_len = 0;
-    if (user_agent_len > 0) {
-        memcpy(p, user_agent, user_agent_len);
-        r->user_agent = p;
-        r->user_agent_len = user_agent_len;
-        p += user_agent_len;
-    }
-    *p = '\0';
+    char *copy = copy_field(&p, referer, referer_len);
+    r->referer = referer_len > 0 ? copy : NULL; /* absent and empty are both "-" */
+    r->referer_len = referer_len;
+    copy = copy_field(&p, user_agent, user_agent_len);
+    r->user_agent = user_agent_len > 0 ? copy : NULL;
+    r->user_agent_len = user_agent_len;
     return r;
 }
 
