@@ -576,7 +576,12 @@ static void up_ready(struct moat_conn *c)
 static int lease_upstream(struct moat_conn *c, size_t backend, int fresh_only)
 {
     struct moat_upstream *up;
-    int err = moat_upstream_lease(c->gen, backend, fresh_only, c, &c->wait_node, &up);
+    /* What retry_stale() could send again whole, were a pooled connection dead. */
+    int is_resendable = c->ex.req_done && c->ex.replay_ok &&
+                        moat_http_method_is_idempotent(c->ex.method);
+    unsigned flags = (fresh_only ? MOAT_LEASE_FRESH : 0u) |
+                     (is_resendable ? MOAT_LEASE_RESENDABLE : 0u);
+    int err = moat_upstream_lease(c->gen, backend, flags, c, &c->wait_node, &up);
     if (err == MOAT_UP_WAIT) {
         /* Every slot of this backend is busy: wait (as long as a connect may take) for one. */
         c->ex.is_waiting = 1;

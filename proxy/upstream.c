@@ -24,6 +24,7 @@ struct moat_pool {
 /* After a failed connect a backend is passed over for this long (per worker), as nginx does by
  * default, so one dead backend does not cost every request a connect attempt. */
 #define BACKEND_DOWN_MS 10000
+#define UNCHECKED_IDLE_MS 250 /* see moat_upstream_lease() */
 
 static void up_close(struct moat_upstream *up);
 static void on_up_write_done(struct moat_wire *wire, int status);
@@ -191,18 +192,24 @@ static void on_up_connect(uv_connect_t *req, int status)
         up_close(up);
 }
 
-int moat_upstream_lease(struct moat_gen *g, size_t backend, int fresh_only,
+int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
                         struct moat_conn *c, struct moat_list *wait_node,
                         struct moat_upstream **out)
 {
     struct moat_worker *w = g->w;
     struct moat_pool *p = &g->pools[backend];
-    while (!fresh_only && !moat_list_is_empty(&p->idle)) {
+    while (!(flags & MOAT_LEASE_FRESH) && !moat_list_is_empty(&p->idle)) {
         struct moat_upstream *up = moat_list_entry(p->idle.prev, struct moat_upstream, node);
         moat_list_remove(&up->node);
         p->n_idle--;
         up->state = MOAT_UP_ACTIVE;
-        if (up_is_stale(up)) {
+        /* The loop saw no close or stray byte when it last polled, so only what arrived since
+         * can make it stale. Backends close idle connections after their idle timeout (a second
+         * or more) or announce it (Connection: close), so one pooled for less than
+         * UNCHECKED_IDLE_MS is stale only if the backend died; a resendable request then goes
+         * again on a fresh connection (the conn's stale retry), so the syscall is saved. */
+        int is_recent = uv_now(&w->loop) - up->idle_since_ms < UNCHECKED_IDLE_MS;
+        if (!((flags & MOAT_LEASE_RESENDABLE) && is_recent) && up_is_stale(up)) {
             up_close(up);
             continue;
         }
@@ -278,6 +285,7 @@ void moat_upstream_release(struct moat_upstream *up, int reuse)
         return;
     }
     up->state = MOAT_UP_IDLE;
+    up->idle_since_ms = uv_now(&up->w->loop);
     moat_list_push_back(&p->idle, &up->node);
     p->n_idle++;
     /* Watch for the backend's close while idle, whatever the last lessee had stopped. */

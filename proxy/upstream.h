@@ -37,6 +37,7 @@ struct moat_upstream {
     int is_reused;             /* served an earlier request: a death may be staleness */
     int bytes_sent;            /* a write of the current request completed */
     uint64_t keepalive_ms;     /* may idle in the pool this long (backend's Keep-Alive) */
+    uint64_t idle_since_ms;    /* loop time it entered the pool */
 };
 
 /* Read-stop reasons, shared with conn.c. */
@@ -56,14 +57,19 @@ void moat_pools_free(struct moat_gen *g);
  * `avoid` (SIZE_MAX: none). Returns an index into g->rt->backends. */
 size_t moat_backend_next(struct moat_gen *g, size_t pool, size_t avoid);
 
+/* How moat_upstream_lease() may pick. */
+#define MOAT_LEASE_FRESH 0x1u      /* never a pooled connection (a resend after a stale one) */
+#define MOAT_LEASE_RESENDABLE 0x2u /* the request can be sent again whole if a pooled connection
+                                    * proves dead: a recently pooled one is taken unchecked */
+
 /* Leases a connection to backend for client c: a pooled one still open (state ACTIVE,
- * is_reused 1) unless fresh_only, else a new one (state CONNECTING; c gets
+ * is_reused 1) unless flags has MOAT_LEASE_FRESH, else a new one (state CONNECTING; c gets
  * moat_conn_on_up_connected() later). Returns 0, a negative libuv error (nothing leased), or
  * MOAT_UP_WAIT: the backend has --max-backend-connections open in this worker; wait_node was
  * queued and moat_conn_on_backend_free(wait_node) runs when one is free (the caller leases
  * again then; it may drop out of the queue earlier with moat_list_remove(wait_node)). */
 #define MOAT_UP_WAIT 1
-int moat_upstream_lease(struct moat_gen *g, size_t backend, int fresh_only,
+int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
                         struct moat_conn *c, struct moat_list *wait_node,
                         struct moat_upstream **out);
 

@@ -31,6 +31,28 @@ class OneRequestPerConnection(socketserver.BaseRequestHandler):
             self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 
+class CloseAfterAnswer(socketserver.BaseRequestHandler):
+    """Promises keep-alive, then closes right after the response: the pooled connection dies
+    a moment after moat pooled it, well inside the window in which moat reuses a pooled
+    connection unchecked for a request it can resend."""
+
+    def handle(self):
+        f = self.request.makefile("rb")
+        length = 0
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+            if line == b"\r\n":
+                break
+        f.read(length)
+        self.server.answered += 1  # before the answer: the client may look right after it
+        self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        time.sleep(self.server.close_after)
+
+
 def get_json(m, path):
     rc, out, err = curl(m.url(path))
     if rc != 0:
@@ -111,6 +133,39 @@ class TestUpstream(MoatTestCase):
                 self.assertEqual(out, expect, err)
         # Dropped: GET /two, then the POST round's GET /one (resent), then POST /two.
         self.assertEqual(srv.dropped, 3)
+        self.stop_clean(m)
+
+    def test_connection_closed_just_after_pooling_never_gives_502(self):
+        srv = self.raw_backend(CloseAfterAnswer, answered=0, close_after=0)
+        m = self.moat("--backend", srv.addr, "--workers", "1")
+        s = tls_connect(m.port)
+        f = s.makefile("rb")
+        # Back to back: each may reuse the connection the last one pooled, dead or not. (A POST
+        # here could get 502 whatever moat checks: the close may still be on its way.)
+        for i in range(10):
+            s.sendall(b"GET /quick/%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % i)
+            st, _, _ = read_response(f)
+            self.assertEqual(st, 200, "request %d" % i)
+        s.close()
+        self.assertEqual(srv.answered, 10)
+        self.stop_clean(m)
+
+    def test_pipelined_get_on_a_connection_dying_unchecked_is_resent(self):
+        # The second request is already waiting when the first response ends, so moat reuses
+        # the connection it just pooled without asking the socket; the backend closes it 50 ms
+        # later without answering: the GET goes again on a fresh connection.
+        srv = self.raw_backend(CloseAfterAnswer, answered=0, close_after=0.05)
+        m = self.moat("--backend", srv.addr, "--workers", "1", "--log-level", "debug")
+        s = tls_connect(m.port)
+        f = s.makefile("rb")
+        s.sendall(b"GET /a HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                  b"GET /b HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        for _ in range(2):
+            st, _, _ = read_response(f)
+            self.assertEqual(st, 200)
+        s.close()
+        self.assertIn("pooled connection was dead; resending", m.stderr())
+        self.assertEqual(srv.answered, 2)  # /a; /b on the dead connection unanswered; /b again
         self.stop_clean(m)
 
     def test_pool_reuses_backend_connections(self):
