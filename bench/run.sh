@@ -285,10 +285,16 @@ EOF
 
 write_haproxy_conf() {
     local port=$1
+    # HAProxy reserves two descriptors per connection and refuses to start beyond the limit.
+    local fds maxconn=20000
+    fds=$(ulimit -n)
+    if [ "$fds" != unlimited ] && [ $(((fds - 100) / 2)) -lt $maxconn ]; then
+        maxconn=$(((fds - 100) / 2))
+    fi
     cat >"$work/haproxy.cfg" <<EOF
 global
     nbthread 1
-    maxconn 20000
+    maxconn $maxconn
     ssl-default-bind-ciphers $tls12_suites
     ssl-default-bind-ciphersuites $tls13_suites
     ssl-default-bind-options ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3 prefer-client-ciphers
