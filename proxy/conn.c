@@ -54,22 +54,21 @@ static void set_state(struct moat_conn *c, enum moat_conn_state to)
 
 /* ---- deadlines ---------------------------------------------------------------------------- */
 
-static void on_conn_timer(uv_timer_t *t);
+static void on_conn_timer(void *owner);
 
-/* One timer carries the current state's deadline; repeating, so uv_timer_again() re-arms it. */
+/* One deadline carries the current state's timeout; repeating, so moat_deadline_again() moves
+ * it on with traffic. */
 static void set_deadline(struct moat_conn *c, uint64_t ms)
 {
-    if (ms == 0) {
-        uv_timer_stop(&c->timer);
-        uv_timer_set_repeat(&c->timer, 0); /* so uv_timer_again() leaves it stopped */
-    } else {
-        uv_timer_start(&c->timer, on_conn_timer, ms, ms);
-    }
+    if (ms == 0)
+        moat_deadline_stop(&c->deadline);
+    else
+        moat_deadline_start(&c->deadline, ms, 1);
 }
 
-static void on_conn_timer(uv_timer_t *t)
+static void on_conn_timer(void *owner)
 {
-    struct moat_conn *c = t->data;
+    struct moat_conn *c = owner;
     switch (c->state) {
     case MOAT_CONN_HANDSHAKE:
         moat_metrics_handshake(c->w->metrics, MOAT_METRICS_HS_FAILED);
@@ -222,7 +221,7 @@ static void on_cli_write_done(struct moat_wire *wire, int status)
         return;
     }
     if (c->state == MOAT_CONN_SHUTDOWN) {
-        uv_timer_again(&c->timer); /* the client is still reading: give it more time */
+        moat_deadline_again(&c->deadline); /* the client is still reading: give it more time */
         maybe_shutdown(c);
         return;
     }
@@ -292,7 +291,7 @@ void moat_conn_close(struct moat_conn *c)
     }
     c->closes_pending = 2;
     uv_close((uv_handle_t *)&c->tcp, on_cli_closed);
-    uv_close((uv_handle_t *)&c->timer, on_cli_closed);
+    moat_deadline_close(&c->deadline, on_cli_closed);
 }
 
 static void on_cli_shutdown(uv_shutdown_t *req, int status)
@@ -744,7 +743,7 @@ static void tunnel_to_backend(struct moat_conn *c, const char *data, size_t len)
         moat_conn_close(c);
         return;
     }
-    uv_timer_again(&c->timer); /* traffic either way keeps the tunnel alive */
+    moat_deadline_again(&c->deadline); /* traffic either way keeps the tunnel alive */
     if (up_pending(c) > c->rt->high_water)
         rx_block(c, MOAT_RX_PEER_FULL);
 }
@@ -763,7 +762,7 @@ static void tunnel_from_backend(struct moat_conn *c, const char *buf, ssize_t nr
         return;
     }
     cli_send(c, buf, (size_t)nread);
-    uv_timer_again(&c->timer);
+    moat_deadline_again(&c->deadline);
     cli_flush(c);
 }
 
@@ -1029,7 +1028,7 @@ static int on_req_body(void *ctx, const char *data, size_t len)
     } else {
         rc = up_queue(c, data, len);
     }
-    uv_timer_again(&c->timer);
+    moat_deadline_again(&c->deadline);
     return rc;
 }
 
@@ -1325,14 +1324,13 @@ void moat_conn_accept(struct moat_worker *w, uv_stream_t *server)
     moat_bufq_init(&c->to_cli);
     moat_bufq_init(&c->to_up);
     c->tcp.data = c;
-    c->timer.data = c;
     c->cli_wire.stream = (uv_stream_t *)&c->tcp;
     c->cli_wire.on_done = on_cli_write_done;
     c->shutdown_req.data = c;
     strcpy(c->peer, "?");
     strcpy(c->peer_ip, "?");
     uv_tcp_init(&w->loop, &c->tcp);
-    uv_timer_init(&w->loop, &c->timer);
+    moat_deadline_init(&w->loop, &c->deadline, on_conn_timer, c);
     moat_list_push_back(&w->conns, &c->node);
     w->n_conns++;
     moat_metrics_conn_opened(w->metrics);

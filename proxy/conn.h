@@ -10,6 +10,7 @@
 #include "http/http.h"
 #include "proxy/base/bufq.h"
 #include "proxy/base/list.h"
+#include "proxy/deadline.h"
 #include "proxy/wire.h"
 
 struct moat_worker;
@@ -70,7 +71,7 @@ struct moat_conn {
     const struct moat_runtime *rt; /* gen->rt: its timeouts, limits, backends */
     uint64_t id;
     uv_tcp_t tcp;
-    uv_timer_t timer;            /* the current state's deadline */
+    struct moat_deadline deadline; /* the current state's timeout */
     uv_shutdown_t shutdown_req;
     enum moat_conn_state state;
     int closes_pending;          /* handles not yet closed; conn freed at 0 */

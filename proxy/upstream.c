@@ -118,7 +118,7 @@ static void up_close(struct moat_upstream *up)
     up->client = NULL;
     up->closes_pending = 2;
     uv_close((uv_handle_t *)&up->tcp, on_up_closed);
-    uv_close((uv_handle_t *)&up->timer, on_up_closed);
+    moat_deadline_close(&up->deadline, on_up_closed);
 }
 
 /* A pooled connection is usable only if the backend neither closed it nor sent anything: a FIN
@@ -154,14 +154,14 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         up_close(up);
         return;
     }
-    if (nread > 0 && uv_is_active((uv_handle_t *)&up->timer))
-        uv_timer_again(&up->timer); /* silence is measured from the last byte */
+    if (nread > 0 && moat_deadline_is_due(&up->deadline))
+        moat_deadline_again(&up->deadline); /* silence is measured from the last byte */
     moat_conn_on_up_read(up->client, buf->base, nread);
 }
 
-static void on_up_timer(uv_timer_t *t)
+static void on_up_timer(void *owner)
 {
-    struct moat_upstream *up = t->data;
+    struct moat_upstream *up = owner;
     if (up->state == MOAT_UP_IDLE) {
         up_close(up); /* expired before the backend's own idle timeout can bite */
         return;
@@ -177,7 +177,7 @@ static void on_up_connect(uv_connect_t *req, int status)
     struct moat_upstream *up = req->data;
     if (status == UV_ECANCELED || up->state == MOAT_UP_CLOSING)
         return;
-    uv_timer_stop(&up->timer);
+    moat_deadline_stop(&up->deadline);
     if (status == 0) {
         up->state = MOAT_UP_ACTIVE;
         uv_tcp_nodelay(&up->tcp, 1);
@@ -213,7 +213,7 @@ int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
             up_close(up);
             continue;
         }
-        uv_timer_stop(&up->timer);
+        moat_deadline_stop(&up->deadline);
         up->client = c;
         up->is_reused = 1;
         up->bytes_sent = 0;
@@ -241,10 +241,9 @@ int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
     up->tcp.data = up;
     up->wire.stream = (uv_stream_t *)&up->tcp;
     up->wire.on_done = on_up_write_done;
-    up->timer.data = up;
     up->connect_req.data = up;
     uv_tcp_init(&w->loop, &up->tcp);
-    uv_timer_init(&w->loop, &up->timer);
+    moat_deadline_init(&w->loop, &up->deadline, on_up_timer, up);
     int err = uv_tcp_connect(&up->connect_req, &up->tcp,
                              (const struct sockaddr *)&g->rt->backends[backend].addr,
                              on_up_connect);
@@ -252,7 +251,7 @@ int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
         up_close(up);
         return err;
     }
-    uv_timer_start(&up->timer, on_up_timer, g->rt->connect_timeout_ms, 0);
+    moat_deadline_start(&up->deadline, g->rt->connect_timeout_ms, 0);
     *out = up;
     return 0;
 }
@@ -298,7 +297,7 @@ void moat_upstream_release(struct moat_upstream *up, int reuse)
     uint64_t ms = g->rt->pool_idle_ms;
     if (up->keepalive_ms != 0 && up->keepalive_ms < ms)
         ms = up->keepalive_ms;
-    uv_timer_start(&up->timer, on_up_timer, ms, 0);
+    moat_deadline_start(&up->deadline, ms, 0);
 }
 
 static void on_up_write_done(struct moat_wire *wire, int status)
@@ -330,7 +329,7 @@ void moat_upstream_rx_block(struct moat_upstream *up, unsigned why)
     if (up->rx_blocked == 0 && up->state == MOAT_UP_ACTIVE) {
         uv_read_stop((uv_stream_t *)&up->tcp);
         /* We stopped reading: the backend's silence is ours, not its fault. */
-        uv_timer_stop(&up->timer);
+        moat_deadline_pause(&up->deadline);
     }
     up->rx_blocked |= why;
 }
@@ -342,17 +341,13 @@ void moat_upstream_rx_unblock(struct moat_upstream *up, unsigned why)
     if (before == 0 || up->rx_blocked != 0 || up->state != MOAT_UP_ACTIVE)
         return;
     uv_read_start((uv_stream_t *)&up->tcp, on_up_alloc, on_up_read);
-    if (uv_timer_get_repeat(&up->timer) != 0)
-        uv_timer_again(&up->timer); /* a silence deadline was set: it runs again from now */
+    moat_deadline_again(&up->deadline); /* a silence deadline, if set, runs again from now */
 }
 
 void moat_upstream_set_deadline(struct moat_upstream *up, uint64_t ms)
 {
-    if (ms == 0) {
-        uv_timer_stop(&up->timer);
-        uv_timer_set_repeat(&up->timer, 0); /* so uv_timer_again() leaves it stopped */
-        return;
-    }
-    /* A repeating timer so uv_timer_again() can re-arm it on every byte. */
-    uv_timer_start(&up->timer, on_up_timer, ms, ms);
+    if (ms == 0)
+        moat_deadline_stop(&up->deadline);
+    else /* repeating, so moat_deadline_again() can move it on with every byte */
+        moat_deadline_start(&up->deadline, ms, 1);
 }

@@ -8,6 +8,7 @@
 
 #include "proxy/base/bufq.h"
 #include "proxy/base/list.h"
+#include "proxy/deadline.h"
 #include "proxy/wire.h"
 
 struct moat_worker;
@@ -27,7 +28,7 @@ struct moat_upstream {
     struct moat_gen *gen;      /* held: the configuration whose pools and backends these are */
     size_t backend;            /* index into gen->rt->backends */
     uv_tcp_t tcp;
-    uv_timer_t timer;          /* connect deadline, backend silence, or pool expiry */
+    struct moat_deadline deadline; /* connect deadline, backend silence, or pool expiry */
     uv_connect_t connect_req;
     enum moat_up_state state;
     int closes_pending;        /* handles not yet closed; freed at 0 */
