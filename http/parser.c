@@ -496,8 +496,10 @@ static int on_headers_complete(llhttp_t *llh)
     struct moat_http_parser *p = llh->data;
     struct moat_http_head h;
     memset(&h, 0, sizeof(h));
-    struct moat_http_field *fields = NULL;
-    if (p->n_spans > 0) {
+    /* Nearly every head fits the stack array: no allocation per head for the field list. */
+    struct moat_http_field small[32];
+    struct moat_http_field *fields = small;
+    if (p->n_spans > sizeof(small) / sizeof(small[0])) {
         fields = malloc(p->n_spans * sizeof(*fields));
         if (fields == NULL) {
             arena_release(p);
@@ -520,7 +522,8 @@ static int on_headers_complete(llhttp_t *llh)
         else if (p->err_status != 0) /* moat_http_parser_fail() without an error return */
             rc = -1;
     }
-    free(fields);
+    if (fields != small)
+        free(fields);
     arena_release(p);
     return rc;
 }

@@ -388,13 +388,16 @@ static const struct moat_http_field *find_field(const struct moat_http_head *h, 
  * when it sent one sane X-Request-Id, else a new one. */
 static void remember_for_log(struct moat_conn *c, const struct moat_http_head *h)
 {
-    const struct moat_http_field *ref = find_field(h, "Referer");
-    const struct moat_http_field *ua = find_field(h, "User-Agent");
     free(c->ex.log_req);
-    c->ex.log_req = moat_access_req_new(h->method_name, h->version_minor, h->target,
-                                        h->target_len, ref ? ref->value : NULL,
-                                        ref ? ref->value_len : 0, ua ? ua->value : NULL,
-                                        ua ? ua->value_len : 0); /* NULL: logged as "-" */
+    c->ex.log_req = NULL;
+    if (c->rt->cfg->access_log) {
+        const struct moat_http_field *ref = find_field(h, "Referer");
+        const struct moat_http_field *ua = find_field(h, "User-Agent");
+        c->ex.log_req = moat_access_req_new(h->method_name, h->version_minor, h->target,
+                                            h->target_len, ref ? ref->value : NULL,
+                                            ref ? ref->value_len : 0, ua ? ua->value : NULL,
+                                            ua ? ua->value_len : 0); /* NULL: logged as "-" */
+    }
     const char *id;
     size_t id_len;
     if (moat_http_request_id_get(h, &id, &id_len)) {
