@@ -56,14 +56,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct moat_cfg *cfg = NULL;
     char err[512] = "";
     enum moat_cfg_result r = moat_cfg_from_argv(argc, argv, 2, &cfg, err, sizeof(err));
-    if (r == MOAT_CFG_RUN) {
+    if (r == MOAT_CFG_RUN || r == MOAT_CFG_CHECK) { /* check mode (-t) loads the same model */
         if (cfg->pools[0].n_backends == 0 || cfg->n_listeners == 0 || cfg->workers < 1 ||
             cfg->workers > 256 || cfg->listeners[0].n_certs > MOAT_CFG_MAX_CERTS)
             abort();
         moat_cfg_free(cfg);
     } else if (r == MOAT_CFG_BAD_ARGS && err[0] == '\0') {
         abort();
-    } else if (r != MOAT_CFG_RUN && cfg != NULL) {
+    } else if (cfg != NULL) {
         abort();
     }
     free(buf);
