@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "proxy/base/bufq.h"
 #include "proxy/conn.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
@@ -245,7 +244,6 @@ static void *worker_main(void *arg)
 {
     struct moat_worker *w = arg;
     uv_run(&w->loop, UV_RUN_DEFAULT);
-    moat_chunk_spares_free();
     return NULL;
 }
 
@@ -326,7 +324,6 @@ void moat_worker_join(struct moat_worker *w)
     /* Everything closed itself while draining; this only catches what a bug left open. */
     uv_walk(&w->loop, on_walk_close, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
-    moat_chunk_spares_free(); /* what the closes above gave back on this thread */
     int rc = uv_loop_close(&w->loop);
     if (rc != 0)
         moat_log(MOAT_LOG_ERROR, "w%u loop close: %s", w->id, uv_err_name(rc));

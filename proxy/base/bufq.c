@@ -4,32 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MOAT_ASAN 1
-#endif
-#elif defined(__SANITIZE_ADDRESS__)
-#define MOAT_ASAN 1
-#endif
-#ifdef MOAT_ASAN
-#include <sanitizer/asan_interface.h>
-/* A pooled chunk's bytes stay poisoned, so ASan still catches a use after moat_chunk_free(). */
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define POISON(p, n) ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-
-/* Spare minimum-size chunks of this thread (each worker is one thread, so this is the worker's
- * buffer pool). Every keep-alive request and response passes through one such chunk on each
- * side and frees it once the socket took the bytes: taking it from here instead of malloc saves
- * two 16 KiB allocations per exchange and keeps glibc from consolidating its free lists. */
-static _Thread_local struct {
-    struct moat_chunk *head;
-    unsigned n;
-} spare;
-
 void moat_bufq_init(struct moat_bufq *q)
 {
     q->head = NULL;
@@ -40,17 +14,9 @@ void moat_bufq_init(struct moat_bufq *q)
 static struct moat_chunk *chunk_new(size_t min_cap)
 {
     size_t cap = min_cap < MOAT_CHUNK_MIN ? MOAT_CHUNK_MIN : min_cap;
-    struct moat_chunk *c;
-    if (cap == MOAT_CHUNK_MIN && spare.head != NULL) {
-        c = spare.head;
-        spare.head = c->next;
-        spare.n--;
-        UNPOISON(c->data, cap);
-    } else {
-        c = malloc(sizeof(*c) + cap);
-        if (c == NULL)
-            return NULL;
-    }
+    struct moat_chunk *c = malloc(sizeof(*c) + cap);
+    if (c == NULL)
+        return NULL;
     c->next = NULL;
     c->len = 0;
     c->cap = cap;
@@ -113,7 +79,7 @@ void moat_bufq_drop(struct moat_bufq *q, size_t n)
         n -= c->len;
         q->bytes -= c->len;
         q->head = c->next;
-        moat_chunk_free(c);
+        free(c);
     }
     if (q->head == NULL)
         q->tail = NULL;
@@ -124,7 +90,7 @@ void moat_bufq_clear(struct moat_bufq *q)
     struct moat_chunk *c = q->head;
     while (c != NULL) {
         struct moat_chunk *next = c->next;
-        moat_chunk_free(c);
+        free(c);
         c = next;
     }
     moat_bufq_init(q);
@@ -132,30 +98,5 @@ void moat_bufq_clear(struct moat_bufq *q)
 
 void moat_chunk_free(struct moat_chunk *c)
 {
-    if (c == NULL)
-        return;
-    if (c->cap != MOAT_CHUNK_MIN || spare.n >= MOAT_CHUNK_SPARE_MAX) {
-        free(c);
-        return;
-    }
-    POISON(c->data, c->cap);
-    c->next = spare.head;
-    spare.head = c;
-    spare.n++;
-}
-
-unsigned moat_chunk_spares(void)
-{
-    return spare.n;
-}
-
-void moat_chunk_spares_free(void)
-{
-    while (spare.head != NULL) {
-        struct moat_chunk *c = spare.head;
-        spare.head = c->next;
-        UNPOISON(c->data, c->cap);
-        free(c);
-    }
-    spare.n = 0;
+    free(c);
 }

@@ -37,16 +37,6 @@ void moat_bufq_drop(struct moat_bufq *q, size_t n);
 /* Frees every queued chunk; the queue is empty and reusable after. */
 void moat_bufq_clear(struct moat_bufq *q);
 
-/* Gives a chunk back: a minimum-size one to this thread's spares (at most
- * MOAT_CHUNK_SPARE_MAX, 16 KiB each), any other to the heap. NULL: nothing. */
-void moat_chunk_free(struct moat_chunk *c);
-
-/* This thread's spare chunks are bounded by this: a worker keeps at most ~260 KiB of them. */
-#define MOAT_CHUNK_SPARE_MAX 16
-
-unsigned moat_chunk_spares(void); /* how many this thread holds */
-
-/* Frees this thread's spares; a thread that used chunk queues calls it before it ends. */
-void moat_chunk_spares_free(void);
+void moat_chunk_free(struct moat_chunk *c); /* NULL: nothing */
 
 #endif

@@ -125,44 +125,6 @@ static void test_drop_front_bytes(void **state)
     moat_bufq_clear(&q);
 }
 
-/* Freed minimum-size chunks come back for the next append, up to the bound; bigger ones go to
- * the heap; the spares are freed on request. */
-static void test_spare_chunks_are_reused_and_bounded(void **state)
-{
-    (void)state;
-    moat_chunk_spares_free();
-    struct moat_bufq q;
-    moat_bufq_init(&q);
-    assert_int_equal(moat_bufq_append(&q, "request", 7), 0);
-    struct moat_chunk *first = q.head;
-    moat_bufq_drop(&q, q.bytes); /* the socket took it all */
-    assert_int_equal(moat_chunk_spares(), 1);
-    assert_int_equal(moat_bufq_append(&q, "response", 8), 0);
-    assert_ptr_equal(q.head, first); /* the same block, no malloc */
-    assert_memory_equal(q.head->data, "response", 8);
-    assert_int_equal(moat_chunk_spares(), 0);
-    moat_bufq_clear(&q);
-
-    static char big[MOAT_CHUNK_MIN + 1];
-    assert_int_equal(moat_bufq_append(&q, big, sizeof(big)), 0);
-    moat_bufq_clear(&q);
-    assert_int_equal(moat_chunk_spares(), 1); /* the big chunk was not kept */
-
-    /* More chunks freed at once than the bound: the excess goes to the heap. */
-    struct moat_chunk *cs[MOAT_CHUNK_SPARE_MAX + 4];
-    size_t n = 0;
-    for (size_t i = 0; i < MOAT_CHUNK_SPARE_MAX + 4; i++) {
-        assert_int_equal(moat_bufq_append(&q, big, MOAT_CHUNK_MIN), 0); /* fills a chunk */
-        n += moat_bufq_take(&q, cs + n, 1);
-    }
-    assert_int_equal(n, MOAT_CHUNK_SPARE_MAX + 4);
-    for (size_t i = 0; i < n; i++)
-        moat_chunk_free(cs[i]);
-    assert_int_equal(moat_chunk_spares(), MOAT_CHUNK_SPARE_MAX);
-    moat_chunk_spares_free();
-    assert_int_equal(moat_chunk_spares(), 0);
-}
-
 static void test_list(void **state)
 {
     (void)state;
@@ -190,7 +152,6 @@ int main(void)
         cmocka_unit_test(test_record_never_split),
         cmocka_unit_test(test_empty_append_and_take),
         cmocka_unit_test(test_drop_front_bytes),
-        cmocka_unit_test(test_spare_chunks_are_reused_and_bounded),
         cmocka_unit_test(test_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
