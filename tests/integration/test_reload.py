@@ -12,6 +12,7 @@ import unittest
 from harness import Certs, MoatTestCase, curl, tls_connect, write_config
 
 RELOAD_EVERY_S = 0.1
+LOADED = "main configuration "  # the log line of each configuration moat takes
 RELOAD_FOR_S = 3.0
 
 
@@ -80,21 +81,30 @@ class TestReload(MoatTestCase):
                    Client(m.port, long_lived=False)]
         for c in clients:
             c.start()
+        loaded = m.stderr().count(LOADED)
         reloads = 0
-        end = time.monotonic() + RELOAD_FOR_S
-        while time.monotonic() < end:
-            time.sleep(RELOAD_EVERY_S)
+
+        def reload_to(addr, name):
+            # Signals that arrive before the first is handled merge into one (as for any
+            # process), so each reload is waited for, as an operator would, before the next.
+            nonlocal reloads
+            yaml_config(path, addr, name)
+            m.proc.send_signal(signal.SIGHUP)
             reloads += 1
+            deadline = time.monotonic() + 10
+            while m.stderr().count(LOADED) < loaded + reloads and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+        start = time.monotonic()
+        while time.monotonic() < start + RELOAD_FOR_S:
+            time.sleep(max(0.0, start + (reloads + 1) * RELOAD_EVERY_S - time.monotonic()))
             # Alternate between the two pool definitions, ending on backend b.
-            if reloads % 2:
-                yaml_config(path, b.addr, "green")
+            if reloads % 2 == 0:
+                reload_to(b.addr, "green")
             else:
-                yaml_config(path, a.addr, "blue")
-            m.proc.send_signal(signal.SIGHUP)
+                reload_to(a.addr, "blue")
         if reloads % 2 == 0:
-            yaml_config(path, b.addr, "green")
-            m.proc.send_signal(signal.SIGHUP)
-            reloads += 1
+            reload_to(b.addr, "green")
         time.sleep(0.5)  # the last reload reaches every worker
         # New connections now go to b only (the long-lived clients may still
         # be on a connection that began before the last reload: their
@@ -116,7 +126,8 @@ class TestReload(MoatTestCase):
         # Both pools served requests while reloads alternated.
         self.assertGreater(len(a.seen), 0)
         self.assertGreater(len(b.seen), 6)
-        self.assertGreaterEqual(m.stderr().count("configuration"), reloads)
+        self.assertGreaterEqual(reloads, RELOAD_FOR_S / RELOAD_EVERY_S / 2)
+        self.assertEqual(m.stderr().count(LOADED), loaded + reloads)
         self.assertNotIn("reload failed", m.stderr())
         self.stop_clean(m)
 
