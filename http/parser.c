@@ -437,6 +437,13 @@ static int check_request(struct moat_http_parser *p, struct moat_http_head *h)
     } else {
         h->framing = MOAT_HTTP_BODY_NONE; /* RFC 9112 §6.3 ¶7 */
     }
+    /* An upgrade hands the connection over to another protocol once the request ends; a body
+     * on such a request is where a front end and a backend can disagree about which bytes are
+     * HTTP and which belong to the tunnel (request smuggling). No real client sends one. */
+    if ((llh->flags & F_UPGRADE) &&
+        (h->framing == MOAT_HTTP_BODY_CHUNKED ||
+         (h->framing == MOAT_HTTP_BODY_LENGTH && h->content_length > 0)))
+        return reject(p, 400, "Upgrade request with a body");
     h->is_upgrade = (llh->flags & F_UPGRADE) && (llh->flags & F_CONNECTION_UPGRADE);
     /* RFC 9110 §10.1.1: the expectation means nothing in an HTTP/1.0 request. */
     h->expects_continue = h->version_minor == 1 && expect != NULL &&

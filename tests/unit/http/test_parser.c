@@ -297,6 +297,10 @@ static const struct pcase good_requests[] = {
      IN("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
         "\x81\x05hello"),
      .want = "GET /ws host=[a] 1.1 none ka=1 up=1 ec=0\ndone\nUPGRADE@70\n"},
+    {"upgrade with an empty Content-Length body", REQ,
+     IN("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n"
+        "Content-Length: 0\r\n\r\n"),
+     .want = "GET /ws host=[a] 1.1 len:0 ka=1 up=1 ec=0\ndone\nUPGRADE@89\n"},
     {"Upgrade without Connection: upgrade is a plain request", REQ,
      IN("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n"),
      .want = "GET / host=[a] 1.1 none ka=1 up=0 ec=0\ndone\nDONE@41\n"},
@@ -362,6 +366,17 @@ static const struct pcase bad_requests[] = {
     {"chunk data longer than its size", REQ,
      IN("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n"),
      .want = "POST / host=[a] 1.1 chunked ka=1 up=0 ec=0\npartial [ab]\nERROR 400\n"},
+    {"upgrade with a Content-Length body", REQ,
+     IN("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n"
+        "Content-Length: 5\r\n\r\nhello"),
+     .want = "ERROR 400\n"},
+    {"upgrade with a chunked body", REQ,
+     IN("POST /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+     .want = "ERROR 400\n"},
+    {"Upgrade without Connection: upgrade, with a body", REQ,
+     IN("POST / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\nhi"),
+     .want = "ERROR 400\n"},
     {"obs-fold", REQ, IN("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n"), .want = "ERROR 400\n"},
     {"bare LF line ends", REQ, IN("GET / HTTP/1.1\nHost: a\n\n"), .want = "ERROR 400\n"},
     {"bare LF inside the head", REQ, IN("GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n"),
