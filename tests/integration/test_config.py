@@ -40,6 +40,25 @@ class TestConfigFile(MoatTestCase):
                 self.assertEqual(p.returncode, 0, p.stderr)
                 self.assertEqual(p.stdout, "configuration OK\n")
 
+    def test_examples_pass_check_mode_as_shipped(self):
+        # As a new user runs them: from the checkout's root, with none of moat's variables set
+        # and a home of their own (minimal.yaml's development certificate goes there).
+        env = {"PATH": os.environ["PATH"], "HOME": os.path.join(self.tmp, "home")}
+        for path in EXAMPLES:
+            rel = os.path.relpath(path, REPO)
+            with self.subTest(example=rel):
+                p = subprocess.run([MOAT_BIN, "-t", "-c", rel], capture_output=True, text=True,
+                                   timeout=60, stdin=subprocess.DEVNULL, env=env, cwd=REPO)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(p.stdout, "configuration OK\n")
+        # The variable, when set, wins over the default the example gives it.
+        env["MOAT_CERT_DIR"] = os.path.join(self.tmp, "no-such-dir")
+        p = subprocess.run([MOAT_BIN, "-t", "-c", "config/examples/full.yaml"],
+                           capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL, env=env, cwd=REPO)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(env["MOAT_CERT_DIR"] + "/ec.pem", p.stderr)
+
     def test_broken_file_lists_every_error(self):
         path = self.write("broken.yaml", "pools:\n"
                                          "  web: {backends: [127.0.0.1:8080]}\n"

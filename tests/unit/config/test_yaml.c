@@ -285,6 +285,7 @@ static void test_yaml_env_expansion(void **state)
     setenv("MOAT_T_POOL", "web", 1);
     setenv("MOAT_T_EMPTY", "", 1);
     setenv("MOAT_T_WORKERS", "5", 1);
+    unsetenv("MOAT_T_UNSET");
     struct moat_cfg *cfg = load_ok(
         "workers: ${MOAT_T_WORKERS}\n"
         "listeners:\n"
@@ -293,13 +294,16 @@ static void test_yaml_env_expansion(void **state)
         "pools:\n"
         "  ${MOAT_T_POOL}: {backends: [127.0.0.1:8080]}\n"
         "default_pool: web\n"
-        "state_dir: /s$${MOAT_T_DIR}${MOAT_T_EMPTY}/x\n");
+        "state_dir: /s$${MOAT_T_DIR}${MOAT_T_EMPTY}/x\n"
+        "user: ${MOAT_T_UNSET:-no:b-dy}${MOAT_T_EMPTY:-!}${MOAT_T_POOL:-x}${MOAT_T_UNSET:-}\n");
     assert_int_equal(cfg->workers, 5);
     assert_int_equal(cfg->listeners[0].addr.port, 9443);
     assert_string_equal(cfg->listeners[0].certs[0].cert_file, "/etc/moat/site.pem");
     assert_string_equal(cfg->listeners[0].certs[0].key_file, "/etc/moat/k$1"); /* a lone $ */
     assert_string_equal(cfg->pools[0].name, "web");
     assert_string_equal(cfg->state_dir, "/s${MOAT_T_DIR}/x"); /* $${ is a literal ${ */
+    /* ${V:-d}: d when V is unset or empty, else V; an empty default is fine */
+    assert_string_equal(cfg->user, "no:b-dy!web");
     moat_cfg_free(cfg);
 }
 
@@ -310,12 +314,13 @@ static void test_yaml_env_errors(void **state)
     setenv("MOAT_T_EMPTY", "", 1);
     expect_errors(POOL "user: ${MOAT_T_UNSET}\n"
                        "group: a${MOAT_T_DIR\n"
-                       "state_dir: ${1X}\n"
+                       "state_dir: ${1X:-a}\n"
                        "logging: {access_log_target: \"${MOAT_T_EMPTY}\"}\n",
-                  "t.yaml:4:7: user: environment variable MOAT_T_UNSET is not set\n"
+                  "t.yaml:4:7: user: environment variable MOAT_T_UNSET is not set (give a "
+                  "default with ${MOAT_T_UNSET:-default})\n"
                   "t.yaml:5:8: group: '${' without a closing '}' (write '$${' for a literal "
                   "'${')\n"
-                  "t.yaml:6:12: state_dir: '${1X}': a variable name is letters, digits and '_', "
+                  "t.yaml:6:12: state_dir: '${1X:-a}': a variable name is letters, digits and '_', "
                   "not starting with a digit\n"
                   "t.yaml:7:30: logging.access_log_target: expected stdout, stderr or a file, "
                   "got an empty value");
