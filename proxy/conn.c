@@ -1195,7 +1195,14 @@ static int read_requests(struct moat_conn *c)
         const char *text;
         int code = moat_tls_session_last_error(c->tls, &text);
         conn_log(c, MOAT_LOG_INFO, "tls read failed: -0x%04x (%s)", (unsigned)-code, text);
-        moat_conn_close(c);
+        /* The session queued its fatal alert in to_cli: send it and nothing of ours (staged
+         * plaintext can no longer be sealed), then FIN and the usual linger, so unread input
+         * does not turn the close into a reset that destroys the alert. */
+        if (w->stage_conn == c) {
+            w->stage_len = 0;
+            w->stage_conn = NULL;
+        }
+        begin_shutdown(c);
         return -1;
     }
     return 0;

@@ -6,6 +6,7 @@
 #include "tls/internal.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,13 @@ struct moat_tls_session {
     int handshake_done;
     int is_resumed;    /* the handshake accepted a session ticket */
     int failed;        /* a fatal error: only _free() may follow */
+    uint64_t emitted;  /* ciphertext bytes handed to emit so far (tells whether a call sent any) */
+    /* The record framing of what was emitted, followed byte by byte: mbedTLS may hand several
+     * records, or part of one, to bio_send. */
+    unsigned char out_hdr[5]; /* the header being collected */
+    unsigned out_hdr_len;     /* its bytes so far (5: complete, body follows) */
+    size_t out_body_left;     /* bytes of the current record's body still to come */
+    unsigned char last_type;  /* content type of the last record whose header was emitted */
     int last_error;
     char error_text[128];
     const char *cipher;  /* static: the suite's IANA name, set when the handshake completes */
@@ -40,12 +48,37 @@ struct moat_tls_session {
     struct moat_tls_session *next; /* in the server's spare list */
 };
 
+/* Follows the records in len emitted bytes, so last_type names the last one begun. */
+static void track_records(struct moat_tls_session *s, const unsigned char *buf, size_t len)
+{
+    while (len > 0) {
+        if (s->out_body_left > 0) {
+            size_t n = len < s->out_body_left ? len : s->out_body_left;
+            s->out_body_left -= n;
+            buf += n;
+            len -= n;
+            continue;
+        }
+        s->out_hdr[s->out_hdr_len++] = *buf++;
+        len--;
+        if (s->out_hdr_len == sizeof(s->out_hdr)) {
+            s->last_type = s->out_hdr[0];
+            s->out_body_left = (size_t)s->out_hdr[3] << 8 | s->out_hdr[4];
+            s->out_hdr_len = 0;
+        }
+    }
+}
+
 static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 {
     struct moat_tls_session *s = ctx;
     if (len > INT_MAX)
         len = INT_MAX;
-    return s->emit(s->emit_ctx, buf, len) == 0 ? (int)len : MBEDTLS_ERR_SSL_ALLOC_FAILED;
+    if (s->emit(s->emit_ctx, buf, len) != 0)
+        return MBEDTLS_ERR_SSL_ALLOC_FAILED;
+    s->emitted += len;
+    track_records(s, buf, len);
+    return (int)len;
 }
 
 static int bio_recv(void *ctx, unsigned char *buf, size_t len)
@@ -117,6 +150,59 @@ int moat_tls_session_on_sni(void *arg, mbedtls_ssl_context *ssl, const unsigned 
     return 0; /* the configured certificate serves every name */
 }
 
+/* The fatal alert an mbedTLS error names, or -1 for errors that name none (the peer's own alert,
+ * the transport's end, moat's own out-of-memory). */
+static int alert_for(int code, int in_handshake)
+{
+    switch (code) {
+    case MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE:
+        return MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE;
+    case MBEDTLS_ERR_SSL_UNEXPECTED_MESSAGE:
+    case MBEDTLS_ERR_SSL_INVALID_RECORD: /* RFC 8446 §5: malformed records are unexpected */
+        return MBEDTLS_SSL_ALERT_MSG_UNEXPECTED_MESSAGE;
+    case MBEDTLS_ERR_SSL_DECODE_ERROR:
+        return MBEDTLS_SSL_ALERT_MSG_DECODE_ERROR;
+    case MBEDTLS_ERR_SSL_ILLEGAL_PARAMETER:
+        return MBEDTLS_SSL_ALERT_MSG_ILLEGAL_PARAMETER;
+    case MBEDTLS_ERR_SSL_BAD_PROTOCOL_VERSION:
+        return MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION;
+    case MBEDTLS_ERR_SSL_UNSUPPORTED_EXTENSION:
+        return MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_EXT;
+    case MBEDTLS_ERR_SSL_NO_APPLICATION_PROTOCOL:
+        return MBEDTLS_SSL_ALERT_MSG_NO_APPLICATION_PROTOCOL;
+    case MBEDTLS_ERR_SSL_BAD_INPUT_DATA:
+        /* In a handshake this is the client's data failing a check inside the crypto (a key
+         * share off its curve, RFC 8446 §4.2.8) or a message too large to hold. */
+        return in_handshake ? MBEDTLS_SSL_ALERT_MSG_ILLEGAL_PARAMETER : -1;
+    default:
+        return -1;
+    }
+}
+
+/* mbedTLS 3.6 fails some handshakes and records without telling the peer (no group in common,
+ * an invalid key share, an empty alert, a KeyUpdate): RFC 8446 §6.2 wants a fatal alert, so
+ * send the one the error names unless the failing call's output ended with one of mbedTLS's
+ * own. A plaintext alert record says so; an encrypted TLS 1.3 record hides its type, so one
+ * ending the call counts as the alert (mbedTLS fails after writing a flight only before it
+ * has keys: an invalid key share, found after the ServerHello). */
+static int ended_with_alert(const struct moat_tls_session *s, uint64_t emitted_before)
+{
+    return s->emitted != emitted_before && (s->last_type == MBEDTLS_SSL_MSG_ALERT ||
+                                            s->last_type == MBEDTLS_SSL_MSG_APPLICATION_DATA);
+}
+
+static void alert_if_silent(struct moat_tls_session *s, int code, uint64_t emitted_before,
+                            int in_handshake)
+{
+    int alert = alert_for(code, in_handshake);
+    /* A flight mbedTLS had not flushed yet (its ServerHello, before an invalid key share) goes
+     * out first: send_alert_message() then only flushes, and a second call writes the alert. */
+    for (int tries = 0; alert >= 0 && tries < 2 && !ended_with_alert(s, emitted_before); tries++)
+        if (mbedtls_ssl_send_alert_message(&s->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
+                                           (unsigned char)alert) != 0)
+            break;
+}
+
 static int fail(struct moat_tls_session *s, int code)
 {
     s->failed = 1;
@@ -151,6 +237,10 @@ struct moat_tls_session *moat_tls_session_new(struct moat_tls_server *srv, moat_
     s->in = NULL;
     s->in_off = s->in_len = s->in_cap = 0;
     s->eof = s->handshake_done = s->is_resumed = s->failed = s->last_error = 0;
+    s->emitted = 0;
+    s->out_hdr_len = 0;
+    s->out_body_left = 0;
+    s->last_type = 0;
     s->error_text[0] = '\0';
     s->cipher = NULL;
     s->sni_len = 0;
@@ -233,6 +323,7 @@ int moat_tls_session_handshake(struct moat_tls_session *s)
     if (s->handshake_done)
         return MOAT_TLS_OK;
     s->srv->hs_current = s;
+    uint64_t emitted_before = s->emitted;
     int rc = mbedtls_ssl_handshake(&s->ssl);
     s->srv->hs_current = NULL;
     if (rc == 0) {
@@ -247,6 +338,7 @@ int moat_tls_session_handshake(struct moat_tls_session *s)
     }
     if (rc == MBEDTLS_ERR_SSL_CONN_EOF)
         return MOAT_TLS_EOF;
+    alert_if_silent(s, rc, emitted_before, 1);
     return fail(s, rc);
 }
 
@@ -276,6 +368,7 @@ long moat_tls_session_read(struct moat_tls_session *s, void *buf, size_t cap)
     /* mbedTLS may answer WANT_READ right after a non-data record (a ticket, an alert it skips)
      * while more input waits: go on until our buffer and its own are both empty. */
     for (int spins = 0;; spins++) {
+        uint64_t emitted_before = s->emitted;
         int rc = mbedtls_ssl_read(&s->ssl, buf, cap);
         if (rc > 0)
             return rc;
@@ -283,8 +376,10 @@ long moat_tls_session_read(struct moat_tls_session *s, void *buf, size_t cap)
             return MOAT_TLS_EOF;
         if (rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
             return MOAT_TLS_CLOSED;
-        if (rc != MBEDTLS_ERR_SSL_WANT_READ && rc != MBEDTLS_ERR_SSL_WANT_WRITE)
+        if (rc != MBEDTLS_ERR_SSL_WANT_READ && rc != MBEDTLS_ERR_SSL_WANT_WRITE) {
+            alert_if_silent(s, rc, emitted_before, 0);
             return fail(s, rc);
+        }
         if (spins < 64 && (s->in_off < s->in_len || mbedtls_ssl_check_pending(&s->ssl)))
             continue;
         release_input(s);

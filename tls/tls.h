@@ -79,7 +79,9 @@ void moat_tls_session_feed_eof(struct moat_tls_session *s);
 size_t moat_tls_session_buffered(const struct moat_tls_session *s);
 
 /* Advances the handshake: MOAT_TLS_OK when it is complete (also on later calls), MOAT_TLS_AGAIN,
- * MOAT_TLS_EOF or MOAT_TLS_FATAL. May emit ciphertext. */
+ * MOAT_TLS_EOF or MOAT_TLS_FATAL. May emit ciphertext; on MOAT_TLS_FATAL that ends with the
+ * fatal alert the error names, also where mbedTLS itself sends none (no group in common, an
+ * invalid key share): flush it before closing. */
 int moat_tls_session_handshake(struct moat_tls_session *s);
 
 /* After the handshake: 1 if it resumed a session from a ticket the client offered, else 0. */
@@ -87,7 +89,8 @@ int moat_tls_session_is_resumed(const struct moat_tls_session *s);
 
 /* Decrypts at most cap bytes of application data into buf. Returns > 0 (bytes), MOAT_TLS_AGAIN
  * (nothing more until more ciphertext is fed), MOAT_TLS_CLOSED, MOAT_TLS_EOF or MOAT_TLS_FATAL.
- * Call again until MOAT_TLS_AGAIN: one feed may hold several records. May emit (alerts). */
+ * Call again until MOAT_TLS_AGAIN: one feed may hold several records. May emit (alerts: on
+ * MOAT_TLS_FATAL the fatal alert for a bad record, as for the handshake). */
 long moat_tls_session_read(struct moat_tls_session *s, void *buf, size_t cap);
 
 /* Encrypts all len bytes (in records of up to 16 KiB) and emits them. MOAT_TLS_OK or
