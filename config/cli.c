@@ -63,6 +63,9 @@ static const char usage[] =
     "                          (default: 60s)\n"
     "  --pool-idle-timeout DUR idle pooled backend connections close after (default: 15s)\n"
     "  --tunnel-timeout DUR    a WebSocket tunnel silent both ways is closed after (default: 1h)\n"
+    "  --send-timeout DUR      a client that takes none of the bytes moat has for it (a response,\n"
+    "                          a tunnel) is cut off after, with its backend connection\n"
+    "                          (default: 60s)\n"
     "Limits (SIZE: 16k, 1m, 2g, or plain bytes):\n"
     "  --max-head-size SIZE    request line and header fields; then 431 (default: 16k)\n"
     "  --max-headers N         header fields per request; then 431 (default: 100)\n"
@@ -149,6 +152,7 @@ static const struct flag flags[] = {
     TUNABLE("--backend-timeout"),
     TUNABLE("--pool-idle-timeout"),
     TUNABLE("--tunnel-timeout"),
+    TUNABLE("--send-timeout"),
     TUNABLE("--max-head-size"),
     TUNABLE("--max-headers"),
     TUNABLE("--max-target-size"),

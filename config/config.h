@@ -93,6 +93,8 @@ struct moat_cfg {
     uint64_t backend_timeout_ms;   /* longest backend silence while a response is due */
     uint64_t pool_idle_timeout_ms; /* longest life of an idle pooled backend connection */
     uint64_t tunnel_timeout_ms;    /* a WebSocket tunnel silent both ways this long is closed */
+    uint64_t send_timeout_ms;      /* a client that takes none of the bytes moat has for it this
+                                    * long is cut off (write stall) */
 
     /* Limits (defaults: MOAT_CFG_DEFAULT_*). */
     size_t max_head_bytes;   /* request line and header fields: 431 beyond */
@@ -108,6 +110,7 @@ struct moat_cfg {
 #define MOAT_CFG_DEFAULT_HEAD_TIMEOUT_MS 10000
 #define MOAT_CFG_DEFAULT_IDLE_TIMEOUT_MS 60000
 #define MOAT_CFG_DEFAULT_BODY_TIMEOUT_MS 60000
+#define MOAT_CFG_DEFAULT_SEND_TIMEOUT_MS 60000
 #define MOAT_CFG_DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define MOAT_CFG_DEFAULT_BACKEND_TIMEOUT_MS 60000
 #define MOAT_CFG_DEFAULT_POOL_IDLE_TIMEOUT_MS 15000
@@ -149,8 +152,9 @@ int moat_cfg_size_parse(const char *text, uint64_t *bytes);
  * least one), --workers N (1..256), --trusted-proxy CIDR (repeatable), --state-dir DIR,
  * --log-level error|warn|info|debug, --no-access-log, --drain-timeout SECONDS, --version, --help.
  * --handshake-timeout, --head-timeout, --idle-timeout, --body-timeout, --connect-timeout,
- * --backend-timeout, --pool-idle-timeout, --tunnel-timeout (durations), --max-head-size, --max-headers,
- * --max-target-size, --max-body-size, --max-connections, --max-backend-connections (limits).
+ * --backend-timeout, --pool-idle-timeout, --tunnel-timeout, --send-timeout (durations),
+ * --max-head-size, --max-headers, --max-target-size, --max-body-size, --max-connections,
+ * --max-backend-connections (limits).
  * --access-log-format moat|combined|json, --access-log stdout|stderr|FILE, --admin HOST:PORT,
  * --user NAME, --group NAME. --config FILE (-c) loads a YAML file instead and excludes every
  * other setting; --check-config (-t) asks for MOAT_CFG_CHECK.

@@ -26,6 +26,7 @@ struct moat_cfg *moat_cfg_new(unsigned default_workers)
     cfg->backend_timeout_ms = MOAT_CFG_DEFAULT_BACKEND_TIMEOUT_MS;
     cfg->pool_idle_timeout_ms = MOAT_CFG_DEFAULT_POOL_IDLE_TIMEOUT_MS;
     cfg->tunnel_timeout_ms = MOAT_CFG_DEFAULT_TUNNEL_TIMEOUT_MS;
+    cfg->send_timeout_ms = MOAT_CFG_DEFAULT_SEND_TIMEOUT_MS;
     cfg->max_head_bytes = MOAT_CFG_DEFAULT_MAX_HEAD_BYTES;
     cfg->max_headers = MOAT_CFG_DEFAULT_MAX_HEADERS;
     cfg->max_target_bytes = MOAT_CFG_DEFAULT_MAX_TARGET_BYTES;

@@ -24,6 +24,7 @@ static const struct moat_cfg_tunable tunables[] = {
     DURATION("--backend-timeout", "backend", backend_timeout_ms, 1, DAY_MS),
     DURATION("--pool-idle-timeout", "pool_idle", pool_idle_timeout_ms, 1, DAY_MS),
     DURATION("--tunnel-timeout", "tunnel", tunnel_timeout_ms, 1, DAY_MS),
+    DURATION("--send-timeout", "send", send_timeout_ms, 1, DAY_MS),
     /* --drain-timeout keeps its own plain-seconds parser in cli.c; the file takes a duration. */
     DURATION(NULL, "drain", drain_timeout_ms, 0, MOAT_CFG_MAX_DRAIN_MS),
     LIMIT("--max-head-size", "head_size", MOAT_CFG_TUNE_SIZE, MOAT_CFG_FIELD_SIZE, max_head_bytes,

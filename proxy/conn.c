@@ -10,6 +10,7 @@
 
 #include "config/config.h"
 #include "proxy/accesslog.h"
+#include "proxy/base/tcp.h"
 #include "proxy/log.h"
 #include "proxy/reqid.h"
 #include "proxy/metrics.h"
@@ -72,6 +73,7 @@ static void on_conn_timer(void *owner)
     switch (c->state) {
     case MOAT_CONN_HANDSHAKE:
         moat_metrics_handshake(c->w->metrics, MOAT_METRICS_HS_FAILED);
+        moat_metrics_client_timeout(c->w->metrics, MOAT_METRICS_CT_HANDSHAKE);
         conn_log(c, MOAT_LOG_INFO, "tls handshake timeout after %llu ms",
                  (unsigned long long)c->rt->handshake_timeout_ms);
         moat_conn_close(c);
@@ -81,6 +83,7 @@ static void on_conn_timer(void *owner)
             begin_shutdown(c); /* keep-alive idle: an ordinary end */
             break;
         }
+        moat_metrics_client_timeout(c->w->metrics, MOAT_METRICS_CT_HEAD);
         conn_log(c, MOAT_LOG_INFO, "request head timeout after %llu ms",
                  (unsigned long long)c->rt->head_timeout_ms);
         respond_error(c, 408, "request head not received in time");
@@ -93,6 +96,7 @@ static void on_conn_timer(void *owner)
             respond_error(c, 503, "backend busy");
             break;
         }
+        moat_metrics_client_timeout(c->w->metrics, MOAT_METRICS_CT_BODY);
         conn_log(c, MOAT_LOG_INFO, "request body stalled for %llu ms",
                  (unsigned long long)c->rt->body_gap_ms);
         respond_error(c, 408, "request body not received in time");
@@ -104,9 +108,62 @@ static void on_conn_timer(void *owner)
         break;
     case MOAT_CONN_SHUTDOWN:
     case MOAT_CONN_CLOSING:
-        moat_conn_close(c); /* flush stalled or linger over */
+        moat_conn_close(c); /* the linger is over (a stalled flush is the send deadline's) */
         break;
     }
+}
+
+/* ---- a client that stops reading ---------------------------------------------------------- */
+
+/* What the client has taken of our bytes: what its TCP acknowledged, which grows with any
+ * progress, however slow; the socket turning writable (libuv's view) can lag by seconds.
+ * UINT64_MAX when the kernel cannot tell: then every check counts as progress, never a cut. */
+static uint64_t send_taken(struct moat_conn *c)
+{
+    uv_os_fd_t fd;
+    uint64_t acked;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || moat_tcp_bytes_acked(fd, &acked) != 0)
+        return UINT64_MAX - c->send_taken; /* differs from the last value */
+    return acked;
+}
+
+/* After bytes went to the wire and after each write completes: the send deadline watches
+ * exactly while some wait in uv_write. It checks every quarter of --send-timeout, so a stalled
+ * client is cut between 1 and 1.25 timeouts after the last byte it took. */
+static void send_watch(struct moat_conn *c)
+{
+    if (c->cli_wire.inflight == 0) {
+        moat_deadline_stop(&c->send_deadline);
+        return;
+    }
+    if (moat_deadline_is_due(&c->send_deadline))
+        return; /* already watching: progress is measured from the last check */
+    c->send_taken = send_taken(c);
+    c->send_progress_ms = uv_now(&c->w->loop);
+    uint64_t check_ms = c->rt->send_stall_ms / 4;
+    moat_deadline_start(&c->send_deadline, check_ms > 0 ? check_ms : 1, 1);
+}
+
+static void on_send_check(void *owner)
+{
+    struct moat_conn *c = owner;
+    uint64_t now = uv_now(&c->w->loop);
+    uint64_t taken = send_taken(c);
+    if (taken != c->send_taken) { /* the client reads: a slow but steady reader stays */
+        c->send_taken = taken;
+        c->send_progress_ms = now;
+        return;
+    }
+    if (now - c->send_progress_ms < c->rt->send_stall_ms)
+        return;
+    /* Holding the connection (and its backend connection, which would otherwise wait on our
+     * backpressure for ever) is all such a client does: end both, nothing pooled. */
+    moat_metrics_client_timeout(c->w->metrics, MOAT_METRICS_CT_SEND);
+    conn_log(c, MOAT_LOG_INFO, "client took no bytes for %llu ms (--send-timeout), %zu waiting: "
+             "closing it and its backend connection",
+             (unsigned long long)(now - c->send_progress_ms),
+             uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp));
+    moat_conn_close(c);
 }
 
 /* ---- reads from the client ---------------------------------------------------------------- */
@@ -220,8 +277,8 @@ static void on_cli_write_done(struct moat_wire *wire, int status)
         moat_conn_close(c);
         return;
     }
+    send_watch(c);
     if (c->state == MOAT_CONN_SHUTDOWN) {
-        moat_deadline_again(&c->deadline); /* the client is still reading: give it more time */
         maybe_shutdown(c);
         return;
     }
@@ -244,6 +301,7 @@ static void cli_flush(struct moat_conn *c)
         moat_conn_close(c);
         return;
     }
+    send_watch(c);
     if (c->up != NULL) {
         if (cli_pending(c) > c->rt->high_water)
             moat_upstream_rx_block(c->up, MOAT_RX_PEER_FULL);
@@ -289,9 +347,10 @@ void moat_conn_close(struct moat_conn *c)
         c->w->stage_len = 0;
         c->w->stage_conn = NULL;
     }
-    c->closes_pending = 2;
+    c->closes_pending = 3;
     uv_close((uv_handle_t *)&c->tcp, on_cli_closed);
     moat_deadline_close(&c->deadline, on_cli_closed);
+    moat_deadline_close(&c->send_deadline, on_cli_closed);
 }
 
 static void on_cli_shutdown(uv_shutdown_t *req, int status)
@@ -338,8 +397,9 @@ static void begin_shutdown(struct moat_conn *c)
         }
         moat_tls_session_close_notify(c->tls);
     }
-    /* A client that stops reading our last response must not hold the connection forever. */
-    set_deadline(c, c->rt->body_gap_ms);
+    /* Until the FIN, only the send deadline runs: a client that stops reading our last
+     * response does not hold the connection for ever. */
+    set_deadline(c, 0);
     rx_block(c, MOAT_RX_EOF);
     cli_flush(c);
 }
@@ -1341,6 +1401,7 @@ void moat_conn_accept(struct moat_worker *w, uv_stream_t *server)
     strcpy(c->peer_ip, "?");
     uv_tcp_init(&w->loop, &c->tcp);
     moat_deadline_init(&w->loop, &c->deadline, on_conn_timer, c);
+    moat_deadline_init(&w->loop, &c->send_deadline, on_send_check, c);
     moat_list_push_back(&w->conns, &c->node);
     w->n_conns++;
     moat_metrics_conn_opened(w->metrics);

@@ -72,6 +72,11 @@ struct moat_conn {
     uint64_t id;
     uv_tcp_t tcp;
     struct moat_deadline deadline; /* the current state's timeout */
+    /* Whatever the state: armed while bytes for the client wait in uv_write, it cuts the
+     * connection once the client has taken none of them for --send-timeout. */
+    struct moat_deadline send_deadline;
+    uint64_t send_taken;         /* bytes of cli_wire the kernel had taken at the last check */
+    uint64_t send_progress_ms;   /* loop time that count last grew, or the wait began */
     uv_shutdown_t shutdown_req;
     enum moat_conn_state state;
     int closes_pending;          /* handles not yet closed; conn freed at 0 */

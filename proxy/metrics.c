@@ -39,6 +39,7 @@ struct moat_metrics {
     _Atomic uint64_t conns_accepted;
     _Atomic uint64_t conns_closed; /* open = accepted - closed */
     _Atomic uint64_t handshakes[MOAT_METRICS_HS_KINDS];
+    _Atomic uint64_t client_timeouts[MOAT_METRICS_CT_KINDS];
     _Atomic int is_listening;
     _Atomic uint64_t down_until_ms[MOAT_METRICS_MAX_BACKENDS]; /* per backend slot, uv_now() time;
                                                                 * 0: up */
@@ -111,6 +112,12 @@ void moat_metrics_handshake(struct moat_metrics *m, enum moat_metrics_handshake 
 {
     if (m != NULL && kind < MOAT_METRICS_HS_KINDS)
         add(&m->handshakes[kind], 1);
+}
+
+void moat_metrics_client_timeout(struct moat_metrics *m, enum moat_metrics_client_timeout kind)
+{
+    if (m != NULL && kind < MOAT_METRICS_CT_KINDS)
+        add(&m->client_timeouts[kind], 1);
 }
 
 void moat_metrics_upstream_error(struct moat_metrics *m, size_t pool,
@@ -368,6 +375,7 @@ static uint64_t sum(const struct moat_metrics_set *set, size_t offset)
 #define SUM(set, field) sum((set), offsetof(struct moat_metrics, field))
 
 static const char *const hs_names[MOAT_METRICS_HS_KINDS] = {"full", "resumed", "failed"};
+static const char *const ct_names[MOAT_METRICS_CT_KINDS] = {"handshake", "head", "body", "send"};
 static const char *const up_names[MOAT_METRICS_UP_KINDS] = {"connect_failed", "connect_timeout",
                                                             "bad_gateway", "gateway_timeout"};
 static const char *const retry_names[MOAT_METRICS_RETRY_KINDS] = {"connect", "stale"};
@@ -484,6 +492,13 @@ int moat_metrics_set_render(const struct moat_metrics_set *set, uint64_t now_ms,
     for (size_t k = 0; k < MOAT_METRICS_HS_KINDS; k++)
         put(&t, "moat_tls_handshakes_total{result=\"%s\"} %llu\n", hs_names[k],
             (unsigned long long)SUM(set, handshakes[k]));
+    put_family(&t, "moat_client_timeouts_total", "counter",
+               "Client connections out of time, by deadline: handshake, head and body (--*-timeout; "
+               "408 where a response can be sent), send (the client took none of moat's bytes "
+               "for --send-timeout and was cut off, with its backend connection).");
+    for (size_t k = 0; k < MOAT_METRICS_CT_KINDS; k++)
+        put(&t, "moat_client_timeouts_total{kind=\"%s\"} %llu\n", ct_names[k],
+            (unsigned long long)SUM(set, client_timeouts[k]));
 
     render_pools(&t, set);
 

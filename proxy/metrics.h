@@ -36,6 +36,14 @@ enum moat_metrics_handshake {
     MOAT_METRICS_HS_KINDS
 };
 
+enum moat_metrics_client_timeout {
+    MOAT_METRICS_CT_HANDSHAKE = 0, /* the TLS handshake did not finish in time */
+    MOAT_METRICS_CT_HEAD,          /* a request head did not arrive whole in time (408) */
+    MOAT_METRICS_CT_BODY,          /* a request body stalled (408) */
+    MOAT_METRICS_CT_SEND,          /* the client took none of moat's bytes in time (cut off) */
+    MOAT_METRICS_CT_KINDS
+};
+
 enum moat_metrics_upstream_error {
     MOAT_METRICS_UP_CONNECT_FAILED = 0, /* a backend refused or reset the TCP connect */
     MOAT_METRICS_UP_CONNECT_TIMEOUT,    /* a backend connect did not finish within the timeout */
@@ -91,6 +99,9 @@ void moat_metrics_conn_opened(struct moat_metrics *m); /* a client connection wa
 void moat_metrics_conn_closed(struct moat_metrics *m); /* and is gone */
 
 void moat_metrics_handshake(struct moat_metrics *m, enum moat_metrics_handshake kind);
+
+/* A client connection ran out of time (and was answered 408 or cut off). */
+void moat_metrics_client_timeout(struct moat_metrics *m, enum moat_metrics_client_timeout kind);
 
 void moat_metrics_upstream_error(struct moat_metrics *m, size_t pool,
                                  enum moat_metrics_upstream_error kind);

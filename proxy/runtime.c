@@ -58,6 +58,7 @@ static void copy_limits(const struct moat_cfg *cfg, struct moat_runtime *rt)
     rt->backend_gap_ms = cfg->backend_timeout_ms;
     rt->pool_idle_ms = cfg->pool_idle_timeout_ms;
     rt->tunnel_idle_ms = cfg->tunnel_timeout_ms;
+    rt->send_stall_ms = cfg->send_timeout_ms;
     rt->http_limits.max_head_bytes = cfg->max_head_bytes;
     rt->http_limits.max_fields = cfg->max_headers;
     rt->http_limits.max_target_bytes = cfg->max_target_bytes;

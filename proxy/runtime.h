@@ -49,6 +49,7 @@ struct moat_runtime {
     uint64_t backend_gap_ms;       /* longest silence from a backend while a response is due */
     uint64_t pool_idle_ms;         /* longest life of an idle pooled backend connection */
     uint64_t tunnel_idle_ms;       /* a tunnel silent both ways this long is closed */
+    uint64_t send_stall_ms;        /* a client taking none of our bytes this long is cut off */
     uint64_t linger_ms;            /* after our last byte: drain the client this long */
     size_t high_water;             /* stop reading the other side above this many queued bytes */
     size_t low_water;              /* resume at or below */

@@ -58,8 +58,9 @@ def frame(opcode, payload, masked):
 
 
 class EchoWebSocket(socketserver.StreamRequestHandler):
-    """Echoes text and binary frames; answers close with close. A request without Upgrade gets
-    a plain 200, keep-alive."""
+    """Echoes text and binary frames; answers close with close; a text frame "flood" gets 256
+    binary frames of 1 MiB back, and how their writing ended ("cut" or "done") is recorded in
+    server.floods. A request without Upgrade gets a plain 200, keep-alive."""
 
     def handle(self):
         while True:
@@ -91,12 +92,22 @@ class EchoWebSocket(socketserver.StreamRequestHandler):
                 if op == 8:
                     self.wfile.write(frame(8, payload, False))
                     return
+                if (op, payload) == (1, b"flood"):
+                    big = frame(2, bytes(1 << 20), False)
+                    try:
+                        for _ in range(256):
+                            self.wfile.write(big)
+                        self.server.floods.append("done")
+                    except OSError:
+                        self.server.floods.append("cut")
+                        return
+                    continue
                 self.wfile.write(frame(op, payload, False))
 
 
 class TestWebSocket(MoatTestCase):
     def setUp(self):
-        self.ws = self.raw_backend(EchoWebSocket, heads=[], refuse_upgrades=False)
+        self.ws = self.raw_backend(EchoWebSocket, heads=[], refuse_upgrades=False, floods=[])
         self.m = self.moat("--backend", self.ws.addr)
 
     def upgrade(self):
@@ -154,6 +165,24 @@ class TestWebSocket(MoatTestCase):
         f.close()
         s.close()
         self.assertIn("tunnel idle", m.stderr())
+        self.stop_clean(m)
+        self.stop_clean(first)
+
+    def test_tunnel_whose_client_stops_reading_is_cut_off(self):
+        m = self.moat("--backend", self.ws.addr, "--send-timeout", "500ms")
+        self.m, first = m, self.m
+        s, f, _ = self.upgrade()
+        self.assertEqual(read_response(f)[0], 101)
+        self.assertEqual(read_frame(f)[0], 1)
+        s.sendall(frame(1, b"flood", True))  # 256 MiB toward us, and we read none of it
+        deadline = time.monotonic() + 30
+        while "(--send-timeout)" not in m.stderr() or not self.ws.floods:
+            self.assertLess(time.monotonic(), deadline, m.stderr())
+            time.sleep(0.05)
+        self.assertIn("TUNNEL client took no bytes", m.stderr())
+        self.assertEqual(self.ws.floods, ["cut"])  # the backend side of the tunnel closed too
+        f.close()
+        s.close()
         self.stop_clean(m)
         self.stop_clean(first)
 

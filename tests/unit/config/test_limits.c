@@ -75,6 +75,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->backend_timeout_ms, 60000);
     assert_int_equal(cfg->pool_idle_timeout_ms, 15000);
     assert_int_equal(cfg->tunnel_timeout_ms, 3600000);
+    assert_int_equal(cfg->send_timeout_ms, 60000);
     assert_int_equal(cfg->max_head_bytes, 16384);
     assert_int_equal(cfg->max_headers, 100);
     assert_int_equal(cfg->max_target_bytes, 8192);
@@ -102,6 +103,7 @@ static void test_each_flag_lands_in_its_field(void **state)
         {"--backend-timeout", "1h", offsetof(struct moat_cfg, backend_timeout_ms), 0, 3600000},
         {"--pool-idle-timeout", "4s", offsetof(struct moat_cfg, pool_idle_timeout_ms), 0, 4000},
         {"--tunnel-timeout", "90s", offsetof(struct moat_cfg, tunnel_timeout_ms), 0, 90000},
+        {"--send-timeout", "20s", offsetof(struct moat_cfg, send_timeout_ms), 0, 20000},
         {"--max-head-size", "8k", offsetof(struct moat_cfg, max_head_bytes), 1, 8192},
         {"--max-headers", "20", offsetof(struct moat_cfg, max_headers), 1, 20},
         {"--max-target-size", "1k", offsetof(struct moat_cfg, max_target_bytes), 1, 1024},

@@ -124,7 +124,7 @@ static void test_yaml_every_key(void **state)
         "default_pool: web\n"
         "trusted_proxies: [10.0.0.0/8, \"2001:db8::/32\"]\n"
         "timeouts: {handshake: 3s, head: 4s, idle: 2m, body: 1500ms, connect: 100ms,\n"
-        "           backend: 1h, pool_idle: 4s, tunnel: 90s, drain: 5s}\n"
+        "           backend: 1h, pool_idle: 4s, tunnel: 90s, send: 7s, drain: 5s}\n"
         "limits: {head_size: 8k, headers: 20, target_size: 1k, body_size: 10m,\n"
         "         connections: 500, backend_connections: 8}\n"
         "logging:\n"
@@ -180,6 +180,7 @@ static void test_yaml_every_key(void **state)
     assert_int_equal(cfg->backend_timeout_ms, 3600000);
     assert_int_equal(cfg->pool_idle_timeout_ms, 4000);
     assert_int_equal(cfg->tunnel_timeout_ms, 90000);
+    assert_int_equal(cfg->send_timeout_ms, 7000);
     assert_int_equal(cfg->drain_timeout_ms, 5000);
     assert_int_equal(cfg->max_head_bytes, 8192);
     assert_int_equal(cfg->max_headers, 20);
@@ -375,7 +376,7 @@ static void test_yaml_unknown_keys(void **state)
                   "certificates)\n"
                   "t.yaml:8:5: listeners[0].port: unknown key (expected one of: listen, tls)\n"
                   "t.yaml:9:22: timeouts.read: unknown key (expected one of: handshake, head, "
-                  "idle, body, connect, backend, pool_idle, tunnel, drain)\n"
+                  "idle, body, connect, backend, pool_idle, tunnel, send, drain)\n"
                   "t.yaml:10:10: limits.bodysize: unknown key (expected one of: head_size, "
                   "headers, target_size, body_size, connections, backend_connections)\n"
                   "t.yaml:11:11: logging.format: unknown key (expected one of: level, "
