@@ -167,14 +167,16 @@ static void reload(struct control *ctl)
         return;
     }
     moat_admin_map(rt); /* before any worker sees it: the snapshot is read-only from then on */
+    rt->generation = ++ctl->generation;
+    rt->n_workers = (unsigned)ctl->n_workers;
+    /* Before the workers get it: the last to take it logs "in use by every worker". */
+    moat_log(MOAT_LOG_INFO, "main configuration %llu loaded: %zu pool(s), %zu backend(s), "
+             "%zu route(s)", (unsigned long long)ctl->generation, rt->n_pools, rt->n_backends,
+             rt->cfg->n_routes);
     for (size_t i = 0; i < ctl->n_workers; i++)
         moat_worker_reload(&ctl->workers[i], rt);
     moat_runtime_unref(ctl->rt);
     ctl->rt = rt;
-    ctl->generation++;
-    moat_log(MOAT_LOG_INFO, "main configuration %llu loaded: %zu pool(s), %zu backend(s), "
-             "%zu route(s)", (unsigned long long)ctl->generation, rt->n_pools, rt->n_backends,
-             rt->cfg->n_routes);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -320,6 +322,7 @@ static int run(struct control *ctl, struct moat_cfg *cfg, int is_check)
         fprintf(stderr, "moat: error: %s\n", err);
         return 1;
     }
+    ctl->rt->generation = ctl->generation;
     int rc = 1;
     if (open_access_log(ctl->rt->cfg) == 0) {
         if (is_check) {

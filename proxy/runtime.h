@@ -57,6 +57,10 @@ struct moat_runtime {
     uint64_t max_body_bytes;       /* request body limit (413); 0: none */
     size_t max_connections;        /* client connections per worker; then accepting pauses */
     size_t max_backend_conns;      /* per backend per worker; then requests wait; 0: none */
+    /* Set by main() before publishing; only the counter changes afterwards. */
+    uint64_t generation;           /* 1 for the start's configuration, then +1 per reload */
+    unsigned n_workers;            /* the workers it is published to */
+    atomic_uint n_installed;       /* workers whose new connections take it */
 };
 
 /* Builds a snapshot from cfg (taken over, freed on failure too): loads every listener's

@@ -204,6 +204,11 @@ static void install(struct moat_worker *w, struct moat_runtime *rt)
         return; /* logged; the running configuration stays */
     gen_retire(w->gen);
     w->gen = g;
+    /* What "configuration N loaded" cannot say (main logs it on posting): from here on, every
+     * new connection of every worker is served by it. */
+    if (atomic_fetch_add(&rt->n_installed, 1) + 1 == rt->n_workers)
+        moat_log(MOAT_LOG_INFO, "w%u configuration %llu in use by every worker", w->id,
+                 (unsigned long long)rt->generation);
 }
 
 void moat_worker_reload(struct moat_worker *w, struct moat_runtime *rt)
@@ -228,6 +233,8 @@ static void on_wake(uv_async_t *a)
     moat_metrics_listening(w->metrics, 0);
     for (size_t i = 0; i < w->n_listeners; i++)
         uv_close((uv_handle_t *)&w->listeners[i], on_handle_closed);
+    moat_log(MOAT_LOG_INFO, "w%u draining: listeners closed, %zu connection(s) open", w->id,
+             w->n_conns);
     moat_pools_close(w->gen);
     for_old_gens(w, moat_pools_close);
     struct moat_list *n = w->conns.next;

@@ -233,7 +233,7 @@ def free_port():
 
 # ---- moat -----------------------------------------------------------------------------------
 
-STARTED = re.compile(r" main moat \S+ started listen=(\S+) ")
+STARTED = re.compile(r" main moat \S+ started listen=(\S+) .* workers=(\d+) ")
 
 
 def write_config(path, body):
@@ -288,8 +288,13 @@ class Moat:
     def reload(self, until):
         """SIGHUP, then waits (bounded) until stderr says until; returns stderr."""
         self.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + IO_TIMEOUT
-        while until not in self.stderr() and time.monotonic() < deadline:
+        return self.wait_log(until)
+
+    def wait_log(self, text, count=1, timeout=IO_TIMEOUT):
+        """Waits (bounded) until stderr holds text count times; returns stderr. The caller
+        asserts what it needs: a timeout here only ends the wait."""
+        deadline = time.monotonic() + timeout
+        while self.stderr().count(text) < count and time.monotonic() < deadline:
             time.sleep(0.02)
         return self.stderr()
 
@@ -305,6 +310,7 @@ class Moat:
                 self.listen = m.group(1).split(",")
                 self.ports = [int(a.rsplit(":", 1)[1]) for a in self.listen]
                 self.port = self.ports[0]
+                self.workers = int(m.group(2))
                 return
             if self.proc.poll() is not None:
                 raise AssertionError("moat exited %d at start:\n%s" %

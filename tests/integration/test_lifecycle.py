@@ -78,7 +78,8 @@ class TestLifecycle(MoatTestCase):
             time.sleep(0.02)
         self.assertTrue(be.seen)
         m.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        closed = "draining: listeners closed"
+        self.assertEqual(m.wait_log(closed, m.workers).count(closed), m.workers)
         # No new connections are accepted while draining.
         rc, _, _ = curl("--max-time", "3", m.url("/new"))
         self.assertNotEqual(rc, 0)

@@ -209,7 +209,10 @@ class TestBackendConnections(MoatTestCase):
                       "--connect-timeout", "300ms")
         slow = threading.Thread(target=lambda: curl(m.url("/slow/2")))
         slow.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while not be.seen and time.monotonic() < deadline:  # /slow/2 holds the only slot
+            time.sleep(0.02)
+        self.assertEqual([r["path"] for r in be.seen], ["/slow/2"])
         rc, out, err = curl("-i", m.url("/second"))
         self.assertTrue(out.startswith(b"HTTP/1.1 503 "), out[:100])
         self.assertIn(b"Retry-After: 1", out)

@@ -105,7 +105,9 @@ class TestReload(MoatTestCase):
                 reload_to(a.addr, "blue")
         if reloads % 2 == 0:
             reload_to(b.addr, "green")
-        time.sleep(0.5)  # the last reload reaches every worker
+        # The start's configuration is 1, each reload's the next number.
+        in_use = "configuration %d in use by every worker" % (reloads + 1)
+        self.assertIn(in_use, m.wait_log(in_use))
         # New connections now go to b only (the long-lived clients may still
         # be on a connection that began before the last reload: their
         # requests may go to a, so count only these).
@@ -169,9 +171,8 @@ class TestReload(MoatTestCase):
         old_der = old.getpeercert(binary_form=True)
         shutil.copy(Certs.path("rsa.pem"), cert)
         shutil.copy(Certs.path("rsa.key"), key)
-        m.reload("configuration 2 loaded")
-        self.assertIn("configuration 2 loaded", m.stderr())
-        time.sleep(0.2)
+        self.assertIn("configuration 2 in use by every worker",
+                      m.reload("configuration 2 in use by every worker"))
         new = tls_connect(m.port)
         self.assertNotEqual(new.getpeercert(binary_form=True), old_der)
         self.assertEqual(new.getpeercert(binary_form=True),
@@ -206,8 +207,8 @@ class TestReload(MoatTestCase):
         while not a.seen and time.monotonic() < deadline:
             time.sleep(0.02)
         yaml_config(path, b.addr, "green")
-        m.reload("configuration 2 loaded")
-        time.sleep(0.2)
+        self.assertIn("configuration 2 in use by every worker",
+                      m.reload("configuration 2 in use by every worker"))
         t2 = threading.Thread(target=slow, args=("new", m.url("/slow/1.5")))
         t2.start()
         deadline = time.monotonic() + 10

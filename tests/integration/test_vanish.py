@@ -9,7 +9,9 @@ from harness import MoatTestCase, curl, pattern, read_response, tls_connect
 class Misbehaving(socketserver.StreamRequestHandler):
     """/cut: announces 1000 bytes, sends 10, closes. /ambiguous: Content-Length and
     Transfer-Encoding together. /early: answers 413 at once, without reading the body.
-    Anything else: 200 "ok" with keep-alive. Records each connection's requests."""
+    /upload: reads the whole Content-Length body before answering, and records in uploads how
+    many body bytes came before the connection ended, if it ended first. Anything else: 200 "ok"
+    with keep-alive. Records each connection's requests."""
 
     def handle(self):
         while True:
@@ -17,9 +19,22 @@ class Misbehaving(socketserver.StreamRequestHandler):
             if not line:
                 return
             path = line.split()[1]
-            while self.rfile.readline() not in (b"\r\n", b""):
-                pass
+            length = 0
+            while True:
+                field = self.rfile.readline()
+                if field in (b"\r\n", b""):
+                    break
+                if field.lower().startswith(b"content-length:"):
+                    length = int(field.split(b":")[1])
             self.server.paths.append((path, self.client_address[1]))
+            if path == b"/upload":
+                got = 0
+                while got < length:
+                    data = self.rfile.read1(min(65536, length - got))
+                    if not data:
+                        self.server.uploads.append(got)  # moat closed it mid-body
+                        return
+                    got += len(data)
             if path == b"/cut":
                 self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
                 return
@@ -37,7 +52,7 @@ class Misbehaving(socketserver.StreamRequestHandler):
 
 class TestVanish(MoatTestCase):
     def setUp(self):
-        self.srv = self.raw_backend(Misbehaving, paths=[])
+        self.srv = self.raw_backend(Misbehaving, paths=[], uploads=[])
         self.m = self.moat("--backend", self.srv.addr, "--workers", "1")
 
     def get(self, path):
@@ -45,7 +60,8 @@ class TestVanish(MoatTestCase):
         return rc, out
 
     def port_of_last(self, path):
-        return [p for (q, p) in self.srv.paths if q == path][-1]
+        ports = [p for (q, p) in self.srv.paths if q == path]
+        return ports[-1] if ports else None
 
     def test_backend_cut_mid_response_is_not_passed_off_as_complete(self):
         rc, code = self.get("/cut")
@@ -75,17 +91,25 @@ class TestVanish(MoatTestCase):
         self.assertNotEqual(self.port_of_last(b"/after-early"), self.port_of_last(b"/early"))
         self.stop_clean(self.m)
 
+    def wait_for(self, what, check):
+        deadline = time.monotonic() + 15
+        while not check():
+            self.assertLess(time.monotonic(), deadline, "waited in vain for " + what)
+            time.sleep(0.02)
+
     def test_client_vanishing_mid_upload_closes_that_backend_connection(self):
         self.assertEqual(self.get("/warm")[1], b"200")
         pooled = self.port_of_last(b"/warm")
         s = tls_connect(self.m.port)
         s.sendall(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\n")
         s.sendall(pattern(1 << 20))
-        time.sleep(0.3)
+        # The backend reads the body as it comes: the exchange is open when the client goes.
+        self.wait_for("the upload at the backend", lambda: self.port_of_last(b"/upload"))
         s.close()  # gone, 9 MB short
-        time.sleep(0.3)
+        self.wait_for("the backend connection to end", lambda: self.srv.uploads)
+        self.assertLess(self.srv.uploads[0], 10000000)
         self.assertEqual(self.get("/after")[1], b"200")
-        self.assertNotEqual(self.port_of_last(b"/after"), pooled)
+        self.assertNotIn(self.port_of_last(b"/after"), (pooled, self.port_of_last(b"/upload")))
         self.stop_clean(self.m)
 
     def test_client_vanishing_mid_download_keeps_moat_serving(self):
