@@ -276,6 +276,43 @@ const char *moat_tls_ctx_describe(const struct moat_tls_ctx *ctx)
     return ctx->describe;
 }
 
+/* Gives key (parsed, shared by every worker) a copy of this worker's own in *out. */
+static int copy_key(struct moat_tls_server *srv, const mbedtls_pk_context *key,
+                    mbedtls_pk_context *out, mbedtls_svc_key_id_t *id)
+{
+    *id = MBEDTLS_SVC_KEY_ID_INIT;
+#if defined(MBEDTLS_USE_PSA_CRYPTO)
+    (void)srv;
+    psa_key_attributes_t attr = PSA_KEY_ATTRIBUTES_INIT;
+    int rc = mbedtls_pk_get_psa_attributes(key, PSA_KEY_USAGE_SIGN_HASH, &attr);
+    if (rc != 0)
+        return rc;
+    if (mbedtls_pk_get_type(key) == MBEDTLS_PK_RSA) {
+        /* TLS 1.2 signs with PKCS#1 v1.5, TLS 1.3 with PSS (RFC 8446 §4.2.3): allow both. */
+        psa_set_key_algorithm(&attr, PSA_ALG_RSA_PKCS1V15_SIGN(PSA_ALG_ANY_HASH));
+        psa_set_key_enrollment_algorithm(&attr, PSA_ALG_RSA_PSS(PSA_ALG_ANY_HASH));
+    } else {
+        psa_set_key_algorithm(&attr, PSA_ALG_ECDSA(PSA_ALG_ANY_HASH)); /* randomized */
+    }
+    psa_set_key_usage_flags(&attr, PSA_KEY_USAGE_SIGN_HASH);
+    rc = mbedtls_pk_import_into_psa(key, &attr, id);
+    psa_reset_key_attributes(&attr);
+    if (rc == 0)
+        rc = mbedtls_pk_setup_opaque(out, *id);
+    return rc;
+#else
+    /* A DER round trip: the only public way to copy a parsed key. */
+    unsigned char der[8192];
+    int len = mbedtls_pk_write_key_der((mbedtls_pk_context *)key, der, sizeof(der));
+    if (len < 0)
+        return len;
+    int rc = mbedtls_pk_parse_key(out, der + sizeof(der) - len, (size_t)len, NULL, 0,
+                                  mbedtls_ctr_drbg_random, &srv->drbg);
+    mbedtls_platform_zeroize(der, sizeof(der));
+    return rc;
+#endif
+}
+
 /* The ticket callbacks get the server (not its ticket context) so a parsed ticket can mark the
  * session whose handshake runs (session.c). */
 static int ticket_write(void *p_ticket, const mbedtls_ssl_session *session, unsigned char *start,
@@ -312,8 +349,13 @@ struct moat_tls_server *moat_tls_server_new(struct moat_tls_ctx *ctx, char *err,
                                       MBEDTLS_CIPHER_AES_256_GCM, TICKET_LIFETIME_S);
     }
     for (size_t i = 0; rc == 0 && i < ctx->n_certs; i++) {
+        step = "copying the private key";
+        mbedtls_pk_init(&srv->keys[i]);
+        srv->n_keys = i + 1;
+        rc = copy_key(srv, &ctx->certs[i].key, &srv->keys[i], &srv->key_ids[i]);
         step = "installing the certificate";
-        rc = mbedtls_ssl_conf_own_cert(&srv->conf, &ctx->certs[i].chain, &ctx->certs[i].key);
+        if (rc == 0)
+            rc = mbedtls_ssl_conf_own_cert(&srv->conf, &ctx->certs[i].chain, &srv->keys[i]);
     }
     if (rc == 0) {
         step = "setting ALPN";
@@ -332,7 +374,9 @@ struct moat_tls_server *moat_tls_server_new(struct moat_tls_ctx *ctx, char *err,
     mbedtls_ssl_conf_max_tls_version(&srv->conf, MBEDTLS_SSL_VERSION_TLS1_3);
     mbedtls_ssl_conf_ciphersuites(&srv->conf, ciphersuites);
     mbedtls_ssl_conf_groups(&srv->conf, groups);
+#if defined(MBEDTLS_SSL_RENEGOTIATION) /* compiled out of the project's engine */
     mbedtls_ssl_conf_renegotiation(&srv->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
     mbedtls_ssl_conf_sni(&srv->conf, moat_tls_session_on_sni, NULL); /* records the name */
     mbedtls_ssl_conf_session_tickets_cb(&srv->conf, ticket_write, moat_tls_ticket_parse, srv);
     return srv;
@@ -344,6 +388,10 @@ void moat_tls_server_free(struct moat_tls_server *srv)
         return;
     moat_tls_session_pool_drain(srv);
     mbedtls_ssl_config_free(&srv->conf);
+    for (size_t i = 0; i < srv->n_keys; i++) {
+        mbedtls_pk_free(&srv->keys[i]); /* an opaque context leaves its PSA key alone */
+        psa_destroy_key(srv->key_ids[i]);
+    }
     mbedtls_ssl_ticket_free(&srv->tickets);
     mbedtls_ctr_drbg_free(&srv->drbg);
     mbedtls_entropy_free(&srv->entropy);

@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include <mbedtls/ctr_drbg.h>
+#include <mbedtls/pk.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ticket.h>
@@ -11,7 +12,14 @@
 /* One worker's server configuration. Used by its thread only: the DRBG, the ticket keys and the
  * free list need no locks. */
 struct moat_tls_server {
-    struct moat_tls_ctx *ctx; /* a reference: certificates and keys the config points into */
+    struct moat_tls_ctx *ctx; /* a reference: certificates the config points into */
+    /* This worker's own copy of each certificate's private key, so no signature waits for
+     * another worker's (mbedTLS holds an RSA key's mutex for the whole signature): an opaque
+     * PSA key where mbedTLS runs on PSA (the project's engine: signatures then reach the
+     * accelerator), else a parsed copy. */
+    mbedtls_pk_context keys[2];
+    mbedtls_svc_key_id_t key_ids[2]; /* the PSA keys behind keys[] (0: none) */
+    size_t n_keys;
     mbedtls_ssl_config conf;
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
