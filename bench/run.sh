@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # bench/run.sh: moat beside nginx (and HAProxy when installed) in one run, on loopback only.
 #
-# Each proxy gets one worker pinned to CPU 0, the same plain-HTTP backend, the same ECDSA P-256
-# certificate and the same TLS choices; load generators and the backend share CPU 1. Measured
-# per proxy: keep-alive small-response req/s, full handshakes/s (never resumed), 1 MiB response
-# and 1 MiB upload throughput, RSS per idle TLS connection (and moat's malloc heap per idle
-# connection, through bench/heap-probe.so); every rate also per CPU-second the proxy used (from
-# /proc). Then bench/tls-ceiling gives mbedTLS's own per-core ceiling, and bench/summarize.py
-# prints the table. See bench/README.md.
+# Each proxy gets one worker pinned to CPU 0, the same plain-HTTP backend, the same certificates
+# (ECDSA P-256 on one port, RSA-2048 on a second) and the same TLS choices; load generators and
+# the backend share CPU 1. moat runs twice: on the project's TLS engine ("moat") and on
+# Debian's libmbedtls ("moat-stock"), so the engine's gain is measured, not claimed. Measured
+# per proxy: keep-alive small-response req/s, full handshakes/s (never resumed) with each
+# certificate, 1 MiB response and 1 MiB upload throughput, RSS per idle TLS connection (and
+# moat's malloc heap per idle connection, through bench/heap-probe.so); every rate also per
+# CPU-second the proxy used (from /proc). Then bench/tls-ceiling gives each engine's own
+# per-core ceiling, and bench/summarize.py prints the table. See bench/README.md.
 #
-# Usage: bench/run.sh [--quick] [--out FILE] [--moat BIN] [--proxies "moat nginx haproxy"]
-#   --quick    1 round of 3 s per figure instead of 3 rounds of 8 s (~1.5 minutes instead of ~7)
+# Usage: bench/run.sh [--quick] [--out FILE] [--moat BIN] [--moat-stock BIN] [--proxies LIST]
+#   --quick    1 round of 3 s per figure instead of 3 rounds of 8 s (~2 minutes instead of ~9)
 #   --out      also write the table and every sample to FILE
-#   --moat     use this moat binary instead of building one (Release) in the scratch directory
-#   --proxies  which to run; default: moat, nginx, and haproxy when installed
+#   --moat     use this moat binary (the project's engine; its build tree's engine/ prefix gives
+#              tls-ceiling) instead of building one (Release) in the scratch directory
+#   --moat-stock  likewise for moat on Debian's libmbedtls (-DMOAT_TLS_ENGINE=debian)
+#   --proxies  which to run; default: moat, moat-stock, nginx, and haproxy when installed
 #   --idle N   idle TLS connections for the memory figure (default 5000; --quick: 300)
 set -euo pipefail
 
@@ -23,12 +27,14 @@ repo=$(dirname "$here")
 quick=0
 out=""
 moat_bin=""
+moat_stock_bin=""
 proxies=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) quick=1 ;;
     --out) out=${2:?--out needs a file}; shift ;;
     --moat) moat_bin=${2:?--moat needs a binary}; shift ;;
+    --moat-stock) moat_stock_bin=${2:?--moat-stock needs a binary}; shift ;;
     --proxies) proxies=${2:?--proxies needs a list}; shift ;;
     --idle) idle_arg=${2:?--idle needs a count}; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -57,7 +63,7 @@ for tool in openssl wrk nginx python3 curl cc pkg-config taskset timeout; do
     command -v "$tool" >/dev/null || die "$tool is missing: run scripts/deps.sh --bench"
 done
 if [ -z "$proxies" ]; then
-    proxies="moat nginx"
+    proxies="moat moat-stock nginx"
     command -v haproxy >/dev/null && proxies="$proxies haproxy"
 fi
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs: the proxy on CPU 0, clients and backend on CPU 1"
@@ -183,27 +189,48 @@ on_client_cpu() { taskset -c "$client_cpu" "$@"; }
 cflags=(-std=c11 -O2 -Wall -Wextra -Werror)
 log "building backend, tls-ceiling and heap-probe in $work"
 cc "${cflags[@]}" -o "$work/backend" "$here/backend.c"
-# shellcheck disable=SC2046 # pkg-config's words are meant to split
-cc "${cflags[@]}" -pthread -o "$work/tls-ceiling" "$here/tls-ceiling.c" \
-    $(pkg-config --cflags --libs mbedtls mbedx509 mbedcrypto)
 cc "${cflags[@]}" -shared -fPIC -pthread -o "$work/heap-probe.so" "$here/heap-probe.c"
 
-if [[ " $proxies " == *" moat "* ]] && [ -z "$moat_bin" ]; then
-    log "building moat (Release) in $work/build-moat"
-    if ! { cmake -S "$repo" -B "$work/build-moat" -DMOAT_TESTS=OFF -DCMAKE_BUILD_TYPE=Release &&
-        cmake --build "$work/build-moat" --target moat -j "$(nproc)"; } \
-        >"$work/build-moat.log" 2>&1; then
-        tail -30 "$work/build-moat.log" >&2
+build_moat() { # DIR ENGINE: a Release moat on that TLS engine
+    log "building moat (Release, $2 TLS engine) in $1"
+    if ! { cmake -S "$repo" -B "$1" -DMOAT_TESTS=OFF -DCMAKE_BUILD_TYPE=Release \
+        -DMOAT_TLS_ENGINE="$2" && cmake --build "$1" --target moat -j "$(nproc)"; } \
+        >"$1.log" 2>&1; then
+        tail -30 "$1.log" >&2
         die "moat did not build (log above)"
     fi
+}
+if [[ " $proxies " == *" moat "* ]] && [ -z "$moat_bin" ]; then
+    build_moat "$work/build-moat" project
     moat_bin="$work/build-moat/moat"
+fi
+if [[ " $proxies " == *" moat-stock "* ]] && [ -z "$moat_stock_bin" ]; then
+    build_moat "$work/build-moat-stock" debian
+    moat_stock_bin="$work/build-moat-stock/moat"
+fi
+# tls-ceiling on each engine: Debian's library, and the project's from moat's build tree.
+# shellcheck disable=SC2046 # pkg-config's words are meant to split
+cc "${cflags[@]}" -pthread -o "$work/tls-ceiling-stock" "$here/tls-ceiling.c" \
+    $(pkg-config --cflags --libs mbedtls mbedx509 mbedcrypto)
+engine_pc=""
+[ -n "$moat_bin" ] && engine_pc="$(dirname "$moat_bin")/engine/lib/pkgconfig"
+if [ -n "$engine_pc" ] && [ -d "$engine_pc" ]; then
+    # shellcheck disable=SC2046
+    cc "${cflags[@]}" -pthread -o "$work/tls-ceiling" "$here/tls-ceiling.c" \
+        $(PKG_CONFIG_PATH=$engine_pc pkg-config --cflags --libs mbedtls mbedx509 mbedcrypto)
+else
+    log "no project engine next to ${moat_bin:-moat}: its tls-ceiling is skipped"
 fi
 
 # ---- certificate, backend, configurations ------------------------------------------------------
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
     -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$work/rsa-key.pem" -out "$work/rsa-cert.pem" 2>/dev/null
 cat "$work/cert.pem" "$work/key.pem" >"$work/haproxy.pem" # HAProxy wants both in one file
+cat "$work/rsa-cert.pem" "$work/rsa-key.pem" >"$work/haproxy-rsa.pem"
 
 taskset -c "$client_cpu" "$work/backend" >"$work/backend.out" 2>&1 &
 backend_pid=$!
@@ -222,11 +249,12 @@ log "backend on 127.0.0.1:$backend_port"
 # P-384; ALPN http/1.1; one TLS 1.3 session ticket per connection (mbedTLS's default count).
 tls13_suites=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
 tls12_suites=ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384
-tls12_suites=$tls12_suites:ECDHE-ECDSA-CHACHA20-POLY1305
+tls12_suites=$tls12_suites:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256
+tls12_suites=$tls12_suites:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305
 groups=X25519:P-256:P-384
 
 write_nginx_conf() {
-    local port=$1
+    local port=$1 rsa_port=$2
     mkdir -p "$work/nginx"
     # Equivalent proxying: keep-alive upstream pool of 64 (moat's), the forwarding headers moat
     # sets, bodies streamed both ways in bounded memory (no request buffering, no temp files).
@@ -279,12 +307,42 @@ http {
             proxy_max_temp_file_size 0;
         }
     }
+    server {
+        listen 127.0.0.1:$rsa_port ssl;
+        ssl_certificate $work/rsa-cert.pem;
+        ssl_certificate_key $work/rsa-key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers $tls12_suites;
+        ssl_conf_command Ciphersuites $tls13_suites;
+        ssl_conf_command NumTickets 1;
+        ssl_prefer_server_ciphers off;
+        ssl_ecdh_curve $groups;
+        keepalive_requests 1000000;
+        keepalive_timeout 60s;
+        client_max_body_size 0;
+        client_body_buffer_size 128k;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto https;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header Via "1.1 nginx";
+            proxy_request_buffering off;
+            proxy_buffering on;
+            proxy_buffer_size 16k;
+            proxy_buffers 16 16k;
+            proxy_max_temp_file_size 0;
+        }
+    }
 }
 EOF
 }
 
 write_haproxy_conf() {
-    local port=$1
+    local port=$1 rsa_port=$2
     # HAProxy reserves two descriptors per connection and refuses to start beyond the limit.
     local fds maxconn=20000
     fds=$(ulimit -n)
@@ -308,6 +366,7 @@ defaults
     option forwardfor
 frontend tls
     bind 127.0.0.1:$port ssl crt $work/haproxy.pem alpn http/1.1 curves $groups
+    bind 127.0.0.1:$rsa_port ssl crt $work/haproxy-rsa.pem alpn http/1.1 curves $groups
     http-request set-header X-Forwarded-Proto https
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     http-request add-header Via "1.1 haproxy"
@@ -319,43 +378,62 @@ EOF
 }
 
 # ---- start the proxies ------------------------------------------------------------------------
-# proxy -> its TLS port; the PID that does the work (nginx: the worker); the PID to stop
-declare -A port_of pid_of main_pid_of
+# proxy -> its TLS port (ECDSA) and RSA port; the PID that does the work (nginx: the worker);
+# the PID to stop
+declare -A port_of rsa_port_of pid_of main_pid_of
 versions="OpenSSL clients $(openssl version | awk '{print $2}')"
 
+# moat's configuration file: the two listeners (each with its certificate), the backend.
+write_moat_conf() {
+    local name=$1 port=$2 rsa_port=$3
+    cat >"$work/$name.yaml" <<END
+workers: 1
+listeners:
+  - listen: 127.0.0.1:$port
+    tls: {certificates: [{cert: $work/cert.pem, key: $work/key.pem}]}
+  - listen: 127.0.0.1:$rsa_port
+    tls: {certificates: [{cert: $work/rsa-cert.pem, key: $work/rsa-key.pem}]}
+pools:
+  default: {backends: [127.0.0.1:$backend_port]}
+timeouts: {head: 60s, drain: 1s}
+logging: {level: warn, access_log: false}
+END
+}
+
 start_proxy() {
-    local name=$1 port pid
+    local name=$1 port rsa_port pid bin
     port=$(free_port)
+    rsa_port=$(free_port)
     case "$name" in
-    moat)
-        [ -x "$moat_bin" ] || die "no moat binary at $moat_bin"
-        taskset -c "$proxy_cpu" "$moat_bin" --listen "127.0.0.1:$port" \
-            --cert "$work/cert.pem" --key "$work/key.pem" --backend "127.0.0.1:$backend_port" \
-            --workers 1 --no-access-log --log-level warn --drain-timeout 1 \
-            --head-timeout 60s >"$work/moat.log" 2>&1 &
+    moat | moat-stock)
+        bin=$moat_bin
+        [ "$name" = moat-stock ] && bin=$moat_stock_bin
+        [ -x "$bin" ] || die "no $name binary at $bin"
+        write_moat_conf "$name" "$port" "$rsa_port"
+        taskset -c "$proxy_cpu" "$bin" -c "$work/$name.yaml" >"$work/$name.log" 2>&1 &
         pid=$!
-        versions="$versions, $("$moat_bin" --version 2>&1 | head -1)"
+        versions="$versions, $name: $("$bin" --version 2>&1 | paste -sd ' ')"
         ;;
     nginx)
-        write_nginx_conf "$port"
+        write_nginx_conf "$port" "$rsa_port"
         taskset -c "$proxy_cpu" nginx -p "$work/nginx" -e "$work/nginx-error.log" \
             -c "$work/nginx.conf" >"$work/nginx.log" 2>&1 &
         pid=$!
         versions="$versions, $(nginx -v 2>&1 | sed 's/.*: //')"
         ;;
     haproxy)
-        write_haproxy_conf "$port"
+        write_haproxy_conf "$port" "$rsa_port"
         taskset -c "$proxy_cpu" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
         pid=$!
         versions="$versions, HAProxy $(haproxy -v | awk 'NR == 1 {print $3}')"
         ;;
-    *) die "unknown proxy $name (moat, nginx, haproxy)" ;;
+    *) die "unknown proxy $name (moat, moat-stock, nginx, haproxy)" ;;
     esac
     started_pids+=("$pid")
     main_pid_of[$name]=$pid
-    if ! wait_port "$port" "$pid" 15; then
+    if ! wait_port "$port" "$pid" 15 || ! wait_port "$rsa_port" "$pid" 15; then
         cat "$work/$name"*.log >&2 2>/dev/null || true
-        die "$name did not start on 127.0.0.1:$port (log above)"
+        die "$name did not start on 127.0.0.1:$port and :$rsa_port (log above)"
     fi
     if [ "$name" = nginx ]; then
         # The master only supervises; its one worker, a child, terminates TLS.
@@ -363,8 +441,9 @@ start_proxy() {
             die "nginx has no worker"
     fi
     port_of[$name]=$port
+    rsa_port_of[$name]=$rsa_port
     pid_of[$name]=$pid
-    log "$name on 127.0.0.1:$port (pid $pid, CPU $proxy_cpu)"
+    log "$name on 127.0.0.1:$port, RSA :$rsa_port (pid $pid, CPU $proxy_cpu)"
 }
 
 for p in $proxies; do
@@ -530,13 +609,13 @@ handshake_clients() {
     done
 }
 
-run_handshakes() {
-    local round=$1 p=$2 total errors=""
-    local prefix="$work/stime-$p-$round"
-    metered "${pid_of[$p]}" handshake_clients "${port_of[$p]}" "$prefix"
+run_handshakes() { # ROUND PROXY TEST PORT
+    local round=$1 p=$2 test=$3 port=$4 total errors=""
+    local prefix="$work/stime-$p-$test-$round"
+    metered "${pid_of[$p]}" handshake_clients "$port" "$prefix"
     total=$(cat "$prefix".* | awk '/connections in .* real seconds/ {n += $1} END {print n + 0}')
     [ "$total" -gt 0 ] || errors="s_time_failed:$(tail -1 "$prefix.1" | tr ' ' '_')"
-    record "$round" "$p" handshakes "$total" "$errors"
+    record "$round" "$p" "$test" "$total" "$errors"
 }
 
 alive_or_flag() { # a proxy that died is reported once, with its log, and measured no further
@@ -565,13 +644,14 @@ for ((round = 1; round <= rounds; round++)); do
     read -r -a order <<<"$proxies"
     shift_by=$(((round - 1) % ${#order[@]}))
     order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
-    for test in keepalive handshakes download upload; do
+    for test in keepalive handshakes handshakes_rsa download upload; do
         for p in "${order[@]}"; do
             [[ " $proxies " == *" $p "* ]] || continue
             log "round $round/$rounds: $test on $p (${dur_s} s)"
             case "$test" in
             keepalive) run_wrk "$round" "$p" keepalive "$ka_conns" /small "$dur_s" ;;
-            handshakes) run_handshakes "$round" "$p" ;;
+            handshakes) run_handshakes "$round" "$p" handshakes "${port_of[$p]}" ;;
+            handshakes_rsa) run_handshakes "$round" "$p" handshakes_rsa "${rsa_port_of[$p]}" ;;
             download) run_wrk "$round" "$p" download "$bulk_conns" /1m "$dur_s" ;;
             upload)
                 run_wrk "$round" "$p" upload "$bulk_conns" /upload "$dur_s" -s "$work/upload.lua" ;;
@@ -622,11 +702,16 @@ for p in $proxies; do
     finish "${main_pid_of[$p]}"
 done
 finish "$backend_pid"
-log "tls-ceiling ${ceiling_args[*]:-}"
-taskset -c "$proxy_cpu" "$work/tls-ceiling" "${ceiling_args[@]}" >"$work/ceiling.txt"
+: >"$work/ceiling.txt"
+: >"$work/ceiling-stock.txt"
+for engine in "" -stock; do
+    [ -x "$work/tls-ceiling$engine" ] || continue
+    log "tls-ceiling$engine ${ceiling_args[*]:-}"
+    taskset -c "$proxy_cpu" "$work/tls-ceiling$engine" "${ceiling_args[@]}" \
+        --rsa-key "$work/rsa-key.pem" >"$work/ceiling$engine.txt"
+done
 
-printf 'versions\t%s, %s\n' "$versions" \
-    "mbedTLS $(pkg-config --modversion mbedtls)" >>"$work/meta.tsv"
+printf 'versions\t%s\n' "$versions" >>"$work/meta.tsv"
 {
     printf 'setup\t%s round(s) x %s s; %s keep-alive conns, %s bulk conns, ' "$rounds" "$dur_s" \
         "$ka_conns" "$bulk_conns"
@@ -636,7 +721,7 @@ printf 'versions\t%s, %s\n' "$versions" \
 
 if [ -n "$out" ]; then
     python3 "$here/summarize.py" "$work" | tee "$out"
-    for part in samples.tsv idle.tsv heap.tsv ceiling.txt; do
+    for part in samples.tsv idle.tsv heap.tsv ceiling.txt ceiling-stock.txt; do
         printf '\n## %s\n' "${part%.*}"
         cat "$work/$part"
     done >>"$out"

@@ -5,10 +5,12 @@
  * CLOCK_THREAD_CPUTIME_ID: the client's work is done on the same thread but never counted. The
  * figures are the ceiling a proxy built on mbedTLS can reach per core, before any I/O, parsing
  * or copying of its own:
- *   - full handshakes per server CPU-second (TLS 1.3 and TLS 1.2, ECDSA P-256 certificate,
- *     X25519, no resumption, no tickets),
+ *   - full handshakes per server CPU-second (TLS 1.3 and TLS 1.2 with an ECDSA P-256
+ *     certificate, TLS 1.3 with an RSA-2048 one; X25519, no resumption, no tickets), the
+ *     server's key held as moat holds it: an opaque PSA key where mbedTLS runs on PSA (the
+ *     project's engine), else the parsed key,
  *   - record writes (16 KiB records, server encrypts) and record reads (server decrypts) in
- *     MiB per server CPU-second for each TLS 1.3 AEAD suite,
+ *     MiB per server CPU-second for each TLS 1.3 AEAD suite and two TLS 1.2 ones,
  *   - heap bytes held by one idle established server context (glibc mallinfo2() deltas around
  *     the server's calls only: Debian's build has no MBEDTLS_PLATFORM_MEMORY to hook calloc;
  *     the median over IDLE_CONTEXTS contexts held at once, in case one context's handshake
@@ -17,8 +19,10 @@
  *     a second thread (so in another malloc arena): measured as a proxy's RSS per idle
  *     connection is, where calloc'd pages never written cost nothing.
  *
+ *
  * Output: one `name value unit` line per figure; lines starting with '#' are comments.
- * Usage: tls-ceiling [--quick]
+ * Usage: tls-ceiling [--quick] [--budget S] [--parts mem,hs,rsa,rec13,rec12] [--rsa-key PEM]
+ *   (the project's engine cannot make RSA keys, so the RSA figure needs --rsa-key)
  * Build: cc -O2 -pthread -o tls-ceiling tls-ceiling.c \
  *        $(pkg-config --cflags --libs mbedtls mbedx509 mbedcrypto)
  */
@@ -39,6 +43,7 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/rsa.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
 #include <psa/crypto.h>
@@ -156,50 +161,91 @@ static void die(const char *what, int rc)
     exit(1);
 }
 
+/* A certificate and its key; `key` points at `parsed` or, for the opaque runs, `opaque`. */
+struct certkey {
+    mbedtls_pk_context parsed;
+    mbedtls_pk_context opaque;
+    mbedtls_pk_context *key;
+    mbedtls_x509_crt cert;
+};
+
 /* Shared by every measurement; owned by main. */
 struct world {
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
-    mbedtls_pk_context key;
-    mbedtls_x509_crt cert;
+    struct certkey ec, rsa;
+    struct certkey *use; /* the one conf_pair() gives the server */
     struct pipe c2s, s2c;
     struct bio server_bio, client_bio;
 };
 
-/* An ECDSA P-256 key and a self-signed certificate for it, made in memory: the same kind of
- * certificate bench/run.sh gives the proxies, and this program needs no files. */
-static void make_cert(struct world *w)
+/* An ECDSA P-256 (or RSA-2048) key and a self-signed certificate for it, made in memory: the
+ * same kind of certificate bench/run.sh gives the proxies, and this program needs no files. */
+static const char *rsa_key_file; /* --rsa-key: a PEM RSA-2048 key, or NULL */
+
+static void make_cert(struct world *w, struct certkey *ck, int rsa)
 {
-    int rc = mbedtls_pk_setup(&w->key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
+    mbedtls_pk_init(&ck->parsed);
+    mbedtls_pk_init(&ck->opaque);
+    mbedtls_x509_crt_init(&ck->cert);
+    ck->key = &ck->parsed;
+    int rc = rsa ? 0 : mbedtls_pk_setup(&ck->parsed, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
     if (rc != 0)
         die("pk_setup", rc);
-    rc = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(w->key),
-                             mbedtls_ctr_drbg_random, &w->drbg);
+    if (rsa)
+        rc = mbedtls_pk_parse_keyfile(&ck->parsed, rsa_key_file, NULL, mbedtls_ctr_drbg_random,
+                                      &w->drbg);
+    else
+        rc = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(ck->parsed),
+                                 mbedtls_ctr_drbg_random, &w->drbg);
     if (rc != 0)
-        die("ecp_gen_key", rc);
+        die("gen_key", rc);
 
     mbedtls_x509write_cert crt;
     mbedtls_x509write_crt_init(&crt);
     const unsigned char serial[] = {0x01, 0x02, 0x03, 0x04};
     mbedtls_x509write_crt_set_version(&crt, MBEDTLS_X509_CRT_VERSION_3);
     mbedtls_x509write_crt_set_md_alg(&crt, MBEDTLS_MD_SHA256);
-    mbedtls_x509write_crt_set_subject_key(&crt, &w->key);
-    mbedtls_x509write_crt_set_issuer_key(&crt, &w->key);
+    mbedtls_x509write_crt_set_subject_key(&crt, &ck->parsed);
+    mbedtls_x509write_crt_set_issuer_key(&crt, &ck->parsed);
     if ((rc = mbedtls_x509write_crt_set_serial_raw(&crt, (unsigned char *)serial,
                                                    sizeof(serial))) != 0 ||
         (rc = mbedtls_x509write_crt_set_validity(&crt, "20250101000000", "20350101000000")) != 0 ||
         (rc = mbedtls_x509write_crt_set_subject_name(&crt, "CN=localhost")) != 0 ||
         (rc = mbedtls_x509write_crt_set_issuer_name(&crt, "CN=localhost")) != 0)
         die("x509write_crt_set_*", rc);
-    unsigned char der[2048];
+    unsigned char der[4096];
     int len = mbedtls_x509write_crt_der(&crt, der, sizeof(der), mbedtls_ctr_drbg_random, &w->drbg);
     if (len <= 0)
         die("x509write_crt_der", len);
-    rc = mbedtls_x509_crt_parse_der(&w->cert, der + sizeof(der) - len, (size_t)len);
+    rc = mbedtls_x509_crt_parse_der(&ck->cert, der + sizeof(der) - len, (size_t)len);
     if (rc != 0)
         die("x509_crt_parse_der", rc);
     mbedtls_x509write_crt_free(&crt);
 }
+
+#if defined(MBEDTLS_USE_PSA_CRYPTO)
+/* ck->opaque: the same key imported once into PSA, allowing randomized ECDSA (any hash) or
+ * RSA-PSS (any hash; PKCS#1 v1.5 as second algorithm for TLS 1.2). */
+static void make_opaque(struct certkey *ck, int rsa)
+{
+    psa_key_attributes_t attr = PSA_KEY_ATTRIBUTES_INIT;
+    mbedtls_svc_key_id_t id = MBEDTLS_SVC_KEY_ID_INIT;
+    int rc = mbedtls_pk_get_psa_attributes(&ck->parsed, PSA_KEY_USAGE_SIGN_HASH, &attr);
+    if (rc != 0)
+        die("pk_get_psa_attributes", rc);
+    psa_set_key_algorithm(&attr, rsa ? PSA_ALG_RSA_PSS(PSA_ALG_ANY_HASH)
+                                     : PSA_ALG_ECDSA(PSA_ALG_ANY_HASH));
+    if (rsa)
+        psa_set_key_enrollment_algorithm(&attr, PSA_ALG_RSA_PKCS1V15_SIGN(PSA_ALG_ANY_HASH));
+    rc = mbedtls_pk_import_into_psa(&ck->parsed, &attr, &id);
+    if (rc != 0)
+        die("pk_import_into_psa", rc);
+    rc = mbedtls_pk_setup_opaque(&ck->opaque, id);
+    if (rc != 0)
+        die("pk_setup_opaque", rc);
+}
+#endif
 
 /* X25519 first, so it is the key exchange; P-256 also offered because a TLS 1.2 server only
  * uses an ECDSA certificate whose curve the client lists (RFC 8422 §5.1). */
@@ -232,7 +278,7 @@ static void conf_pair(struct world *w, mbedtls_ssl_config *srv, mbedtls_ssl_conf
         mbedtls_ssl_conf_ciphersuites(both[i], suite);
         mbedtls_ssl_conf_groups(both[i], groups);
     }
-    rc = mbedtls_ssl_conf_own_cert(srv, &w->cert, &w->key);
+    rc = mbedtls_ssl_conf_own_cert(srv, &w->use->cert, w->use->key);
     if (rc != 0)
         die("ssl_conf_own_cert", rc);
 #if defined(MBEDTLS_SSL_SESSION_TICKETS)
@@ -437,7 +483,8 @@ static size_t write_records(mbedtls_ssl_context *ssl, const unsigned char *buf, 
 struct suite_case {
     const char *iana;   /* output name: the IANA (and OpenSSL) name */
     const char *mbedtls; /* what mbedtls_ssl_get_ciphersuite() says */
-    int id;             /* MBEDTLS_TLS1_3_* suite */
+    int id;             /* MBEDTLS_TLS1_3_* (or TLS 1.2) suite */
+    int version;        /* MBEDTLS_SSL_VERSION_TLS1_3 or _TLS1_2 */
 };
 
 static void print_line(const char *name, double value, const char *unit)
@@ -490,13 +537,14 @@ static void bench_records(struct world *w, const struct suite_case *sc, double b
 {
     const int suite[] = {sc->id, 0};
     mbedtls_ssl_config srv, cli;
-    conf_pair(w, &srv, &cli, suite, MBEDTLS_SSL_VERSION_TLS1_3);
+    conf_pair(w, &srv, &cli, suite, sc->version);
     mbedtls_ssl_context s, c;
     struct meter unused = {0};
     ssl_pair(w, &s, &c, &srv, &cli, &unused);
     handshake(&s, &c, &unused);
     if (strcmp(mbedtls_ssl_get_ciphersuite(&s), sc->mbedtls) != 0)
         die("suite negotiation", 0);
+    const char *pfx = sc->version == MBEDTLS_SSL_VERSION_TLS1_2 ? "tls12_" : "";
     static unsigned char plain[RECORD_BYTES], scratch[RECORD_BYTES];
     memset(plain, 'x', sizeof(plain));
 
@@ -512,7 +560,7 @@ static void bench_records(struct world *w, const struct suite_case *sc, double b
             die("client read (short)", 0);
     }
     char name[96];
-    snprintf(name, sizeof(name), "ceiling_write_%s", sc->iana);
+    snprintf(name, sizeof(name), "ceiling_write_%s%s", pfx, sc->iana);
     print_line(name, (double)bytes / (1 << 20) / wm.cpu_s, "MiB/s");
 
     struct meter rm = {0};
@@ -528,7 +576,7 @@ static void bench_records(struct world *w, const struct suite_case *sc, double b
             die("server read (short)", 0);
         bytes += got;
     }
-    snprintf(name, sizeof(name), "ceiling_read_%s", sc->iana);
+    snprintf(name, sizeof(name), "ceiling_read_%s%s", pfx, sc->iana);
     print_line(name, (double)bytes / (1 << 20) / rm.cpu_s, "MiB/s");
 
     mbedtls_ssl_free(&s);
@@ -662,14 +710,23 @@ static void bench_idle_rss(struct world *w)
 int main(int argc, char **argv)
 {
     double budget_s = 2.0; /* server CPU-seconds per figure */
+    const char *parts = "mem,hs,rsa,rec13,rec12";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             budget_s = 0.5;
+        } else if (strcmp(argv[i], "--budget") == 0 && i + 1 < argc) {
+            budget_s = atof(argv[++i]);
+        } else if (strcmp(argv[i], "--parts") == 0 && i + 1 < argc) {
+            parts = argv[++i];
+        } else if (strcmp(argv[i], "--rsa-key") == 0 && i + 1 < argc) {
+            rsa_key_file = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--budget S] [--parts mem,hs,rsa,rec13,rec12] "
+                    "[--rsa-key PEM]\n", argv[0]);
             return 2;
         }
     }
+#define PART(p) (strstr(parts, p) != NULL && (strcmp(p, "rsa") != 0 || rsa_key_file != NULL))
     psa_status_t st = psa_crypto_init(); /* TLS 1.3 in mbedTLS 3.6 runs on PSA */
     if (st != PSA_SUCCESS) {
         fprintf(stderr, "tls-ceiling: psa_crypto_init failed: %d\n", (int)st);
@@ -678,8 +735,6 @@ int main(int argc, char **argv)
     static struct world w;
     mbedtls_entropy_init(&w.entropy);
     mbedtls_ctr_drbg_init(&w.drbg);
-    mbedtls_pk_init(&w.key);
-    mbedtls_x509_crt_init(&w.cert);
     int rc = mbedtls_ctr_drbg_seed(&w.drbg, mbedtls_entropy_func, &w.entropy,
                                    (const unsigned char *)"tls-ceiling", 11);
     if (rc != 0)
@@ -690,30 +745,64 @@ int main(int argc, char **argv)
         die("malloc", 0);
     w.server_bio = (struct bio){.rx = &w.c2s, .tx = &w.s2c};
     w.client_bio = (struct bio){.rx = &w.s2c, .tx = &w.c2s};
-    make_cert(&w);
+    make_cert(&w, &w.ec, 0);
+    if (PART("rsa"))
+        make_cert(&w, &w.rsa, 1);
+#if defined(MBEDTLS_USE_PSA_CRYPTO)
+    /* As moat holds them on a PSA build (tls/context.c): opaque, so signatures reach drivers. */
+    make_opaque(&w.ec, 0);
+    w.ec.key = &w.ec.opaque;
+    if (PART("rsa")) {
+        make_opaque(&w.rsa, 1);
+        w.rsa.key = &w.rsa.opaque;
+    }
+#endif
+    w.use = &w.ec;
 
     printf("# mbedTLS %s, server side only, per server CPU-second, budget %.1f s per figure\n",
            MBEDTLS_VERSION_STRING, budget_s);
-    bench_idle_rss(&w);
-    bench_idle_memory(&w);
-    bench_handshakes(&w, "ceiling_handshake_tls13_ecdsa_p256_x25519",
-                     MBEDTLS_TLS1_3_AES_256_GCM_SHA384, MBEDTLS_SSL_VERSION_TLS1_3, budget_s);
-    bench_handshakes(&w, "ceiling_handshake_tls12_ecdhe_ecdsa_aes128gcm_x25519",
-                     MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, MBEDTLS_SSL_VERSION_TLS1_2,
-                     budget_s);
+    if (PART("mem")) {
+        bench_idle_rss(&w);
+        bench_idle_memory(&w);
+    }
+    if (PART("hs")) {
+        bench_handshakes(&w, "ceiling_handshake_tls13_ecdsa_p256_x25519",
+                         MBEDTLS_TLS1_3_AES_256_GCM_SHA384, MBEDTLS_SSL_VERSION_TLS1_3, budget_s);
+        bench_handshakes(&w, "ceiling_handshake_tls12_ecdhe_ecdsa_aes128gcm_x25519",
+                         MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                         MBEDTLS_SSL_VERSION_TLS1_2, budget_s);
+    }
+    if (PART("rsa")) {
+        w.use = &w.rsa;
+        bench_handshakes(&w, "ceiling_handshake_tls13_rsa2048_x25519",
+                         MBEDTLS_TLS1_3_AES_256_GCM_SHA384, MBEDTLS_SSL_VERSION_TLS1_3, budget_s);
+        w.use = &w.ec;
+    }
     static const struct suite_case suites[] = {
-        {"TLS_AES_256_GCM_SHA384", "TLS1-3-AES-256-GCM-SHA384", MBEDTLS_TLS1_3_AES_256_GCM_SHA384},
-        {"TLS_AES_128_GCM_SHA256", "TLS1-3-AES-128-GCM-SHA256", MBEDTLS_TLS1_3_AES_128_GCM_SHA256},
+        {"TLS_AES_256_GCM_SHA384", "TLS1-3-AES-256-GCM-SHA384", MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+         MBEDTLS_SSL_VERSION_TLS1_3},
+        {"TLS_AES_128_GCM_SHA256", "TLS1-3-AES-128-GCM-SHA256", MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
+         MBEDTLS_SSL_VERSION_TLS1_3},
         {"TLS_CHACHA20_POLY1305_SHA256", "TLS1-3-CHACHA20-POLY1305-SHA256",
-         MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256},
+         MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256, MBEDTLS_SSL_VERSION_TLS1_3},
+        {"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384",
+         MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, MBEDTLS_SSL_VERSION_TLS1_2},
+        {"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+         "TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256",
+         MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, MBEDTLS_SSL_VERSION_TLS1_2},
     };
     for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++)
-        bench_records(&w, &suites[i], budget_s);
+        if (PART(suites[i].version == MBEDTLS_SSL_VERSION_TLS1_2 ? "rec12" : "rec13"))
+            bench_records(&w, &suites[i], budget_s);
 
     free(w.c2s.buf);
     free(w.s2c.buf);
-    mbedtls_x509_crt_free(&w.cert);
-    mbedtls_pk_free(&w.key);
+    struct certkey *cks[] = {&w.ec, &w.rsa};
+    for (int i = 0; i < (PART("rsa") ? 2 : 1); i++) {
+        mbedtls_x509_crt_free(&cks[i]->cert);
+        mbedtls_pk_free(&cks[i]->parsed);
+        mbedtls_pk_free(&cks[i]->opaque);
+    }
     mbedtls_ctr_drbg_free(&w.drbg);
     mbedtls_entropy_free(&w.entropy);
     mbedtls_psa_crypto_free();

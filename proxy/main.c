@@ -217,9 +217,9 @@ static void describe_start(const struct moat_runtime *rt, const char *listen_nam
                  rt->n_pools > 1 ? rt->pools[b->pool].name : "", rt->n_pools > 1 ? ":" : "",
                  b->name);
     }
-    moat_log(MOAT_LOG_INFO, "main %s started listen=%s backends=%s workers=%zu tls=\"%s\"",
-             moat_cfg_version(), listen_names, backends, n_workers,
-             moat_tls_ctx_describe(rt->tls[0]));
+    moat_log(MOAT_LOG_INFO, "main %s started listen=%s backends=%s workers=%zu tls=\"%s\" "
+             "engine=\"%s\"", moat_cfg_version(), listen_names, backends, n_workers,
+             moat_tls_ctx_describe(rt->tls[0]), moat_tls_engine_describe());
 }
 
 /* Opens the listeners, drops privileges, starts the workers and runs the control loop (signals)
@@ -365,7 +365,7 @@ int main(int argc, char **argv)
         fputs(moat_cfg_usage(), stdout);
         return 0;
     case MOAT_CFG_VERSION:
-        printf("%s\n", moat_cfg_version());
+        printf("%s\nTLS engine: %s\n", moat_cfg_version(), moat_tls_engine_describe());
         return 0;
     case MOAT_CFG_BAD_ARGS:
         fprintf(stderr, "moat: %s\n\n%s", err, moat_cfg_usage());

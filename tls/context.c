@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mbedtls/build_info.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/ecp.h>
 #include <mbedtls/entropy.h>
@@ -18,6 +19,9 @@
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509_crt.h>
+#if defined(MOAT_TLS_ENGINE_PROJECT)
+#include <openssl/crypto.h> /* the accelerator's version, for the logs */
+#endif
 
 struct moat_tls_cert {
     mbedtls_x509_crt chain;
@@ -64,6 +68,20 @@ static const char *alpn[] = {"http/1.1", NULL};
 void moat_tls_strerror(int code, char *buf, size_t len)
 {
     mbedtls_strerror(code, buf, len);
+}
+
+const char *moat_tls_engine_describe(void)
+{
+    static char text[128];
+    if (text[0] == '\0') {
+#if defined(MOAT_TLS_ENGINE_PROJECT)
+        snprintf(text, sizeof(text), "mbedTLS %s, moat's build, accelerated by OpenSSL %s",
+                 MBEDTLS_VERSION_STRING, OpenSSL_version(OPENSSL_VERSION_STRING));
+#else
+        snprintf(text, sizeof(text), "mbedTLS %s, Debian's library", MBEDTLS_VERSION_STRING);
+#endif
+    }
+    return text;
 }
 
 int moat_tls_global_init(char *err, size_t err_len)

@@ -25,6 +25,11 @@ struct moat_tls_ctx;    /* certificates + keys; immutable, shared by all workers
 struct moat_tls_server; /* one worker's mbedTLS server configuration over a ctx */
 struct moat_tls_session;
 
+/* Which TLS engine this moat was built with, for --version and the start-up line:
+ * "mbedTLS 3.6.6, moat's build, accelerated by OpenSSL 3.0.19" or "mbedTLS 3.6.6, Debian's
+ * library". Static storage; safe before moat_tls_global_init(). */
+const char *moat_tls_engine_describe(void);
+
 /* Must run once in main() before any other call here (psa_crypto_init). 0 or -1. */
 int moat_tls_global_init(char *err, size_t err_len);
 void moat_tls_global_free(void);
