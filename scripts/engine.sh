@@ -119,6 +119,10 @@ cmd_build() {
         patch -p1 --forward -i "$ENGINE/driver-wrappers.patch"
     step "applying cmake.patch (mbedTLS's library/CMakeLists.txt changed?)" "$work/patch2.log" \
         patch -p1 --forward -i "$ENGINE/cmake.patch"
+    # Signatures get a buffer of a signature's size, not the rest of the record buffer: PSA
+    # fills what a signature leaves of its buffer, which would make all of it resident.
+    step "applying signature-size.patch (mbedTLS's signing calls changed?)" "$work/patch3.log" \
+        patch -p1 --forward -i "$ENGINE/signature-size.patch"
     step "generating the PSA driver wrappers (needs python3-jinja2, python3-jsonschema)" \
         "$work/wrappers.log" "$PY" scripts/generate_driver_wrappers.py library
 

@@ -86,6 +86,7 @@ const char *moat_tls_engine_describe(void)
 
 int moat_tls_global_init(char *err, size_t err_len)
 {
+    moat_tls_alloc_init();
     psa_status_t st = psa_crypto_init();
     if (st != PSA_SUCCESS) {
         snprintf(err, err_len, "PSA crypto initialisation failed (%d)", (int)st);

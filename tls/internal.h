@@ -47,4 +47,7 @@ char *moat_tls_read_file(const char *path, size_t *len, char *err, size_t err_le
 
 void moat_tls_strerror(int code, char *buf, size_t len);
 
+/* Gives mbedTLS moat's allocator (alloc.c) where the engine allows it; before any other call. */
+void moat_tls_alloc_init(void);
+
 #endif

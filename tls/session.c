@@ -18,8 +18,14 @@
 #define MAX_BUFFERED (160u * 1024u)
 
 /* Reset sessions kept per worker for reuse: mbedTLS allocates ~38 KiB of record buffers in
- * mbedtls_ssl_setup() and keeps them across mbedtls_ssl_session_reset(). */
+ * mbedtls_ssl_setup() and keeps them across mbedtls_ssl_session_reset(). Not where moat gives
+ * mbedTLS its own pages (alloc.c): the reset writes zeros over both buffers, which makes every
+ * page of them resident, where a new context's stay untouched until records fill them. */
+#if defined(MBEDTLS_PLATFORM_MEMORY)
+#define MAX_SPARE 0
+#else
 #define MAX_SPARE 32
+#endif
 
 struct moat_tls_session {
     mbedtls_ssl_context ssl;
@@ -263,7 +269,7 @@ void moat_tls_session_free(struct moat_tls_session *s)
     struct moat_tls_server *srv = s->srv;
     free(s->in);
     s->in = NULL;
-    if (srv->n_spare >= MAX_SPARE || mbedtls_ssl_session_reset(&s->ssl) != 0) {
+    if (srv->n_spare + 1 > MAX_SPARE || mbedtls_ssl_session_reset(&s->ssl) != 0) {
         destroy(s);
         return;
     }

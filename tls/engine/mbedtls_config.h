@@ -10,6 +10,8 @@
 #define MBEDTLS_HAVE_TIME            /* ticket lifetimes */
 #define MBEDTLS_HAVE_TIME_DATE       /* certificate validity checks */
 #define MBEDTLS_PLATFORM_C           /* mbedtls_calloc/free, as the library expects */
+#define MBEDTLS_PLATFORM_MEMORY      /* moat's allocator: record buffers on pages of their own,
+                                      * resident only where written (tls/alloc.c) */
 #define MBEDTLS_FS_IO                /* certificates and keys are read from files */
 #define MBEDTLS_THREADING_C          /* workers share PSA's key store and the parsed keys */
 #define MBEDTLS_THREADING_PTHREAD    /* ... on POSIX threads */
