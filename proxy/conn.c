@@ -223,6 +223,18 @@ static size_t cli_pending(const struct moat_conn *c)
     return c->to_cli.bytes + c->cli_wire.inflight + staged;
 }
 
+/* Encrypts len bytes of plaintext into c's queue. 0 or -1 (the session failed). */
+static int seal(struct moat_conn *c, const char *data, size_t len)
+{
+    if (moat_tls_session_write(c->tls, data, len) != MOAT_TLS_OK) {
+        const char *text;
+        int code = moat_tls_session_last_error(c->tls, &text);
+        conn_log(c, MOAT_LOG_INFO, "tls write failed: -0x%04x (%s)", (unsigned)-code, text);
+        return -1;
+    }
+    return 0;
+}
+
 /* Encrypts the worker's staged plaintext into c's queue. 0 or -1 (the session failed). */
 static int stage_seal(struct moat_conn *c)
 {
@@ -232,13 +244,7 @@ static int stage_seal(struct moat_conn *c)
     size_t len = w->stage_len;
     w->stage_len = 0;
     w->stage_conn = NULL;
-    if (moat_tls_session_write(c->tls, w->stage, len) != MOAT_TLS_OK) {
-        const char *text;
-        int code = moat_tls_session_last_error(c->tls, &text);
-        conn_log(c, MOAT_LOG_INFO, "tls write failed: -0x%04x (%s)", (unsigned)-code, text);
-        return -1;
-    }
-    return 0;
+    return seal(c, w->stage, len);
 }
 
 /* Plaintext for the client is coalesced in the worker's stage, so a head and a small body (or
@@ -250,6 +256,18 @@ static void cli_send(struct moat_conn *c, const char *data, size_t len)
         cli_flush(w->stage_conn); /* every handler flushes before returning: defensive only */
     w->stage_conn = c;
     while (len > 0) {
+        if (w->stage_len == 0 && len >= sizeof(w->stage)) {
+            /* Whole records of a body: sealed straight from where they are, not copied into
+             * the stage first (bulk transfers spent a quarter of their CPU in copies). */
+            size_t n = len - len % sizeof(w->stage);
+            if (seal(c, data, n) != 0) {
+                w->stage_conn = NULL;
+                return;
+            }
+            data += n;
+            len -= n;
+            continue;
+        }
         size_t room = sizeof(w->stage) - w->stage_len;
         size_t n = len < room ? len : room;
         memcpy(w->stage + w->stage_len, data, n);
@@ -1331,12 +1349,21 @@ static void on_cli_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             !c->tls_started && reject_plain_http(c, buf->base, (size_t)nread))
             return;
         c->tls_started = 1;
-        if (moat_tls_session_feed(c->tls, buf->base, (size_t)nread) != 0) {
+        /* The slab holds the bytes until this callback returns: lent, not copied, and what the
+         * pump leaves is kept by settle(). */
+        if (moat_tls_session_lend(c->tls, buf->base, (size_t)nread) != 0) {
+            moat_tls_session_settle(c->tls);
             conn_log(c, MOAT_LOG_INFO, "client sends faster than it is served%s", "");
             moat_conn_close(c);
             return;
         }
         rx_apply(c); /* what waits unprocessed is bounded */
+        pump(c);
+        if (moat_tls_session_settle(c->tls) != 0 && c->state != MOAT_CONN_CLOSING) {
+            conn_log(c, MOAT_LOG_INFO, "client sends faster than it is served%s", "");
+            moat_conn_close(c);
+        }
+        return;
     }
     pump(c);
 }

@@ -34,6 +34,9 @@ struct moat_tls_session {
     void *emit_ctx;
     unsigned char *in; /* ciphertext not yet taken by mbedTLS: in[in_off..in_len) */
     size_t in_off, in_len, in_cap;
+    const unsigned char *lent; /* borrowed: ciphertext lent by the caller (after in's bytes),
+                                * lent_len of it not yet taken; until _settle() */
+    size_t lent_len;
     int eof;           /* the transport ended after the buffered bytes */
     int handshake_done;
     int is_resumed;    /* the handshake accepted a session ticket */
@@ -91,6 +94,16 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
     struct moat_tls_session *s = ctx;
     size_t avail = s->in_len - s->in_off;
+    if (avail == 0 && s->lent_len > 0) { /* the caller's bytes, read where they are */
+        if (len > s->lent_len)
+            len = s->lent_len;
+        if (len > INT_MAX)
+            len = INT_MAX;
+        memcpy(buf, s->lent, len);
+        s->lent += len;
+        s->lent_len -= len;
+        return (int)len;
+    }
     if (avail == 0)
         return s->eof ? 0 : MBEDTLS_ERR_SSL_WANT_READ;
     if (len > avail)
@@ -242,6 +255,8 @@ struct moat_tls_session *moat_tls_session_new(struct moat_tls_server *srv, moat_
     s->emit_ctx = emit_ctx;
     s->in = NULL;
     s->in_off = s->in_len = s->in_cap = 0;
+    s->lent = NULL;
+    s->lent_len = 0;
     s->eof = s->handshake_done = s->is_resumed = s->failed = s->last_error = 0;
     s->emitted = 0;
     s->out_hdr_len = 0;
@@ -312,6 +327,26 @@ int moat_tls_session_feed(struct moat_tls_session *s, const void *data, size_t l
     return 0;
 }
 
+int moat_tls_session_lend(struct moat_tls_session *s, const void *data, size_t len)
+{
+    if (s->lent_len > 0 && moat_tls_session_settle(s) != 0) /* keeps the bytes in order */
+        return MOAT_TLS_FATAL;
+    if (s->in_len - s->in_off + len > MAX_BUFFERED)
+        return moat_tls_session_feed(s, data, len); /* over the cap: fails as feed() does */
+    s->lent = data;
+    s->lent_len = len;
+    return 0;
+}
+
+int moat_tls_session_settle(struct moat_tls_session *s)
+{
+    const unsigned char *rest = s->lent;
+    size_t len = s->lent_len;
+    s->lent = NULL;
+    s->lent_len = 0;
+    return len > 0 ? moat_tls_session_feed(s, rest, len) : 0;
+}
+
 void moat_tls_session_feed_eof(struct moat_tls_session *s)
 {
     s->eof = 1;
@@ -319,7 +354,7 @@ void moat_tls_session_feed_eof(struct moat_tls_session *s)
 
 size_t moat_tls_session_buffered(const struct moat_tls_session *s)
 {
-    return s->in_len - s->in_off;
+    return s->in_len - s->in_off + s->lent_len;
 }
 
 int moat_tls_session_handshake(struct moat_tls_session *s)
@@ -386,7 +421,8 @@ long moat_tls_session_read(struct moat_tls_session *s, void *buf, size_t cap)
             alert_if_silent(s, rc, emitted_before, 0);
             return fail(s, rc);
         }
-        if (spins < 64 && (s->in_off < s->in_len || mbedtls_ssl_check_pending(&s->ssl)))
+        if (spins < 64 &&
+            (s->in_off < s->in_len || s->lent_len > 0 || mbedtls_ssl_check_pending(&s->ssl)))
             continue;
         release_input(s);
         return MOAT_TLS_AGAIN;

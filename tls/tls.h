@@ -77,10 +77,16 @@ enum moat_tls_result {
  * would be held unprocessed (the caller should have stopped reading). */
 int moat_tls_session_feed(struct moat_tls_session *s, const void *data, size_t len);
 
+/* As feed(), without the copy: the session reads data where it is until
+ * moat_tls_session_settle(), which copies what it has not taken yet (the caller's buffer is
+ * only valid until then). Same returns as feed(); call settle() whatever happens. */
+int moat_tls_session_lend(struct moat_tls_session *s, const void *data, size_t len);
+int moat_tls_session_settle(struct moat_tls_session *s);
+
 /* The network said EOF: after the buffered bytes, the transport has ended. */
 void moat_tls_session_feed_eof(struct moat_tls_session *s);
 
-/* Bytes fed but not yet consumed by mbedTLS. */
+/* Bytes fed (or lent) but not yet consumed by mbedTLS. */
 size_t moat_tls_session_buffered(const struct moat_tls_session *s);
 
 /* Advances the handshake: MOAT_TLS_OK when it is complete (also on later calls), MOAT_TLS_AGAIN,

@@ -456,7 +456,10 @@ static void test_garbage_and_eof(void **state)
     peer_free(p);
 }
 
-static void test_sessions_are_recycled(void **state)
+/* On Debian's engine a freed session is kept and reset for the next client; on the project's
+ * engine it is not (its record buffers go back to the system: tls/alloc.c). Either way a new
+ * session knows nothing of the last client. */
+static void test_a_new_session_forgets_the_last_client(void **state)
 {
     (void)state;
     struct peer *p = peer_new("ec.pem", "ec.key", MBEDTLS_SSL_VERSION_TLS1_3, NULL);
@@ -464,7 +467,9 @@ static void test_sessions_are_recycled(void **state)
     struct moat_tls_session *old = p->s;
     moat_tls_session_free(old);
     p->s = moat_tls_session_new(p->srv, server_emit, &p->to_client);
+#if !defined(MBEDTLS_PLATFORM_MEMORY)
     assert_ptr_equal(p->s, old); /* the same memory, reset */
+#endif
     assert_string_equal(moat_tls_session_version(p->s), "-");
     size_t sni_len = 1;
     assert_null(moat_tls_session_sni(p->s, &sni_len)); /* the last client's name is gone */
@@ -488,7 +493,7 @@ int main(void)
         cmocka_unit_test(test_rsa_pair_serves_rsa_clients),
         cmocka_unit_test(test_sni_is_recorded_bounded),
         cmocka_unit_test(test_garbage_and_eof),
-        cmocka_unit_test(test_sessions_are_recycled),
+        cmocka_unit_test(test_a_new_session_forgets_the_last_client),
     };
     return cmocka_run_group_tests(tests, make_files, remove_files);
 }
