@@ -358,7 +358,7 @@ void moat_conn_close(struct moat_conn *c)
         return; /* idempotent: a timeout, an error and EOF may all land here */
     set_state(c, MOAT_CONN_CLOSING);
     moat_list_remove(&c->hs_node);   /* a no-op unless it waits for a handshake turn */
-    moat_list_remove(&c->wait_node); /* or for a backend slot */
+    moat_list_remove(&c->waiter.node); /* or for a backend slot */
     moat_upstream_release(c->up, 0);
     c->up = NULL;
     if (c->w->stage_conn == c) {
@@ -565,7 +565,7 @@ static void respond_error(struct moat_conn *c, int status, const char *detail)
     }
     moat_upstream_release(c->up, 0);
     c->up = NULL;
-    moat_list_remove(&c->wait_node);
+    moat_list_remove(&c->waiter.node);
     c->ex.is_waiting = 0;
     /* Backend failures leave the client's framing intact; client errors do not. */
     int keep = status >= 500 && c->ex.req_done && c->ex.is_keep_alive;
@@ -617,9 +617,29 @@ static int up_queue(struct moat_conn *c, const char *data, size_t len)
     return 0;
 }
 
+/* What the leased upstream tells this connection. */
+static void on_up_connected(void *owner, int status);
+static void on_up_read(void *owner, const char *buf, ssize_t nread);
+static void on_up_silence(void *owner);
+static void on_up_drained(void *owner);
+static void on_backend_slot(struct moat_up_waiter *waiter);
+
+static const struct moat_upstream_ops up_ops = {
+    .on_connected = on_up_connected,
+    .on_read = on_up_read,
+    .on_silence = on_up_silence,
+    .on_drained = on_up_drained,
+};
+
+/* The leased backend's address, for logs. */
+static const char *up_name(const struct moat_conn *c)
+{
+    return c->rt->backends[moat_upstream_backend(c->up)].addr_text;
+}
+
 static size_t up_pending(const struct moat_conn *c)
 {
-    return c->to_up.bytes + (c->up != NULL ? c->up->wire.inflight : 0);
+    return c->to_up.bytes + (c->up != NULL ? moat_upstream_inflight(c->up) : 0);
 }
 
 /* Hands queued request bytes to the backend connection. Returns 1 when that lifted the
@@ -627,11 +647,11 @@ static size_t up_pending(const struct moat_conn *c)
  * come to lift it): the caller must pump the client again. */
 static int up_flush(struct moat_conn *c)
 {
-    if (c->up == NULL || c->up->state != MOAT_UP_ACTIVE || c->to_up.head == NULL)
+    if (c->up == NULL || !moat_upstream_is_ready(c->up) || c->to_up.head == NULL)
         return 0;
     int err = moat_upstream_write(c->up, &c->to_up);
     if (err != 0) {
-        moat_conn_on_up_read(c, NULL, err);
+        on_up_read(c, NULL, err);
         return 0;
     }
     if (!(c->rx_blocked & MOAT_RX_PEER_FULL) || up_pending(c) > c->rt->low_water)
@@ -661,7 +681,7 @@ static int lease_upstream(struct moat_conn *c, size_t backend, int fresh_only)
                         moat_http_method_is_idempotent(c->ex.method);
     unsigned flags = (fresh_only ? MOAT_LEASE_FRESH : 0u) |
                      (is_resendable ? MOAT_LEASE_RESENDABLE : 0u);
-    int err = moat_upstream_lease(c->gen, backend, flags, c, &c->wait_node, &up);
+    int err = moat_upstream_lease(c->gen, backend, flags, &up_ops, c, &c->waiter, &up);
     if (err == MOAT_UP_WAIT) {
         /* Every slot of this backend is busy: wait (as long as a connect may take) for one. */
         c->ex.is_waiting = 1;
@@ -674,14 +694,14 @@ static int lease_upstream(struct moat_conn *c, size_t backend, int fresh_only)
         return err;
     }
     c->up = up;
-    if (up->state == MOAT_UP_ACTIVE)
+    if (moat_upstream_is_ready(up))
         up_ready(c);
     return 0;
 }
 
-void moat_conn_on_backend_free(struct moat_list *wait_node)
+static void on_backend_slot(struct moat_up_waiter *waiter)
 {
-    struct moat_conn *c = moat_list_entry(wait_node, struct moat_conn, wait_node);
+    struct moat_conn *c = moat_list_entry(waiter, struct moat_conn, waiter);
     if (c->state != MOAT_CONN_RELAY || !c->ex.is_waiting)
         return;
     c->ex.is_waiting = 0;
@@ -716,10 +736,10 @@ static void start_upstream(struct moat_conn *c)
 }
 
 /* A connection attempt failed or timed out before anything was sent: one more backend. */
-static void up_connect_failed(struct moat_conn *c, int status, int is_timeout)
+static void up_connect_failed(struct moat_conn *c, int status)
 {
-    size_t be = c->up->backend;
-    conn_log(c, MOAT_LOG_WARN, "backend %s: connect failed: %s", c->rt->backends[be].addr_text,
+    int is_timeout = status == UV_ETIMEDOUT;
+    conn_log(c, MOAT_LOG_WARN, "backend %s: connect failed: %s", up_name(c),
              is_timeout ? "timed out" : uv_strerror(status));
     moat_upstream_release(c->up, 0);
     moat_metrics_upstream_error(c->w->metrics, metrics_pool(c),
@@ -735,30 +755,28 @@ static void up_connect_failed(struct moat_conn *c, int status, int is_timeout)
                   is_timeout ? "backend connect timed out" : "no backend answered");
 }
 
-void moat_conn_on_up_connected(struct moat_conn *c, int status)
+static void on_up_connected(void *owner, int status)
 {
+    struct moat_conn *c = owner;
     if (status < 0) {
-        up_connect_failed(c, status, 0);
+        up_connect_failed(c, status);
         return;
     }
     up_ready(c);
     cli_flush(c);
 }
 
-void moat_conn_on_up_timeout(struct moat_conn *c)
+static void on_up_silence(void *owner)
 {
-    if (c->up->state == MOAT_UP_CONNECTING) {
-        up_connect_failed(c, UV_ETIMEDOUT, 1);
-        return;
-    }
-    conn_log(c, MOAT_LOG_WARN, "backend %s: no response for %llu ms",
-             c->rt->backends[c->up->backend].addr_text,
+    struct moat_conn *c = owner;
+    conn_log(c, MOAT_LOG_WARN, "backend %s: no response for %llu ms", up_name(c),
              (unsigned long long)c->rt->backend_gap_ms);
     respond_error(c, 504, "backend timed out");
 }
 
-void moat_conn_on_up_drained(struct moat_conn *c)
+static void on_up_drained(void *owner)
 {
+    struct moat_conn *c = owner;
     if (c->state == MOAT_CONN_TUNNEL && c->peer_eof && up_pending(c) == 0) {
         tunnel_end(c, "client closed");
         return;
@@ -775,12 +793,12 @@ void moat_conn_on_up_drained(struct moat_conn *c)
 static int retry_stale(struct moat_conn *c)
 {
     struct moat_upstream *up = c->up;
-    if (!up->is_reused || c->ex.resp_started || !c->ex.replay_ok ||
-        !(moat_http_method_is_idempotent(c->ex.method) || !up->bytes_sent))
+    if (!moat_upstream_was_pooled(up) || c->ex.resp_started || !c->ex.replay_ok ||
+        !(moat_http_method_is_idempotent(c->ex.method) || !moat_upstream_has_sent(up)))
         return 0;
     conn_log(c, MOAT_LOG_DEBUG, "backend %s: pooled connection was dead; resending",
-             c->rt->backends[up->backend].addr_text);
-    size_t be = up->backend;
+             up_name(c));
+    size_t be = moat_upstream_backend(up);
     moat_metrics_retry(c->w->metrics, metrics_pool(c), MOAT_METRICS_RETRY_STALE);
     moat_upstream_release(up, 0);
     c->up = NULL;
@@ -806,8 +824,7 @@ static void up_failed(struct moat_conn *c, ssize_t err)
         cli_flush(c);
         return;
     }
-    conn_log(c, MOAT_LOG_WARN, "backend %s: connection ended %s: %s",
-             c->rt->backends[c->up->backend].addr_text,
+    conn_log(c, MOAT_LOG_WARN, "backend %s: connection ended %s: %s", up_name(c),
              c->ex.head_sent ? "mid-response" : "before a response",
              uv_strerror((int)err));
     respond_error(c, 502, "backend closed the connection");
@@ -861,7 +878,7 @@ static void start_tunnel(struct moat_conn *c, const char *rest, size_t rest_len)
 {
     if (!c->ex.is_upgrade || c->ex.status != 101) {
         conn_log(c, MOAT_LOG_WARN, "backend %s switched protocols without being asked",
-                 c->rt->backends[c->up->backend].addr_text);
+                 up_name(c));
         respond_error(c, 502, "unexpected protocol switch");
         cli_flush(c);
         return;
@@ -882,8 +899,9 @@ static void start_tunnel(struct moat_conn *c, const char *rest, size_t rest_len)
     pump(c);
 }
 
-void moat_conn_on_up_read(struct moat_conn *c, const char *buf, ssize_t nread)
+static void on_up_read(void *owner, const char *buf, ssize_t nread)
 {
+    struct moat_conn *c = owner;
     if (c->state == MOAT_CONN_TUNNEL) {
         tunnel_from_backend(c, buf, nread);
         return;
@@ -923,8 +941,7 @@ void moat_conn_on_up_read(struct moat_conn *c, const char *buf, ssize_t nread)
             start_tunnel(c, buf + off, (size_t)nread - off);
             return;
         }
-        conn_log(c, MOAT_LOG_WARN, "backend %s: invalid response: %s",
-                 c->rt->backends[c->up->backend].addr_text,
+        conn_log(c, MOAT_LOG_WARN, "backend %s: invalid response: %s", up_name(c),
                  moat_http_parser_error_reason(c->resp));
         respond_error(c, 502, "invalid response from backend");
         cli_flush(c);
@@ -976,7 +993,7 @@ static int on_resp_head(void *ctx, const struct moat_http_head *h)
     uint64_t ka = keep_alive_timeout_ms(h);
     if (ka != 0 && c->up != NULL) {
         /* Leave the pool a second before the backend's own idle close can race our reuse. */
-        c->up->keepalive_ms = ka > 1500 ? ka - 1000 : ka / 2;
+        moat_upstream_set_keepalive(c->up, ka > 1500 ? ka - 1000 : ka / 2);
     }
     int keep = c->ex.is_keep_alive && c->ex.req_done;
     long n = moat_http_response_head_write(h, c->ex.method, c->ex.minor, keep, w->head_buf,
@@ -1121,7 +1138,7 @@ static int on_req_done(void *ctx)
         return -1;
     c->ex.req_done = 1;
     set_deadline(c, 0);
-    if (c->up != NULL && c->up->state == MOAT_UP_ACTIVE)
+    if (c->up != NULL && moat_upstream_is_ready(c->up))
         moat_upstream_set_deadline(c->up, c->rt->backend_gap_ms);
     return 0;
 }
@@ -1417,7 +1434,8 @@ void moat_conn_accept(struct moat_worker *w, uv_stream_t *server)
     c->id = ++w->next_conn_id;
     moat_list_init(&c->node);
     moat_list_init(&c->hs_node);
-    moat_list_init(&c->wait_node);
+    moat_list_init(&c->waiter.node);
+    c->waiter.on_slot = on_backend_slot;
     moat_bufq_init(&c->to_cli);
     moat_bufq_init(&c->to_up);
     c->tcp.data = c;

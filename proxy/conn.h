@@ -11,6 +11,7 @@
 #include "proxy/base/bufq.h"
 #include "proxy/base/list.h"
 #include "proxy/deadline.h"
+#include "proxy/upstream.h"
 #include "proxy/wire.h"
 
 struct moat_worker;
@@ -40,7 +41,6 @@ struct moat_exchange {
     int head_sent;            /* the response head went to the client */
     int resp_done;            /* the whole response was relayed */
     int up_reusable;          /* the backend allows another request on its connection */
-    uint64_t up_keepalive_ms; /* the backend's Keep-Alive: timeout, 0 if none */
     int status;               /* status sent to the client, 0 before */
     struct moat_http_resp_plan plan; /* how the response body is framed to the client */
     size_t pool;              /* the routes' choice: an index into rt->pools */
@@ -65,7 +65,7 @@ struct moat_conn {
     struct moat_list node;       /* in w->conns */
     struct moat_list hs_node;    /* in w->hs_queue while a handshake step waits its turn */
     int hs_granted;              /* the worker gave this conn a handshake step */
-    struct moat_list wait_node;  /* in a pool's waiters while a backend slot is awaited */
+    struct moat_up_waiter waiter; /* queued while a backend slot is awaited */
     struct moat_worker *w;       /* borrowed */
     struct moat_gen *gen;        /* held: the configuration this connection started under */
     const struct moat_runtime *rt; /* gen->rt: its timeouts, limits, backends */
@@ -110,16 +110,7 @@ void moat_conn_drain(struct moat_conn *c);
 /* Closes at once (no close_notify): a timeout, an error and EOF may all land here. */
 void moat_conn_close(struct moat_conn *c);
 
-/* A backend slot this connection waited for is free (upstream.c): lease again. */
-void moat_conn_on_backend_free(struct moat_list *wait_node);
-
 /* The worker grants a queued handshake step (worker.c). */
 void moat_conn_hs_turn(struct moat_conn *c);
-
-/* Events from the leased upstream (upstream.c). */
-void moat_conn_on_up_connected(struct moat_conn *c, int status);
-void moat_conn_on_up_read(struct moat_conn *c, const char *buf, ssize_t nread);
-void moat_conn_on_up_drained(struct moat_conn *c); /* queued bytes fell to low water */
-void moat_conn_on_up_timeout(struct moat_conn *c); /* connect or silence deadline passed */
 
 #endif

@@ -1,5 +1,5 @@
 /* proxy/upstream.c: backend connections, their per-worker idle pools and round-robin choice.
- * An upstream is owned by its pool while idle and leased to one client connection while busy;
+ * An upstream is owned by its pool while idle and leased to one owner while busy;
  * its memory lives until the last of its two handles has closed. */
 #include "proxy/upstream.h"
 
@@ -7,10 +7,38 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
-#include "proxy/conn.h"
+#include "proxy/deadline.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
+#include "proxy/wire.h"
 #include "proxy/worker.h"
+
+enum up_state {
+    UP_CONNECTING, /* leased; TCP connect in progress; nothing written */
+    UP_ACTIVE,     /* leased; connected; carries the owner's request and response */
+    UP_IDLE,       /* in its pool; reading only to notice the backend's close */
+    UP_CLOSING,    /* handles closing; freed by the last close callback */
+};
+
+struct moat_upstream {
+    struct moat_list node;     /* in the pool's idle list while IDLE */
+    struct moat_worker *w;     /* borrowed */
+    struct moat_gen *gen;      /* held: the configuration whose pools and backends these are */
+    size_t backend;            /* index into gen->rt->backends */
+    uv_tcp_t tcp;
+    struct moat_deadline deadline; /* connect deadline, backend silence, or pool expiry */
+    uv_connect_t connect_req;
+    enum up_state state;
+    int closes_pending;        /* handles not yet closed; freed at 0 */
+    const struct moat_upstream_ops *ops; /* borrowed while leased, with owner */
+    void *owner;               /* borrowed while leased, NULL otherwise */
+    struct moat_wire wire;     /* writes to tcp; counts bytes in uv_write */
+    unsigned rx_blocked;       /* MOAT_RX_* reasons reads are stopped */
+    int is_reused;             /* served an earlier request: a death may be staleness */
+    int bytes_sent;            /* a write of the current request completed */
+    uint64_t keepalive_ms;     /* may idle in the pool this long (backend's Keep-Alive) */
+    uint64_t idle_since_ms;    /* loop time it entered the pool */
+};
 
 /* Idle connections of one backend; most recently used at the back. */
 struct moat_pool {
@@ -108,14 +136,17 @@ static void on_up_closed(uv_handle_t *h)
 
 static void up_close(struct moat_upstream *up)
 {
-    if (up->state == MOAT_UP_CLOSING)
+    if (up->state == UP_CLOSING)
         return;
-    if (up->state == MOAT_UP_IDLE)
-        up->gen->pools[up->backend].n_idle--;
-    up->gen->pools[up->backend].n_open--; /* the slot is free for a waiting request */
+    struct moat_pool *p = &up->gen->pools[up->backend];
+    if (up->state == UP_IDLE)
+        p->n_idle--;
+    p->n_open--; /* the slot is free for a waiting request */
+    if (!moat_list_is_empty(&p->waiters))
+        moat_worker_wake_pools(up->w);
     moat_list_remove(&up->node);
-    up->state = MOAT_UP_CLOSING;
-    up->client = NULL;
+    up->state = UP_CLOSING;
+    up->owner = NULL;
     up->closes_pending = 2;
     uv_close((uv_handle_t *)&up->tcp, on_up_closed);
     moat_deadline_close(&up->deadline, on_up_closed);
@@ -146,7 +177,7 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct moat_upstream *up = s->data;
     if (nread == 0)
         return; /* nothing now */
-    if (up->state != MOAT_UP_ACTIVE || up->client == NULL) {
+    if (up->state != UP_ACTIVE || up->owner == NULL) {
         /* Idle: the backend closed (or sent bytes nobody asked for); it is no longer usable. */
         moat_log(MOAT_LOG_DEBUG, "w%u upstream %s idle connection ended: %s", up->w->id,
                  up->gen->rt->backends[up->backend].addr_text,
@@ -156,45 +187,48 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread > 0 && moat_deadline_is_due(&up->deadline))
         moat_deadline_again(&up->deadline); /* silence is measured from the last byte */
-    moat_conn_on_up_read(up->client, buf->base, nread);
+    up->ops->on_read(up->owner, buf->base, nread);
 }
 
 static void on_up_timer(void *owner)
 {
     struct moat_upstream *up = owner;
-    if (up->state == MOAT_UP_IDLE) {
+    if (up->state == UP_IDLE) {
         up_close(up); /* expired before the backend's own idle timeout can bite */
         return;
     }
-    if (up->state == MOAT_UP_CONNECTING)
+    if (up->owner == NULL)
+        return;
+    if (up->state == UP_CONNECTING) {
         mark_backend(up, UV_ETIMEDOUT);
-    if (up->client != NULL)
-        moat_conn_on_up_timeout(up->client);
+        up->ops->on_connected(up->owner, UV_ETIMEDOUT); /* the owner releases us */
+        return;
+    }
+    up->ops->on_silence(up->owner);
 }
 
 static void on_up_connect(uv_connect_t *req, int status)
 {
     struct moat_upstream *up = req->data;
-    if (status == UV_ECANCELED || up->state == MOAT_UP_CLOSING)
+    if (status == UV_ECANCELED || up->state == UP_CLOSING)
         return;
     moat_deadline_stop(&up->deadline);
     if (status == 0) {
-        up->state = MOAT_UP_ACTIVE;
+        up->state = UP_ACTIVE;
         uv_tcp_nodelay(&up->tcp, 1);
         if (up->rx_blocked == 0) /* the client may still be flushing an earlier response */
             status = uv_read_start((uv_stream_t *)&up->tcp, on_up_alloc, on_up_read);
     }
     mark_backend(up, status);
-    struct moat_conn *c = up->client;
-    if (c != NULL)
-        moat_conn_on_up_connected(c, status); /* on failure the conn releases us */
+    if (up->owner != NULL)
+        up->ops->on_connected(up->owner, status); /* on failure the owner releases us */
     else
         up_close(up);
 }
 
 int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
-                        struct moat_conn *c, struct moat_list *wait_node,
-                        struct moat_upstream **out)
+                        const struct moat_upstream_ops *ops, void *owner,
+                        struct moat_up_waiter *waiter, struct moat_upstream **out)
 {
     struct moat_worker *w = g->w;
     struct moat_pool *p = &g->pools[backend];
@@ -202,7 +236,7 @@ int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
         struct moat_upstream *up = moat_list_entry(p->idle.prev, struct moat_upstream, node);
         moat_list_remove(&up->node);
         p->n_idle--;
-        up->state = MOAT_UP_ACTIVE;
+        up->state = UP_ACTIVE;
         /* The loop saw no close or stray byte when it last polled, so only what arrived since
          * can make it stale. Backends close idle connections after their idle timeout (a second
          * or more) or announce it (Connection: close), so one pooled for less than
@@ -214,7 +248,8 @@ int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
             continue;
         }
         moat_deadline_stop(&up->deadline);
-        up->client = c;
+        up->ops = ops;
+        up->owner = owner;
         up->is_reused = 1;
         up->bytes_sent = 0;
         *out = up;
@@ -224,7 +259,7 @@ int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
     size_t max = g->rt->max_backend_conns;
     if (max != 0 && p->n_open >= max) {
         /* A stale idle connection closed above may have freed a slot: not yet counted out. */
-        moat_list_push_back(&p->waiters, wait_node);
+        moat_list_push_back(&p->waiters, &waiter->node);
         return MOAT_UP_WAIT;
     }
     struct moat_upstream *up = calloc(1, sizeof(*up));
@@ -236,8 +271,9 @@ int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
     up->gen = g;
     moat_gen_hold(g);
     up->backend = backend;
-    up->state = MOAT_UP_CONNECTING;
-    up->client = c;
+    up->state = UP_CONNECTING;
+    up->ops = ops;
+    up->owner = owner;
     up->tcp.data = up;
     up->wire.stream = (uv_stream_t *)&up->tcp;
     up->wire.on_done = on_up_write_done;
@@ -264,9 +300,10 @@ void moat_pools_wake(struct moat_gen *g)
         /* Each pass hands one slot over; the woken request leases (or queues) again. */
         size_t rounds = p->n_idle + (p->n_open < max ? max - p->n_open : 0);
         while (rounds-- > 0 && !moat_list_is_empty(&p->waiters)) {
-            struct moat_list *node = p->waiters.next;
-            moat_list_remove(node);
-            moat_conn_on_backend_free(node);
+            struct moat_up_waiter *waiter =
+                moat_list_entry(p->waiters.next, struct moat_up_waiter, node);
+            moat_list_remove(&waiter->node);
+            waiter->on_slot(waiter);
         }
     }
 }
@@ -275,18 +312,20 @@ void moat_upstream_release(struct moat_upstream *up, int reuse)
 {
     if (up == NULL)
         return;
-    up->client = NULL;
+    up->owner = NULL;
     struct moat_gen *g = up->gen;
     struct moat_pool *p = &g->pools[up->backend];
-    if (!reuse || up->state != MOAT_UP_ACTIVE || up->wire.inflight != 0 || up->w->is_draining ||
+    if (!reuse || up->state != UP_ACTIVE || up->wire.inflight != 0 || up->w->is_draining ||
         g->is_retired || p->n_idle >= g->rt->pool_max_idle) {
         up_close(up);
         return;
     }
-    up->state = MOAT_UP_IDLE;
+    up->state = UP_IDLE;
     up->idle_since_ms = uv_now(&up->w->loop);
     moat_list_push_back(&p->idle, &up->node);
     p->n_idle++;
+    if (!moat_list_is_empty(&p->waiters))
+        moat_worker_wake_pools(up->w); /* a waiting request can have this one */
     /* Watch for the backend's close while idle, whatever the last lessee had stopped. */
     up->rx_blocked = 0;
     int err = uv_read_start((uv_stream_t *)&up->tcp, on_up_alloc, on_up_read);
@@ -303,15 +342,15 @@ void moat_upstream_release(struct moat_upstream *up, int reuse)
 static void on_up_write_done(struct moat_wire *wire, int status)
 {
     struct moat_upstream *up = moat_wire_owner(wire, struct moat_upstream, wire);
-    if (status == UV_ECANCELED || up->client == NULL)
+    if (status == UV_ECANCELED || up->owner == NULL)
         return;
     if (status < 0) {
-        moat_conn_on_up_read(up->client, NULL, status);
+        up->ops->on_read(up->owner, NULL, status);
         return;
     }
     up->bytes_sent = 1;
     if (up->wire.inflight <= up->gen->rt->low_water)
-        moat_conn_on_up_drained(up->client);
+        up->ops->on_drained(up->owner);
 }
 
 int moat_upstream_write(struct moat_upstream *up, struct moat_bufq *q)
@@ -326,7 +365,7 @@ int moat_upstream_write(struct moat_upstream *up, struct moat_bufq *q)
 
 void moat_upstream_rx_block(struct moat_upstream *up, unsigned why)
 {
-    if (up->rx_blocked == 0 && up->state == MOAT_UP_ACTIVE) {
+    if (up->rx_blocked == 0 && up->state == UP_ACTIVE) {
         uv_read_stop((uv_stream_t *)&up->tcp);
         /* We stopped reading: the backend's silence is ours, not its fault. */
         moat_deadline_pause(&up->deadline);
@@ -338,7 +377,7 @@ void moat_upstream_rx_unblock(struct moat_upstream *up, unsigned why)
 {
     unsigned before = up->rx_blocked;
     up->rx_blocked &= ~why;
-    if (before == 0 || up->rx_blocked != 0 || up->state != MOAT_UP_ACTIVE)
+    if (before == 0 || up->rx_blocked != 0 || up->state != UP_ACTIVE)
         return;
     uv_read_start((uv_stream_t *)&up->tcp, on_up_alloc, on_up_read);
     moat_deadline_again(&up->deadline); /* a silence deadline, if set, runs again from now */
@@ -350,4 +389,34 @@ void moat_upstream_set_deadline(struct moat_upstream *up, uint64_t ms)
         moat_deadline_stop(&up->deadline);
     else /* repeating, so moat_deadline_again() can move it on with every byte */
         moat_deadline_start(&up->deadline, ms, 1);
+}
+
+int moat_upstream_is_ready(const struct moat_upstream *up)
+{
+    return up->state == UP_ACTIVE;
+}
+
+size_t moat_upstream_backend(const struct moat_upstream *up)
+{
+    return up->backend;
+}
+
+size_t moat_upstream_inflight(const struct moat_upstream *up)
+{
+    return up->wire.inflight;
+}
+
+int moat_upstream_was_pooled(const struct moat_upstream *up)
+{
+    return up->is_reused;
+}
+
+int moat_upstream_has_sent(const struct moat_upstream *up)
+{
+    return up->bytes_sent;
+}
+
+void moat_upstream_set_keepalive(struct moat_upstream *up, uint64_t ms)
+{
+    up->keepalive_ms = ms;
 }

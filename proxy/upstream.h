@@ -1,5 +1,6 @@
 /* proxy/upstream.h: plain-HTTP connections to backends, their per-worker idle pools, and the
- * round-robin choice of backend. A client connection leases one upstream per request. */
+ * round-robin choice of backend. An owner (a client connection) leases one upstream per
+ * request and hears from it through its ops table. */
 #ifndef MOAT_UPSTREAM_H
 #define MOAT_UPSTREAM_H
 #include <stddef.h>
@@ -8,37 +9,31 @@
 
 #include "proxy/base/bufq.h"
 #include "proxy/base/list.h"
-#include "proxy/deadline.h"
-#include "proxy/wire.h"
 
 struct moat_worker;
 struct moat_gen;
-struct moat_conn;
+struct moat_upstream; /* opaque: upstream.c */
 
-enum moat_up_state {
-    MOAT_UP_CONNECTING, /* leased; TCP connect in progress; nothing written */
-    MOAT_UP_ACTIVE,     /* leased; connected; carries the lessee's request and response */
-    MOAT_UP_IDLE,       /* in its pool; reading only to notice the backend's close */
-    MOAT_UP_CLOSING,    /* handles closing; freed by the last close callback */
+/* What an upstream tells the one who leased it (its owner: a client connection today, a health
+ * checker or an HTTP/2 stream tomorrow). Any callback may release the upstream. */
+struct moat_upstream_ops {
+    /* The connect finished: 0, or a negative libuv error (UV_ETIMEDOUT: the connect deadline
+     * passed). After a failure the owner releases the upstream. */
+    void (*on_connected)(void *owner, int status);
+    /* Response bytes (nread > 0, in the worker's slab until the callback returns), or the end:
+     * UV_EOF, or the negative libuv error of a read or of a write. */
+    void (*on_read)(void *owner, const char *buf, ssize_t nread);
+    /* The backend sent nothing for the time moat_upstream_set_deadline() gave it. */
+    void (*on_silence)(void *owner);
+    /* The request bytes in flight fell to the low-water mark: the owner may send more. */
+    void (*on_drained)(void *owner);
 };
 
-struct moat_upstream {
-    struct moat_list node;     /* in the pool's idle list while IDLE */
-    struct moat_worker *w;     /* borrowed */
-    struct moat_gen *gen;      /* held: the configuration whose pools and backends these are */
-    size_t backend;            /* index into gen->rt->backends */
-    uv_tcp_t tcp;
-    struct moat_deadline deadline; /* connect deadline, backend silence, or pool expiry */
-    uv_connect_t connect_req;
-    enum moat_up_state state;
-    int closes_pending;        /* handles not yet closed; freed at 0 */
-    struct moat_conn *client;  /* borrowed while leased, NULL otherwise */
-    struct moat_wire wire;     /* writes to tcp; counts bytes in uv_write */
-    unsigned rx_blocked;       /* MOAT_RX_* reasons reads are stopped */
-    int is_reused;             /* served an earlier request: a death may be staleness */
-    int bytes_sent;            /* a write of the current request completed */
-    uint64_t keepalive_ms;     /* may idle in the pool this long (backend's Keep-Alive) */
-    uint64_t idle_since_ms;    /* loop time it entered the pool */
+/* A request waiting for a slot of a backend (--max-backend-connections), queued by
+ * moat_upstream_lease(); on_slot runs when one is free (the owner leases again then). */
+struct moat_up_waiter {
+    struct moat_list node; /* in the backend's queue while waiting; the owner may remove it */
+    void (*on_slot)(struct moat_up_waiter *waiter);
 };
 
 /* Read-stop reasons, shared with conn.c. */
@@ -63,22 +58,36 @@ size_t moat_backend_next(struct moat_gen *g, size_t pool, size_t avoid);
 #define MOAT_LEASE_RESENDABLE 0x2u /* the request can be sent again whole if a pooled connection
                                     * proves dead: a recently pooled one is taken unchecked */
 
-/* Leases a connection to backend for client c: a pooled one still open (state ACTIVE,
- * is_reused 1) unless flags has MOAT_LEASE_FRESH, else a new one (state CONNECTING; c gets
- * moat_conn_on_up_connected() later). Returns 0, a negative libuv error (nothing leased), or
- * MOAT_UP_WAIT: the backend has --max-backend-connections open in this worker; wait_node was
- * queued and moat_conn_on_backend_free(wait_node) runs when one is free (the caller leases
- * again then; it may drop out of the queue earlier with moat_list_remove(wait_node)). */
+/* Leases a connection to backend for owner: a pooled one still open (ready at once,
+ * moat_upstream_was_pooled() 1) unless flags has MOAT_LEASE_FRESH, else a new one (its
+ * ops->on_connected() comes later). Returns 0, a negative libuv error (nothing leased), or
+ * MOAT_UP_WAIT: the backend has --max-backend-connections open in this worker; waiter was
+ * queued. ops must outlive the lease. */
 #define MOAT_UP_WAIT 1
 int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
-                        struct moat_conn *c, struct moat_list *wait_node,
-                        struct moat_upstream **out);
+                        const struct moat_upstream_ops *ops, void *owner,
+                        struct moat_up_waiter *waiter, struct moat_upstream **out);
 
-/* Runs once per loop turn (worker.c): hands freed backend slots to waiting requests. */
+/* Connected and leased: request bytes can be written. */
+int moat_upstream_is_ready(const struct moat_upstream *up);
+/* Its backend: an index into its generation's rt->backends. */
+size_t moat_upstream_backend(const struct moat_upstream *up);
+/* Request bytes handed to uv_write and not yet taken by the kernel. */
+size_t moat_upstream_inflight(const struct moat_upstream *up);
+/* It came from the pool (it served an earlier request): its death may be staleness. */
+int moat_upstream_was_pooled(const struct moat_upstream *up);
+/* A write of the current request completed. */
+int moat_upstream_has_sent(const struct moat_upstream *up);
+/* The backend keeps an idle connection open this long (its Keep-Alive: timeout): the pool
+ * expires it earlier than that. */
+void moat_upstream_set_keepalive(struct moat_upstream *up, uint64_t ms);
+
+/* Hands the slots freed since the last call to waiting requests (the worker runs it from its
+ * own handle, which moat_worker_wake_pools() starts). */
 void moat_pools_wake(struct moat_gen *g);
 
 /* Ends a lease: reuse=1 returns it to its pool (if the pool has room), else it is closed.
- * Accepts NULL. The client pointer is cut at once: no callback reaches c afterwards. */
+ * Accepts NULL. No callback reaches the owner afterwards. */
 void moat_upstream_release(struct moat_upstream *up, int reuse);
 
 /* Moves every chunk of q into uv_writes on up (ACTIVE only). 0 or a negative libuv error. */

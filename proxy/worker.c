@@ -160,7 +160,8 @@ static void finish_if_drained(struct moat_worker *w)
     if (!uv_is_closing((uv_handle_t *)&w->wake))
         uv_close((uv_handle_t *)&w->wake, on_handle_closed);
     uv_handle_t *mine[] = {(uv_handle_t *)&w->drain_timer, (uv_handle_t *)&w->hs_prepare,
-                           (uv_handle_t *)&w->hs_check, (uv_handle_t *)&w->hs_idle};
+                           (uv_handle_t *)&w->hs_check, (uv_handle_t *)&w->hs_idle,
+                           (uv_handle_t *)&w->pool_wake};
     for (size_t i = 0; i < sizeof(mine) / sizeof(mine[0]); i++)
         if (!uv_is_closing(mine[i]))
             uv_close(mine[i], on_handle_closed);
@@ -276,9 +277,22 @@ static void on_hs_check(uv_check_t *h)
     }
     if (moat_list_is_empty(&w->hs_queue))
         uv_idle_stop(&w->hs_idle);
-    /* Backend slots freed during this turn go to waiting requests. */
+}
+
+/* Backend slots freed since the last turn go to waiting requests: from a handle of their own,
+ * outside the callback that freed them (a woken request leases, which can free a slot again). */
+static void on_pool_wake(uv_idle_t *h)
+{
+    struct moat_worker *w = h->data;
+    uv_idle_stop(h);
     moat_pools_wake(w->gen);
     for_old_gens(w, moat_pools_wake);
+}
+
+void moat_worker_wake_pools(struct moat_worker *w)
+{
+    if (!uv_is_closing((uv_handle_t *)&w->pool_wake))
+        uv_idle_start(&w->pool_wake, on_pool_wake);
 }
 
 int moat_worker_hs_admit(struct moat_worker *w, struct moat_conn *c)
@@ -299,6 +313,7 @@ int moat_worker_start(struct moat_worker *w)
     w->drain_timer.data = w;
     w->hs_prepare.data = w;
     w->hs_check.data = w;
+    w->pool_wake.data = w;
     moat_list_init(&w->hs_queue);
     w->hs_budget = MOAT_HS_PER_TURN;
     if (uv_async_init(&w->loop, &w->wake, on_wake) != 0)
@@ -307,6 +322,7 @@ int moat_worker_start(struct moat_worker *w)
     uv_prepare_init(&w->loop, &w->hs_prepare);
     uv_check_init(&w->loop, &w->hs_check);
     uv_idle_init(&w->loop, &w->hs_idle);
+    uv_idle_init(&w->loop, &w->pool_wake);
     uv_prepare_start(&w->hs_prepare, on_hs_prepare);
     uv_check_start(&w->hs_check, on_hs_check);
     return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;

@@ -76,6 +76,7 @@ struct moat_worker {
     uv_prepare_t hs_prepare;   /* refills the budget before each poll */
     uv_check_t hs_check;       /* runs waiting steps after each poll */
     uv_idle_t hs_idle;         /* keeps the poll from blocking while steps wait */
+    uv_idle_t pool_wake;       /* active while freed backend slots wait to be handed over */
 };
 
 #define MOAT_HS_PER_TURN 2
@@ -101,6 +102,9 @@ void moat_worker_join(struct moat_worker *w);
 /* 1 if c may run a handshake step now (the turn's budget allows and nobody waits before it);
  * else c is queued and moat_conn_hs_turn(c) runs it later. */
 int moat_worker_hs_admit(struct moat_worker *w, struct moat_conn *c);
+
+/* A backend slot was freed while requests wait for one (upstream.c): they get it next turn. */
+void moat_worker_wake_pools(struct moat_worker *w);
 
 /* Connections call this when they are freed. */
 void moat_worker_conn_gone(struct moat_worker *w);
