@@ -196,8 +196,9 @@ def main():
         ssl_heap = ceilings.get("project", {}).get("ceiling_idle_ssl_total", (None, ""))[0]
         kib = heap.get("moat", (None, None, ""))[1]
         if ssl_heap is not None and kib is not None:
-            out.append(f"  moat's heap per idle conn after 1 request: {kib:.1f} KiB, of which "
-                       f"mbedTLS's context {ssl_heap / 1024:.1f} KiB (tls-ceiling)")
+            out.append(f"  moat's malloc heap per idle conn after 1 request: {kib:.1f} KiB (its "
+                       f"record buffers are on pages of their own, counted by RSS only); one "
+                       f"mbedTLS context on calloc: {ssl_heap / 1024:.1f} KiB (tls-ceiling)")
 
     if errors:
         out.append("")
