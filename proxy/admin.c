@@ -151,7 +151,7 @@ static void answer_text(struct admin_conn *c, int status, const char *text, int 
 
 static uint64_t now_ms(void)
 {
-    /* The workers stamp "down until" with their loops' uv_now(): the same monotonic clock. */
+    /* The workers mark backends down with their loops' uv_now(): the same monotonic clock. */
     uv_update_time(admin.loop);
     return uv_now(admin.loop);
 }
@@ -291,6 +291,7 @@ void moat_admin_map(struct moat_runtime *rt)
         }
         struct moat_metrics_layout layout = {.pool_names = pool_names, .n_pools = rt->n_pools,
                                              .backend_names = names, .backend_pool = pools,
+                                             .backend_targets = rt->targets,
                                              .n_backends = rt->n_backends};
         missed = moat_metrics_set_layout(admin.metrics, &layout, pool_slot, slots);
     }

@@ -10,6 +10,7 @@
 
 #include "config/config.h"
 #include "proxy/accesslog.h"
+#include "proxy/balance.h"
 #include "proxy/base/tcp.h"
 #include "proxy/log.h"
 #include "proxy/reqid.h"
@@ -516,7 +517,7 @@ static void write_access_log(struct moat_conn *c)
         .bytes_in = c->ex.body_bytes_in,
         .bytes_out = c->ex.body_bytes_out,
         .duration_ms = loop_now - c->ex.start_ms,
-        .upstream = c->ex.tries > 0 ? c->rt->backends[c->ex.backend].addr_text : NULL,
+        .upstream = c->ex.tries > 0 ? c->rt->backends[c->ex.backend].target->addr_text : NULL,
         .upstream_ms = c->ex.tries > 0 ? (int64_t)(loop_now - c->ex.up_start_ms) : -1,
         .pool = c->ex.tries > 0 ? c->rt->pools[c->ex.pool].name : NULL,
         .tls_version = moat_tls_session_version(c->tls),
@@ -634,7 +635,7 @@ static const struct moat_upstream_ops up_ops = {
 /* The leased backend's address, for logs. */
 static const char *up_name(const struct moat_conn *c)
 {
-    return c->rt->backends[moat_upstream_backend(c->up)].addr_text;
+    return c->rt->backends[moat_upstream_backend(c->up)].target->addr_text;
 }
 
 static size_t up_pending(const struct moat_conn *c)
@@ -681,7 +682,8 @@ static int lease_upstream(struct moat_conn *c, size_t backend, int fresh_only)
                         moat_http_method_is_idempotent(c->ex.method);
     unsigned flags = (fresh_only ? MOAT_LEASE_FRESH : 0u) |
                      (is_resendable ? MOAT_LEASE_RESENDABLE : 0u);
-    int err = moat_upstream_lease(c->gen, backend, flags, &up_ops, c, &c->waiter, &up);
+    int err = moat_upstream_lease(c->w->pools, c->rt, backend, flags, &up_ops, c, &c->waiter,
+                                  &up);
     if (err == MOAT_UP_WAIT) {
         /* Every slot of this backend is busy: wait (as long as a connect may take) for one. */
         c->ex.is_waiting = 1;
@@ -689,7 +691,7 @@ static int lease_upstream(struct moat_conn *c, size_t backend, int fresh_only)
         return 0;
     }
     if (err != 0) {
-        conn_log(c, MOAT_LOG_WARN, "backend %s: %s", c->rt->backends[backend].addr_text,
+        conn_log(c, MOAT_LOG_WARN, "backend %s: %s", c->rt->backends[backend].target->addr_text,
                  uv_strerror(err));
         return err;
     }
@@ -721,14 +723,16 @@ static void start_upstream(struct moat_conn *c)
     for (;;) {
         if (c->ex.tries > 0) /* the last backend refused: a retry on another */
             moat_metrics_retry(c->w->metrics, metrics_pool(c), MOAT_METRICS_RETRY_CONNECT);
-        size_t avoid = c->ex.tries == 0 ? SIZE_MAX : c->ex.backend;
-        c->ex.backend = moat_backend_next(c->gen, c->ex.pool, avoid);
+        const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
+        size_t avoid = c->ex.tries == 0 ? SIZE_MAX : c->ex.backend - rp->first;
+        c->ex.backend = rp->first + moat_pick(c->gen->picker, c->ex.pool, &rp->members, avoid,
+                                              uv_now(&c->w->loop));
         if (c->ex.tries++ == 0)
             c->ex.up_start_ms = uv_now(&c->w->loop); /* the access log's upstream time */
         size_t be = c->ex.backend;
         if (lease_upstream(c, be, 0) == 0)
             return;
-        if (!(c->ex.tries < 2 && c->rt->pools[c->ex.pool].n > 1)) {
+        if (!(moat_may_try_another((size_t)c->ex.tries, c->rt->pools[c->ex.pool].n))) {
             respond_error(c, 502, "no backend answered");
             return;
         }
@@ -746,7 +750,7 @@ static void up_connect_failed(struct moat_conn *c, int status)
                                 is_timeout ? MOAT_METRICS_UP_CONNECT_TIMEOUT
                                            : MOAT_METRICS_UP_CONNECT_FAILED);
     c->up = NULL;
-    if (c->ex.tries < 2 && c->rt->pools[c->ex.pool].n > 1) {
+    if (moat_may_try_another((size_t)c->ex.tries, c->rt->pools[c->ex.pool].n)) {
         start_upstream(c);
         cli_flush(c);
         return;

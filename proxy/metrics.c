@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "proxy/balance.h"
 
 /* Upper bounds of the request duration buckets, in milliseconds (loop time has no finer
  * resolution), and as Prometheus writes them, in seconds. */
@@ -41,8 +42,6 @@ struct moat_metrics {
     _Atomic uint64_t handshakes[MOAT_METRICS_HS_KINDS];
     _Atomic uint64_t client_timeouts[MOAT_METRICS_CT_KINDS];
     _Atomic int is_listening;
-    _Atomic uint64_t down_until_ms[MOAT_METRICS_MAX_BACKENDS]; /* per backend slot, uv_now() time;
-                                                                * 0: up */
     struct pool_counters pools[MOAT_METRICS_MAX_POOLS];
 };
 
@@ -54,6 +53,8 @@ struct moat_metrics_set {
     size_t n_pool_slots;
     char *backend_names[MOAT_METRICS_MAX_BACKENDS]; /* owned: slot names */
     size_t backend_pool[MOAT_METRICS_MAX_BACKENDS]; /* a backend slot's pool slot */
+    struct moat_target *backend_target[MOAT_METRICS_MAX_BACKENDS]; /* held: its state, from
+                                                    * the last layout that listed it */
     size_t n_backend_slots;
     size_t cur_pools[MOAT_METRICS_MAX_POOLS];       /* the current layout's pool slots */
     size_t n_cur_pools;
@@ -141,12 +142,6 @@ void moat_metrics_retry(struct moat_metrics *m, size_t pool, enum moat_metrics_r
         add(&m->pools[pool].retries[reason], 1);
 }
 
-void moat_metrics_backend_down(struct moat_metrics *m, size_t backend, uint64_t down_until_ms)
-{
-    if (m != NULL && backend < MOAT_METRICS_MAX_BACKENDS)
-        atomic_store_explicit(&m->down_until_ms[backend], down_until_ms, memory_order_relaxed);
-}
-
 void moat_metrics_listening(struct moat_metrics *m, int is_listening)
 {
     if (m != NULL)
@@ -211,8 +206,10 @@ void moat_metrics_set_free(struct moat_metrics_set *set)
     free(set->workers);
     for (size_t i = 0; i < set->n_pool_slots; i++)
         free(set->pool_names[i]);
-    for (size_t i = 0; i < set->n_backend_slots; i++)
+    for (size_t i = 0; i < set->n_backend_slots; i++) {
         free(set->backend_names[i]);
+        moat_target_unref(set->backend_target[i]);
+    }
     free(set);
 }
 
@@ -259,10 +256,15 @@ int moat_metrics_set_layout(struct moat_metrics_set *set, const struct moat_metr
         if (slot == (size_t)-ENOMEM)
             return -ENOMEM;
         backend_slot[b] = slot;
-        if (slot == MOAT_METRICS_NO_SLOT)
+        if (slot == MOAT_METRICS_NO_SLOT) {
             missed++;
-        else
-            set->cur_backends[set->n_cur_backends++] = slot;
+            continue;
+        }
+        set->cur_backends[set->n_cur_backends++] = slot;
+        struct moat_target *t = layout->backend_targets[b];
+        moat_target_ref(t);
+        moat_target_unref(set->backend_target[slot]);
+        set->backend_target[slot] = t;
     }
     return missed;
 }
@@ -272,13 +274,10 @@ struct moat_metrics *moat_metrics_set_worker(struct moat_metrics_set *set, size_
     return i < set->n_workers ? set->workers[i] : NULL;
 }
 
-/* 1 if at least one worker does not pass backend b by at now_ms. */
+/* 1 if the workers do not pass backend slot b by at now_ms (its state is shared by all). */
 static int backend_is_up(const struct moat_metrics_set *set, size_t b, uint64_t now_ms)
 {
-    for (size_t w = 0; w < set->n_workers; w++)
-        if (get(&set->workers[w]->down_until_ms[b]) <= now_ms)
-            return 1;
-    return 0;
+    return set->backend_target[b] == NULL || moat_target_is_up(set->backend_target[b], now_ms);
 }
 
 int moat_metrics_set_is_ready(const struct moat_metrics_set *set, uint64_t now_ms, char *why,

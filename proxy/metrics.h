@@ -21,11 +21,14 @@ struct moat_metrics_set; /* opaque; every worker's metrics and the names they ar
 
 /* A configuration's pools and backends, as moat_metrics_set_layout() reads them. Backend b
  * belongs to pool backend_pool[b] (an index into pool_names). */
+struct moat_target;
+
 struct moat_metrics_layout {
     const char *const *pool_names;
     size_t n_pools;
     const char *const *backend_names; /* "host:port" as configured */
     const size_t *backend_pool;
+    struct moat_target *const *backend_targets; /* their shared state (/readyz, moat_backend_up) */
     size_t n_backends;
 };
 
@@ -110,9 +113,6 @@ void moat_metrics_upstream_error(struct moat_metrics *m, size_t pool,
 void moat_metrics_error_response(struct moat_metrics *m, size_t pool, int status);
 
 void moat_metrics_retry(struct moat_metrics *m, size_t pool, enum moat_metrics_retry reason);
-
-/* This worker passes the backend in this slot by until down_until_ms (uv_now() time); 0: up. */
-void moat_metrics_backend_down(struct moat_metrics *m, size_t backend, uint64_t down_until_ms);
 
 /* The worker's listeners accept (1, from the start: main() opened them) or were closed for a
  * drain (0). */

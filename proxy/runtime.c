@@ -152,31 +152,43 @@ static int resolve_backends(struct moat_runtime *rt, char *err, size_t err_len)
     for (size_t p = 0; p < cfg->n_pools; p++)
         total += cfg->pools[p].n_backends;
     rt->backends = calloc(total, sizeof(*rt->backends));
+    rt->targets = calloc(total, sizeof(*rt->targets));
     rt->pools = calloc(cfg->n_pools, sizeof(*rt->pools));
-    if (rt->backends == NULL || rt->pools == NULL) {
+    if (rt->backends == NULL || rt->targets == NULL || rt->pools == NULL) {
         snprintf(err, err_len, "out of memory");
         return -1;
     }
     rt->n_pools = cfg->n_pools;
     for (size_t p = 0; p < cfg->n_pools; p++) {
         const struct moat_cfg_pool *cp = &cfg->pools[p];
-        rt->pools[p] = (struct moat_rt_pool){.name = cp->name, .first = rt->n_backends,
-                                             .n = cp->n_backends, .metrics_slot = SIZE_MAX};
+        rt->pools[p] = (struct moat_rt_pool){
+            .name = cp->name, .first = rt->n_backends, .n = cp->n_backends,
+            .members = {.targets = &rt->targets[rt->n_backends], .n = cp->n_backends},
+            .metrics_slot = SIZE_MAX};
         for (size_t i = 0; i < cp->n_backends; i++) {
             const struct moat_cfg_hostport *hp = &cp->backends[i];
-            struct moat_backend *b = &rt->backends[rt->n_backends++];
+            struct moat_backend *b = &rt->backends[rt->n_backends];
             snprintf(b->name, sizeof(b->name), hp->is_ipv6 ? "[%s]:%u" : "%s:%u", hp->host,
                      hp->port);
             b->pool = p;
             b->metrics_slot = SIZE_MAX;
-            int rc = moat_resolve(hp, 0, &b->addr);
+            struct sockaddr_storage addr;
+            int rc = moat_resolve(hp, 0, &addr);
             if (rc != 0) {
                 snprintf(err, err_len, "backend %s (pool %s): %s", b->name, cp->name,
                          gai_strerror(rc));
                 return -1;
             }
-            moat_format_addr((const struct sockaddr *)&b->addr, b->addr_text,
-                             sizeof(b->addr_text));
+            char text[64];
+            moat_format_addr((const struct sockaddr *)&addr, text, sizeof(text));
+            /* The same pool and address as in the snapshot before: the same target. */
+            b->target = moat_target_get(cp->name, &addr, text);
+            if (b->target == NULL) {
+                snprintf(err, err_len, "backend %s (pool %s): more than %d backends", b->name,
+                         cp->name, MOAT_MAX_TARGETS);
+                return -1;
+            }
+            rt->targets[rt->n_backends++] = b->target;
         }
     }
     return 0;
@@ -213,6 +225,9 @@ void moat_runtime_unref(struct moat_runtime *rt)
     for (size_t l = 0; rt->tls != NULL && l < rt->cfg->n_listeners; l++)
         moat_tls_ctx_unref(rt->tls[l]);
     free(rt->tls);
+    for (size_t i = 0; i < rt->n_backends; i++)
+        moat_target_unref(rt->targets[i]);
+    free(rt->targets);
     free(rt->backends);
     free(rt->pools);
     moat_cfg_free(rt->cfg);

@@ -12,23 +12,24 @@
 
 #include "config/config.h"
 #include "http/http.h"
+#include "proxy/balance.h"
 
 struct moat_tls_ctx;
 
 /* One backend, resolved once when the snapshot is built. */
 struct moat_backend {
     char name[300];               /* "host:port" as configured, for logs */
-    struct sockaddr_storage addr; /* resolved address */
-    char addr_text[64];           /* "127.0.0.1:8080" / "[::1]:8080", for logs */
+    struct moat_target *target;   /* = targets[i]: its address and shared state */
     size_t pool;                  /* index into moat_runtime.pools */
     size_t metrics_slot;          /* where its admin metrics go (SIZE_MAX: none) */
 };
 
-/* A pool's backends are backends[first .. first + n). */
+/* A pool's backends are backends[first .. first + n); members.targets points into targets. */
 struct moat_rt_pool {
     const char *name; /* borrowed from cfg */
     size_t first;
     size_t n;
+    struct moat_balance_pool members;
     size_t metrics_slot; /* where its admin metrics go (SIZE_MAX: none) */
 };
 
@@ -36,6 +37,7 @@ struct moat_runtime {
     atomic_int refs;
     struct moat_cfg *cfg;          /* owned */
     struct moat_backend *backends; /* owned: every pool's backends, pool after pool */
+    struct moat_target **targets;  /* owned array, a reference on each: backends[i].target */
     size_t n_backends;
     struct moat_rt_pool *pools;    /* owned: one per cfg->pools entry */
     size_t n_pools;

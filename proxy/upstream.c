@@ -1,17 +1,19 @@
-/* proxy/upstream.c: backend connections, their per-worker idle pools and round-robin choice.
+/* proxy/upstream.c: backend connections and their per-worker idle pools.
  * An upstream is owned by its pool while idle and leased to one owner while busy;
- * its memory lives until the last of its two handles has closed. */
+ * its memory lives until the last of its two handles has closed. A worker's pools are keyed by
+ * target (balance.h), not by configuration snapshot: a reload keeps the idle connections to the
+ * backends it keeps. */
 #include "proxy/upstream.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
+#include "proxy/balance.h"
 #include "proxy/deadline.h"
 #include "proxy/log.h"
-#include "proxy/metrics.h"
+#include "proxy/runtime.h"
 #include "proxy/wire.h"
-#include "proxy/worker.h"
 
 enum up_state {
     UP_CONNECTING, /* leased; TCP connect in progress; nothing written */
@@ -20,11 +22,35 @@ enum up_state {
     UP_CLOSING,    /* handles closing; freed by the last close callback */
 };
 
+/* Connections of one target in one worker; the idle ones most recently used at the back. */
+struct moat_pool {
+    struct moat_list node;    /* in ps->pools */
+    struct moat_list idle;
+    size_t n_idle;
+    size_t n_open;            /* connections of this target in this worker, idle or not */
+    struct moat_list waiters; /* requests waiting for a slot (--max-backend-connections) */
+    size_t max_open;          /* the last lessee's --max-backend-connections (0: none) */
+    int is_current;           /* the worker's configuration lists this target: pool on release */
+};
+
+struct moat_pools {
+    uv_loop_t *loop;          /* borrowed: the worker's */
+    unsigned worker_id;       /* for logs */
+    char *slab;               /* borrowed: where every read lands */
+    size_t slab_len;
+    int is_draining;          /* nothing is pooled any more */
+    uv_idle_t wake;           /* active while freed slots wait to be handed over */
+    struct moat_list pools;   /* every pool made (struct moat_pool by node) */
+    struct moat_pool *by_slot[MOAT_MAX_TARGETS]; /* owned, made on first use */
+};
+
 struct moat_upstream {
     struct moat_list node;     /* in the pool's idle list while IDLE */
-    struct moat_worker *w;     /* borrowed */
-    struct moat_gen *gen;      /* held: the configuration whose pools and backends these are */
-    size_t backend;            /* index into gen->rt->backends */
+    struct moat_pools *ps;     /* borrowed: the worker's pools */
+    struct moat_pool *pool;    /* borrowed: its target's pool in ps */
+    struct moat_target *target; /* held */
+    const struct moat_runtime *rt; /* borrowed from the owner while leased, NULL otherwise */
+    size_t backend;            /* while leased: index into rt->backends */
     uv_tcp_t tcp;
     struct moat_deadline deadline; /* connect deadline, backend silence, or pool expiry */
     uv_connect_t connect_req;
@@ -40,97 +66,124 @@ struct moat_upstream {
     uint64_t idle_since_ms;    /* loop time it entered the pool */
 };
 
-/* Idle connections of one backend; most recently used at the back. */
-struct moat_pool {
-    struct moat_list idle;
-    size_t n_idle;
-    size_t n_open;           /* connections of this backend in this worker, idle or not */
-    struct moat_list waiters; /* requests waiting for a slot (--max-backend-connections) */
-    uint64_t down_until_ms; /* loop time until which round-robin passes this backend by */
-};
-
-/* After a failed connect a backend is passed over for this long (per worker), as nginx does by
- * default, so one dead backend does not cost every request a connect attempt. */
-#define BACKEND_DOWN_MS 10000
 #define UNCHECKED_IDLE_MS 250 /* see moat_upstream_lease() */
 
 static void up_close(struct moat_upstream *up);
 static void on_up_write_done(struct moat_wire *wire, int status);
+static void on_wake(uv_idle_t *h);
 
-int moat_pools_init(struct moat_gen *g)
+struct moat_pools *moat_pools_new(uv_loop_t *loop, unsigned worker_id, char *slab,
+                                  size_t slab_len)
 {
-    g->pools = calloc(g->rt->n_backends, sizeof(*g->pools));
-    if (g->pools == NULL)
-        return -1;
-    for (size_t i = 0; i < g->rt->n_backends; i++) {
-        moat_list_init(&g->pools[i].idle);
-        moat_list_init(&g->pools[i].waiters);
+    struct moat_pools *ps = calloc(1, sizeof(*ps));
+    if (ps == NULL)
+        return NULL;
+    ps->loop = loop;
+    ps->worker_id = worker_id;
+    ps->slab = slab;
+    ps->slab_len = slab_len;
+    moat_list_init(&ps->pools);
+    uv_idle_init(loop, &ps->wake);
+    ps->wake.data = ps;
+    return ps;
+}
+
+static void close_idle(struct moat_pool *p)
+{
+    while (!moat_list_is_empty(&p->idle))
+        up_close(moat_list_entry(p->idle.next, struct moat_upstream, node));
+}
+
+void moat_pools_adopt(struct moat_pools *ps, const struct moat_runtime *rt)
+{
+    for (struct moat_list *n = ps->pools.next; n != &ps->pools; n = n->next)
+        moat_list_entry(n, struct moat_pool, node)->is_current = 0;
+    for (size_t i = 0; i < rt->n_backends; i++) {
+        struct moat_pool *p = ps->by_slot[rt->targets[i]->slot];
+        if (p != NULL)
+            p->is_current = 1;
     }
-    return 0;
-}
-
-void moat_pools_close(struct moat_gen *g)
-{
-    for (size_t i = 0; g->pools != NULL && i < g->rt->n_backends; i++) {
-        struct moat_pool *p = &g->pools[i];
-        while (!moat_list_is_empty(&p->idle))
-            up_close(moat_list_entry(p->idle.next, struct moat_upstream, node));
+    /* The backends the configuration dropped: idle connections close now, busy ones when
+     * released. */
+    for (struct moat_list *n = ps->pools.next; n != &ps->pools; n = n->next) {
+        struct moat_pool *p = moat_list_entry(n, struct moat_pool, node);
+        if (!p->is_current)
+            close_idle(p);
     }
 }
 
-void moat_pools_free(struct moat_gen *g)
+static void on_wake_closed(uv_handle_t *h)
 {
-    free(g->pools);
-    g->pools = NULL;
+    (void)h;
 }
 
-/* Round-robin over the pool's backends not marked down; when all are down, plain round-robin,
- * so a recovered backend is found by the next request rather than after the mark expires. */
-size_t moat_backend_next(struct moat_gen *g, size_t pool, size_t avoid)
+void moat_pools_drain(struct moat_pools *ps)
 {
-    const struct moat_rt_pool *rp = &g->rt->pools[pool];
-    size_t n = rp->n;
-    uint64_t now = uv_now(&g->w->loop);
-    size_t first = avoid != SIZE_MAX ? (avoid - rp->first + 1) % n : g->rr_next[pool]++ % n;
-    for (size_t i = 0; i < n; i++) {
-        size_t b = rp->first + (first + i) % n;
-        if (b != avoid && g->pools[b].down_until_ms <= now) {
-            if (avoid == SIZE_MAX)
-                g->rr_next[pool] = b - rp->first + 1;
-            return b;
-        }
-    }
-    return rp->first + first;
+    ps->is_draining = 1;
+    for (struct moat_list *n = ps->pools.next; n != &ps->pools; n = n->next)
+        close_idle(moat_list_entry(n, struct moat_pool, node));
 }
 
+void moat_pools_stop(struct moat_pools *ps)
+{
+    if (!uv_is_closing((uv_handle_t *)&ps->wake))
+        uv_close((uv_handle_t *)&ps->wake, on_wake_closed);
+}
+
+void moat_pools_free(struct moat_pools *ps)
+{
+    if (ps == NULL)
+        return;
+    for (size_t i = 0; i < MOAT_MAX_TARGETS; i++)
+        free(ps->by_slot[i]);
+    free(ps);
+}
+
+/* t's pool in ps, made on first use. NULL: out of memory. A slot's pool outlives its target:
+ * it is empty by then (every connection and waiter held the target), and a later target in
+ * the same slot starts from that empty pool. */
+static struct moat_pool *pool_of(struct moat_pools *ps, const struct moat_target *t)
+{
+    struct moat_pool *p = ps->by_slot[t->slot];
+    if (p != NULL)
+        return p;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    moat_list_init(&p->idle);
+    moat_list_init(&p->waiters);
+    p->is_current = 1; /* the lessee's configuration lists it; adopt() may say otherwise */
+    moat_list_push_back(&ps->pools, &p->node);
+    ps->by_slot[t->slot] = p;
+    return p;
+}
+
+static void wake_waiters(struct moat_pools *ps)
+{
+    if (!uv_is_closing((uv_handle_t *)&ps->wake))
+        uv_idle_start(&ps->wake, on_wake);
+}
+
+/* After a connect: the target's shared state, and one log line per change of it. */
 static void mark_backend(struct moat_upstream *up, int status)
 {
-    struct moat_worker *w = up->w;
-    struct moat_pool *p = &up->gen->pools[up->backend];
-    const char *name = up->gen->rt->backends[up->backend].addr_text;
-    size_t slot = up->gen->rt->backends[up->backend].metrics_slot;
-    if (status == 0) {
-        if (p->down_until_ms != 0)
-            moat_log(MOAT_LOG_INFO, "w%u backend %s answers again", w->id, name);
-        p->down_until_ms = 0;
-        moat_metrics_backend_down(w->metrics, slot, 0);
+    struct moat_target *t = up->target;
+    if (!moat_target_mark(t, status, uv_now(up->ps->loop)))
         return;
-    }
-    if (p->down_until_ms == 0)
-        moat_log(MOAT_LOG_WARN, "w%u backend %s marked down for %d s: %s", w->id, name,
-                 BACKEND_DOWN_MS / 1000, status == UV_ETIMEDOUT ? "connect timed out"
-                                                                : uv_strerror(status));
-    p->down_until_ms = uv_now(&w->loop) + BACKEND_DOWN_MS;
-    moat_metrics_backend_down(w->metrics, slot, p->down_until_ms);
+    if (status == 0)
+        moat_log(MOAT_LOG_INFO, "w%u backend %s answers again", up->ps->worker_id, t->addr_text);
+    else
+        moat_log(MOAT_LOG_WARN, "w%u backend %s marked down for %d s: %s", up->ps->worker_id,
+                 t->addr_text, MOAT_TARGET_DOWN_MS / 1000,
+                 status == UV_ETIMEDOUT ? "connect timed out" : uv_strerror(status));
 }
 
 static void on_up_closed(uv_handle_t *h)
 {
     struct moat_upstream *up = h->data;
     if (--up->closes_pending == 0) {
-        struct moat_gen *g = up->gen;
+        moat_target_unref(up->target);
         free(up);
-        moat_gen_release(g);
     }
 }
 
@@ -138,12 +191,12 @@ static void up_close(struct moat_upstream *up)
 {
     if (up->state == UP_CLOSING)
         return;
-    struct moat_pool *p = &up->gen->pools[up->backend];
+    struct moat_pool *p = up->pool;
     if (up->state == UP_IDLE)
         p->n_idle--;
     p->n_open--; /* the slot is free for a waiting request */
     if (!moat_list_is_empty(&p->waiters))
-        moat_worker_wake_pools(up->w);
+        wake_waiters(up->ps);
     moat_list_remove(&up->node);
     up->state = UP_CLOSING;
     up->owner = NULL;
@@ -168,8 +221,8 @@ static void on_up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct moat_upstream *up = h->data;
     (void)suggested;
-    buf->base = up->w->slab;
-    buf->len = sizeof(up->w->slab);
+    buf->base = up->ps->slab;
+    buf->len = up->ps->slab_len;
 }
 
 static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -179,8 +232,8 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return; /* nothing now */
     if (up->state != UP_ACTIVE || up->owner == NULL) {
         /* Idle: the backend closed (or sent bytes nobody asked for); it is no longer usable. */
-        moat_log(MOAT_LOG_DEBUG, "w%u upstream %s idle connection ended: %s", up->w->id,
-                 up->gen->rt->backends[up->backend].addr_text,
+        moat_log(MOAT_LOG_DEBUG, "w%u upstream %s idle connection ended: %s",
+                 up->ps->worker_id, up->target->addr_text,
                  nread < 0 ? uv_err_name((int)nread) : "unexpected bytes");
         up_close(up);
         return;
@@ -226,12 +279,14 @@ static void on_up_connect(uv_connect_t *req, int status)
         up_close(up);
 }
 
-int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
-                        const struct moat_upstream_ops *ops, void *owner,
+int moat_upstream_lease(struct moat_pools *ps, const struct moat_runtime *rt, size_t backend,
+                        unsigned flags, const struct moat_upstream_ops *ops, void *owner,
                         struct moat_up_waiter *waiter, struct moat_upstream **out)
 {
-    struct moat_worker *w = g->w;
-    struct moat_pool *p = &g->pools[backend];
+    struct moat_target *t = rt->backends[backend].target;
+    struct moat_pool *p = pool_of(ps, t);
+    if (p == NULL)
+        return UV_ENOMEM;
     while (!(flags & MOAT_LEASE_FRESH) && !moat_list_is_empty(&p->idle)) {
         struct moat_upstream *up = moat_list_entry(p->idle.prev, struct moat_upstream, node);
         moat_list_remove(&up->node);
@@ -241,13 +296,15 @@ int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
          * can make it stale. Backends close idle connections after their idle timeout (a second
          * or more) or announce it (Connection: close), so one pooled for less than
          * UNCHECKED_IDLE_MS is stale only if the backend died; a resendable request then goes
-         * again on a fresh connection (the conn's stale retry), so the syscall is saved. */
-        int is_recent = uv_now(&w->loop) - up->idle_since_ms < UNCHECKED_IDLE_MS;
+         * again on a fresh connection (the owner's stale retry), so the syscall is saved. */
+        int is_recent = uv_now(ps->loop) - up->idle_since_ms < UNCHECKED_IDLE_MS;
         if (!((flags & MOAT_LEASE_RESENDABLE) && is_recent) && up_is_stale(up)) {
             up_close(up);
             continue;
         }
         moat_deadline_stop(&up->deadline);
+        up->rt = rt;
+        up->backend = backend;
         up->ops = ops;
         up->owner = owner;
         up->is_reused = 1;
@@ -256,7 +313,8 @@ int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
         return 0;
     }
 
-    size_t max = g->rt->max_backend_conns;
+    size_t max = rt->max_backend_conns;
+    p->max_open = max;
     if (max != 0 && p->n_open >= max) {
         /* A stale idle connection closed above may have freed a slot: not yet counted out. */
         moat_list_push_back(&p->waiters, &waiter->node);
@@ -267,9 +325,11 @@ int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
         return UV_ENOMEM;
     p->n_open++;
     moat_list_init(&up->node);
-    up->w = w;
-    up->gen = g;
-    moat_gen_hold(g);
+    up->ps = ps;
+    up->pool = p;
+    up->target = t;
+    moat_target_ref(t);
+    up->rt = rt;
     up->backend = backend;
     up->state = UP_CONNECTING;
     up->ops = ops;
@@ -278,27 +338,29 @@ int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
     up->wire.stream = (uv_stream_t *)&up->tcp;
     up->wire.on_done = on_up_write_done;
     up->connect_req.data = up;
-    uv_tcp_init(&w->loop, &up->tcp);
-    moat_deadline_init(&w->loop, &up->deadline, on_up_timer, up);
-    int err = uv_tcp_connect(&up->connect_req, &up->tcp,
-                             (const struct sockaddr *)&g->rt->backends[backend].addr,
+    uv_tcp_init(ps->loop, &up->tcp);
+    moat_deadline_init(ps->loop, &up->deadline, on_up_timer, up);
+    int err = uv_tcp_connect(&up->connect_req, &up->tcp, (const struct sockaddr *)&t->addr,
                              on_up_connect);
     if (err != 0) {
         up_close(up);
         return err;
     }
-    moat_deadline_start(&up->deadline, g->rt->connect_timeout_ms, 0);
+    moat_deadline_start(&up->deadline, rt->connect_timeout_ms, 0);
     *out = up;
     return 0;
 }
 
-void moat_pools_wake(struct moat_gen *g)
+/* Hands the slots freed since the last turn to waiting requests: from a handle of its own,
+ * outside the callback that freed them (a woken request leases, which can free a slot again). */
+static void on_wake(uv_idle_t *h)
 {
-    size_t max = g->rt->max_backend_conns;
-    for (size_t b = 0; max != 0 && b < g->rt->n_backends; b++) {
-        struct moat_pool *p = &g->pools[b];
+    struct moat_pools *ps = h->data;
+    uv_idle_stop(h);
+    for (struct moat_list *n = ps->pools.next; n != &ps->pools; n = n->next) {
+        struct moat_pool *p = moat_list_entry(n, struct moat_pool, node);
         /* Each pass hands one slot over; the woken request leases (or queues) again. */
-        size_t rounds = p->n_idle + (p->n_open < max ? max - p->n_open : 0);
+        size_t rounds = p->n_idle + (p->n_open < p->max_open ? p->max_open - p->n_open : 0);
         while (rounds-- > 0 && !moat_list_is_empty(&p->waiters)) {
             struct moat_up_waiter *waiter =
                 moat_list_entry(p->waiters.next, struct moat_up_waiter, node);
@@ -312,20 +374,21 @@ void moat_upstream_release(struct moat_upstream *up, int reuse)
 {
     if (up == NULL)
         return;
+    const struct moat_runtime *rt = up->rt;
+    struct moat_pool *p = up->pool;
     up->owner = NULL;
-    struct moat_gen *g = up->gen;
-    struct moat_pool *p = &g->pools[up->backend];
-    if (!reuse || up->state != UP_ACTIVE || up->wire.inflight != 0 || up->w->is_draining ||
-        g->is_retired || p->n_idle >= g->rt->pool_max_idle) {
+    up->rt = NULL;
+    if (!reuse || up->state != UP_ACTIVE || up->wire.inflight != 0 || up->ps->is_draining ||
+        !p->is_current || p->n_idle >= rt->pool_max_idle) {
         up_close(up);
         return;
     }
     up->state = UP_IDLE;
-    up->idle_since_ms = uv_now(&up->w->loop);
+    up->idle_since_ms = uv_now(up->ps->loop);
     moat_list_push_back(&p->idle, &up->node);
     p->n_idle++;
     if (!moat_list_is_empty(&p->waiters))
-        moat_worker_wake_pools(up->w); /* a waiting request can have this one */
+        wake_waiters(up->ps); /* a waiting request can have this one */
     /* Watch for the backend's close while idle, whatever the last lessee had stopped. */
     up->rx_blocked = 0;
     int err = uv_read_start((uv_stream_t *)&up->tcp, on_up_alloc, on_up_read);
@@ -333,7 +396,7 @@ void moat_upstream_release(struct moat_upstream *up, int reuse)
         up_close(up);
         return;
     }
-    uint64_t ms = g->rt->pool_idle_ms;
+    uint64_t ms = rt->pool_idle_ms;
     if (up->keepalive_ms != 0 && up->keepalive_ms < ms)
         ms = up->keepalive_ms;
     moat_deadline_start(&up->deadline, ms, 0);
@@ -349,7 +412,7 @@ static void on_up_write_done(struct moat_wire *wire, int status)
         return;
     }
     up->bytes_sent = 1;
-    if (up->wire.inflight <= up->gen->rt->low_water)
+    if (up->wire.inflight <= up->rt->low_water)
         up->ops->on_drained(up->owner);
 }
 

@@ -1,6 +1,6 @@
-/* proxy/upstream.h: plain-HTTP connections to backends, their per-worker idle pools, and the
- * round-robin choice of backend. An owner (a client connection) leases one upstream per
- * request and hears from it through its ops table. */
+/* proxy/upstream.h: plain-HTTP connections to backends and their per-worker pools. An owner (a
+ * client connection) leases one upstream per request and hears from it through its ops
+ * table. Which backend to lease is proxy/balance.h's choice. */
 #ifndef MOAT_UPSTREAM_H
 #define MOAT_UPSTREAM_H
 #include <stddef.h>
@@ -10,8 +10,6 @@
 #include "proxy/base/bufq.h"
 #include "proxy/base/list.h"
 
-struct moat_worker;
-struct moat_gen;
 struct moat_upstream; /* opaque: upstream.c */
 
 /* What an upstream tells the one who leased it (its owner: a client connection today, a health
@@ -42,35 +40,46 @@ struct moat_up_waiter {
 #define MOAT_RX_EOF 0x4u       /* the peer finished sending; never restart */
 #define MOAT_RX_IDLE 0x8u      /* upstream: not leased and not watched */
 
-/* Creates a generation's pools (one per backend). 0 or -1. */
-int moat_pools_init(struct moat_gen *g);
+/* A worker's connections to backends, by target. */
+struct moat_pools;
+struct moat_runtime;
 
-/* Closes every idle pooled connection (drain, reload); frees the pools once none is left. */
-void moat_pools_close(struct moat_gen *g);
-void moat_pools_free(struct moat_gen *g);
+/* The pools of the worker whose loop this is; reads land in slab (slab_len bytes). NULL: out of
+ * memory. */
+struct moat_pools *moat_pools_new(uv_loop_t *loop, unsigned worker_id, char *slab,
+                                  size_t slab_len);
 
-/* Picks the next backend of pool (an index into g->rt->pools) in round-robin order, skipping
- * `avoid` (SIZE_MAX: none). Returns an index into g->rt->backends. */
-size_t moat_backend_next(struct moat_gen *g, size_t pool, size_t avoid);
+/* rt is the worker's configuration from now on: connections to targets it does not list are
+ * not pooled any more (idle ones close now, busy ones when released). */
+void moat_pools_adopt(struct moat_pools *ps, const struct moat_runtime *rt);
+
+/* Drain: idle connections close now, released ones close too. */
+void moat_pools_drain(struct moat_pools *ps);
+
+/* Closes the pools' own handle (the last step of a drain); then moat_pools_free() once the loop
+ * has run every close callback. */
+void moat_pools_stop(struct moat_pools *ps);
+void moat_pools_free(struct moat_pools *ps);
 
 /* How moat_upstream_lease() may pick. */
 #define MOAT_LEASE_FRESH 0x1u      /* never a pooled connection (a resend after a stale one) */
 #define MOAT_LEASE_RESENDABLE 0x2u /* the request can be sent again whole if a pooled connection
                                     * proves dead: a recently pooled one is taken unchecked */
 
-/* Leases a connection to backend for owner: a pooled one still open (ready at once,
+/* Leases a connection to rt's backend (an index into rt->backends) for owner, who keeps rt
+ * alive until the release: a pooled one still open (ready at once,
  * moat_upstream_was_pooled() 1) unless flags has MOAT_LEASE_FRESH, else a new one (its
  * ops->on_connected() comes later). Returns 0, a negative libuv error (nothing leased), or
  * MOAT_UP_WAIT: the backend has --max-backend-connections open in this worker; waiter was
  * queued. ops must outlive the lease. */
 #define MOAT_UP_WAIT 1
-int moat_upstream_lease(struct moat_gen *g, size_t backend, unsigned flags,
-                        const struct moat_upstream_ops *ops, void *owner,
+int moat_upstream_lease(struct moat_pools *ps, const struct moat_runtime *rt, size_t backend,
+                        unsigned flags, const struct moat_upstream_ops *ops, void *owner,
                         struct moat_up_waiter *waiter, struct moat_upstream **out);
 
 /* Connected and leased: request bytes can be written. */
 int moat_upstream_is_ready(const struct moat_upstream *up);
-/* Its backend: an index into its generation's rt->backends. */
+/* While leased: its backend, an index into the lessee's rt->backends. */
 size_t moat_upstream_backend(const struct moat_upstream *up);
 /* Request bytes handed to uv_write and not yet taken by the kernel. */
 size_t moat_upstream_inflight(const struct moat_upstream *up);
@@ -81,10 +90,6 @@ int moat_upstream_has_sent(const struct moat_upstream *up);
 /* The backend keeps an idle connection open this long (its Keep-Alive: timeout): the pool
  * expires it earlier than that. */
 void moat_upstream_set_keepalive(struct moat_upstream *up, uint64_t ms);
-
-/* Hands the slots freed since the last call to waiting requests (the worker runs it from its
- * own handle, which moat_worker_wake_pools() starts). */
-void moat_pools_wake(struct moat_gen *g);
 
 /* Ends a lease: reuse=1 returns it to its pool (if the pool has room), else it is closed.
  * Accepts NULL. No callback reaches the owner afterwards. */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "proxy/balance.h"
 #include "proxy/conn.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
@@ -54,13 +55,12 @@ static void gen_free(struct moat_gen *g)
     for (size_t i = 0; g->tls != NULL && i < g->w->n_listeners; i++)
         moat_tls_server_free(g->tls[i]);
     free(g->tls);
-    moat_pools_free(g);
-    free(g->rr_next);
+    moat_picker_free(g->picker);
     moat_runtime_unref(g->rt);
     free(g);
 }
 
-/* This worker's TLS servers and pools for rt. NULL after logging why. */
+/* This worker's TLS servers and choosing state for rt. NULL after logging why. */
 static struct moat_gen *gen_new(struct moat_worker *w, struct moat_runtime *rt)
 {
     struct moat_gen *g = calloc(1, sizeof(*g));
@@ -71,8 +71,8 @@ static struct moat_gen *gen_new(struct moat_worker *w, struct moat_runtime *rt)
     g->rt = rt;
     moat_runtime_ref(rt);
     g->tls = calloc(w->n_listeners, sizeof(*g->tls));
-    g->rr_next = calloc(rt->n_pools, sizeof(*g->rr_next));
-    if (g->tls == NULL || g->rr_next == NULL || moat_pools_init(g) != 0) {
+    g->picker = moat_picker_new(rt->n_pools);
+    if (g->tls == NULL || g->picker == NULL) {
         moat_log(MOAT_LOG_ERROR, "w%u out of memory for a configuration", w->id);
         gen_free(g);
         return NULL;
@@ -102,15 +102,13 @@ void moat_gen_release(struct moat_gen *g)
     }
 }
 
-/* g stops taking new connections; its idle backend connections close now, the rest of it
- * goes with its last user. */
+/* g stops taking new connections; it goes with its last user. */
 static void gen_retire(struct moat_gen *g)
 {
     g->is_retired = 1;
     moat_list_push_back(&g->w->old_gens, &g->node);
-    g->n_users++; /* closing the pools below must not free g under our feet */
-    moat_pools_close(g);
-    moat_gen_release(g);
+    g->n_users++;
+    moat_gen_release(g); /* frees g now if nobody uses it */
 }
 
 int moat_worker_init(struct moat_worker *w, unsigned id, struct moat_runtime *rt,
@@ -124,6 +122,9 @@ int moat_worker_init(struct moat_worker *w, unsigned id, struct moat_runtime *rt
     atomic_init(&w->stop_requested, 0);
     atomic_init(&w->next_rt, NULL);
     if (uv_loop_init(&w->loop) != 0)
+        return -1;
+    w->pools = moat_pools_new(&w->loop, id, w->slab, sizeof(w->slab));
+    if (w->pools == NULL)
         return -1;
     w->gen = gen_new(w, rt);
     if (w->gen == NULL)
@@ -160,11 +161,11 @@ static void finish_if_drained(struct moat_worker *w)
     if (!uv_is_closing((uv_handle_t *)&w->wake))
         uv_close((uv_handle_t *)&w->wake, on_handle_closed);
     uv_handle_t *mine[] = {(uv_handle_t *)&w->drain_timer, (uv_handle_t *)&w->hs_prepare,
-                           (uv_handle_t *)&w->hs_check, (uv_handle_t *)&w->hs_idle,
-                           (uv_handle_t *)&w->pool_wake};
+                           (uv_handle_t *)&w->hs_check, (uv_handle_t *)&w->hs_idle};
     for (size_t i = 0; i < sizeof(mine) / sizeof(mine[0]); i++)
         if (!uv_is_closing(mine[i]))
             uv_close(mine[i], on_handle_closed);
+    moat_pools_stop(w->pools);
 }
 
 void moat_worker_conn_gone(struct moat_worker *w)
@@ -187,16 +188,6 @@ static void on_drain_timeout(uv_timer_t *t)
     }
 }
 
-static void for_old_gens(struct moat_worker *w, void (*fn)(struct moat_gen *))
-{
-    struct moat_list *n = w->old_gens.next;
-    while (n != &w->old_gens) {
-        struct moat_list *next = n->next;
-        fn(moat_list_entry(n, struct moat_gen, node));
-        n = next;
-    }
-}
-
 /* A reload: new connections take the new generation, the old one serves its own to the end. */
 static void install(struct moat_worker *w, struct moat_runtime *rt)
 {
@@ -205,6 +196,7 @@ static void install(struct moat_worker *w, struct moat_runtime *rt)
         return; /* logged; the running configuration stays */
     gen_retire(w->gen);
     w->gen = g;
+    moat_pools_adopt(w->pools, rt); /* idle connections to the backends rt keeps stay */
     /* What "configuration N loaded" cannot say (main logs it on posting): from here on, every
      * new connection of every worker is served by it. */
     if (atomic_fetch_add(&rt->n_installed, 1) + 1 == rt->n_workers)
@@ -236,8 +228,7 @@ static void on_wake(uv_async_t *a)
         uv_close((uv_handle_t *)&w->listeners[i], on_handle_closed);
     moat_log(MOAT_LOG_INFO, "w%u draining: listeners closed, %zu connection(s) open", w->id,
              w->n_conns);
-    moat_pools_close(w->gen);
-    for_old_gens(w, moat_pools_close);
+    moat_pools_drain(w->pools);
     struct moat_list *n = w->conns.next;
     while (n != &w->conns) {
         struct moat_list *next = n->next; /* drain may close (not yet free) the connection */
@@ -279,22 +270,6 @@ static void on_hs_check(uv_check_t *h)
         uv_idle_stop(&w->hs_idle);
 }
 
-/* Backend slots freed since the last turn go to waiting requests: from a handle of their own,
- * outside the callback that freed them (a woken request leases, which can free a slot again). */
-static void on_pool_wake(uv_idle_t *h)
-{
-    struct moat_worker *w = h->data;
-    uv_idle_stop(h);
-    moat_pools_wake(w->gen);
-    for_old_gens(w, moat_pools_wake);
-}
-
-void moat_worker_wake_pools(struct moat_worker *w)
-{
-    if (!uv_is_closing((uv_handle_t *)&w->pool_wake))
-        uv_idle_start(&w->pool_wake, on_pool_wake);
-}
-
 int moat_worker_hs_admit(struct moat_worker *w, struct moat_conn *c)
 {
     if (w->hs_budget > 0 && moat_list_is_empty(&w->hs_queue)) {
@@ -313,7 +288,6 @@ int moat_worker_start(struct moat_worker *w)
     w->drain_timer.data = w;
     w->hs_prepare.data = w;
     w->hs_check.data = w;
-    w->pool_wake.data = w;
     moat_list_init(&w->hs_queue);
     w->hs_budget = MOAT_HS_PER_TURN;
     if (uv_async_init(&w->loop, &w->wake, on_wake) != 0)
@@ -322,7 +296,6 @@ int moat_worker_start(struct moat_worker *w)
     uv_prepare_init(&w->loop, &w->hs_prepare);
     uv_check_init(&w->loop, &w->hs_check);
     uv_idle_init(&w->loop, &w->hs_idle);
-    uv_idle_init(&w->loop, &w->pool_wake);
     uv_prepare_start(&w->hs_prepare, on_hs_prepare);
     uv_check_start(&w->hs_check, on_hs_check);
     return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
@@ -353,6 +326,7 @@ void moat_worker_join(struct moat_worker *w)
     /* Every connection and upstream is gone, and with them every retired generation. */
     if (w->gen != NULL)
         gen_free(w->gen);
+    moat_pools_free(w->pools);
     moat_runtime_unref(atomic_exchange(&w->next_rt, NULL));
     free(w->listeners);
     free(w->paused);

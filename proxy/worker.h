@@ -1,6 +1,7 @@
 /* proxy/worker.h: one worker thread: its libuv loop, its SO_REUSEPORT listeners, its TLS server
  * configuration, its client connections and its upstream pools. Nothing here is shared with
- * another worker except the read-only runtime (struct moat_runtime). */
+ * another worker except the read-only runtime (struct moat_runtime) and the backends' state
+ * (proxy/balance.h). */
 #ifndef MOAT_WORKER_H
 #define MOAT_WORKER_H
 #include <pthread.h>
@@ -17,10 +18,11 @@ struct moat_tls_server;
 struct moat_conn;
 struct moat_metrics;
 
-struct moat_pool; /* upstream.c: idle connections of one backend */
+struct moat_picker; /* balance.c */
+struct moat_pools;  /* upstream.c */
 struct moat_worker;
 
-/* A worker's side of one configuration snapshot: its TLS servers and upstream pools.
+/* A worker's side of one configuration snapshot: its TLS servers and its choosing state.
  * Connections and upstreams started under it keep it alive after a reload made a newer one
  * current; it is freed when the last of them is gone. */
 struct moat_gen {
@@ -28,8 +30,7 @@ struct moat_gen {
     struct moat_worker *w;          /* borrowed */
     struct moat_runtime *rt;        /* one reference held */
     struct moat_tls_server **tls;   /* owned: one per listener */
-    struct moat_pool *pools;        /* owned: one per rt->backends entry */
-    size_t *rr_next;                /* owned: round-robin cursor per rt->pools entry */
+    struct moat_picker *picker;     /* owned: this worker's backend choice for rt's pools */
     size_t n_users;                 /* connections and upstreams started under it */
     int is_retired;                 /* no longer current: freed at n_users 0 */
 };
@@ -76,7 +77,7 @@ struct moat_worker {
     uv_prepare_t hs_prepare;   /* refills the budget before each poll */
     uv_check_t hs_check;       /* runs waiting steps after each poll */
     uv_idle_t hs_idle;         /* keeps the poll from blocking while steps wait */
-    uv_idle_t pool_wake;       /* active while freed backend slots wait to be handed over */
+    struct moat_pools *pools;  /* owned: connections to backends, kept across reloads */
 };
 
 #define MOAT_HS_PER_TURN 2
@@ -102,9 +103,6 @@ void moat_worker_join(struct moat_worker *w);
 /* 1 if c may run a handshake step now (the turn's budget allows and nobody waits before it);
  * else c is queued and moat_conn_hs_turn(c) runs it later. */
 int moat_worker_hs_admit(struct moat_worker *w, struct moat_conn *c);
-
-/* A backend slot was freed while requests wait for one (upstream.c): they get it next turn. */
-void moat_worker_wake_pools(struct moat_worker *w);
 
 /* Connections call this when they are freed. */
 void moat_worker_conn_gone(struct moat_worker *w);

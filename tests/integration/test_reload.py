@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from harness import Certs, MoatTestCase, curl, tls_connect, write_config
+from harness import Certs, MoatTestCase, curl, free_port, tls_connect, write_config
 
 RELOAD_EVERY_S = 0.1
 LOADED = "main configuration "  # the log line of each configuration moat takes
@@ -225,6 +225,47 @@ class TestReload(MoatTestCase):
         self.assertEqual(m.proc.wait(timeout=30), 0)
         m.stopped = True
         m.check_clean(self)
+
+    def test_reload_keeps_backend_state_and_idle_connections(self):
+        """What moat learnt about a backend survives SIGHUP: a backend that refused stays passed
+        over (no new connect to it), and the idle pooled connection to an unchanged backend is
+        used again (the backend sees no new connection)."""
+        be = self.backend()
+        dead = "127.0.0.1:%d" % free_port()
+        body = "workers: 1\npools:\n  app:\n    backends: [%s, %s]\n" % (dead, be.addr)
+        path, m = self.moat_config(body)
+        for i in range(3):  # the first goes to the dead one, refused, then retried on be
+            rc, out, err = curl(m.url("/before%d" % i))
+            self.assertEqual(rc, 0, err)
+        self.assertEqual(m.stderr().count("connect failed"), 1, m.stderr())
+        self.assertIn("marked down", m.stderr())
+        before_ports = {r["peer_port"] for r in be.seen}
+        self.assertEqual(len(before_ports), 1, be.seen)  # one pooled connection served all
+        write_config(path, body)
+        m.reload("configuration 2 in use by every worker")
+        for i in range(4):
+            rc, out, err = curl(m.url("/after%d" % i))
+            self.assertEqual(rc, 0, err)
+        self.assertEqual(m.stderr().count("connect failed"), 1,
+                         "the reload forgot that a backend refuses:\n" + m.stderr())
+        after_ports = {r["peer_port"] for r in be.seen if r["path"].startswith("/after")}
+        self.assertEqual(after_ports, before_ports, "the reload closed the idle connection")
+        self.stop_clean(m)
+
+    def test_a_refused_backend_is_passed_over_by_every_worker(self):
+        """The first worker to see a refusal marks the backend for all: one failed connect, one
+        log line, however many workers the requests reach."""
+        be = self.backend()
+        dead = "127.0.0.1:%d" % free_port()
+        path, m = self.moat_config(
+            "workers: 2\npools:\n  app:\n    backends: [%s, %s]\n" % (dead, be.addr))
+        for i in range(12):  # new connections: the kernel spreads them over both workers
+            rc, out, err = curl(m.url("/r%d" % i))
+            self.assertEqual(rc, 0, err)
+        self.assertEqual(m.stderr().count("connect failed"), 1, m.stderr())
+        self.assertEqual(m.stderr().count("marked down"), 1, m.stderr())
+        self.assertEqual(len(be.seen), 12)
+        self.stop_clean(m)
 
     @unittest.skipUnless(os.geteuid() == 0, "dropping privileges needs root")
     def test_user_drop_after_ports_open(self):

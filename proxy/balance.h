@@ -1,0 +1,67 @@
+/* proxy/balance.h: backend choice and backend state. A target is one backend address of one
+ * pool, once per process: every configuration snapshot that lists it shares it, so what moat
+ * learnt about a backend (a failed connect) survives a reload, and every worker sees it at once.
+ * Workers read a target's state with relaxed atomic loads at pick time (no lock on the request
+ * path) and store into it only on a failure or a recovery. Choosing a backend for a request, and
+ * whether a failed attempt may go to another one, is decided here too. */
+#ifndef MOAT_BALANCE_H
+#define MOAT_BALANCE_H
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Per-worker arrays are indexed by a target's slot: at most this many targets at a time. */
+#define MOAT_MAX_TARGETS 1024
+
+struct moat_target {
+    atomic_int refs;               /* snapshots and upstream connections holding it */
+    unsigned slot;                 /* < MOAT_MAX_TARGETS, unique among live targets */
+    char pool[128];                /* the pool's name: with addr, the target's identity */
+    struct sockaddr_storage addr;  /* where to connect */
+    char addr_text[64];            /* "127.0.0.1:8080" / "[::1]:8080", for logs */
+    /* Passed over until this uv_now() time (the monotonic clock every loop shares) after a
+     * failed connect; 0: usable. Any worker may store it; the last store wins. */
+    _Atomic uint64_t down_until_ms;
+};
+
+/* The live target for (pool, addr), or a new one named addr_text: one reference for the caller.
+ * NULL when MOAT_MAX_TARGETS targets are live or memory ran out. Thread-safe (a mutex: snapshot
+ * builds only, never the request path). */
+struct moat_target *moat_target_get(const char *pool, const struct sockaddr_storage *addr,
+                                    const char *addr_text);
+void moat_target_ref(struct moat_target *t);   /* atomic */
+void moat_target_unref(struct moat_target *t); /* atomic; frees at 0 (its slot too); NULL: nothing */
+
+/* 1 if t is not passed over at now_ms. */
+int moat_target_is_up(const struct moat_target *t, uint64_t now_ms);
+
+/* After a connect to t: status 0 clears a failure mark, anything else passes t over for
+ * MOAT_TARGET_DOWN_MS from now_ms. Returns 1 when this call changed t's state (the caller logs
+ * the transition: only one worker does), else 0. */
+#define MOAT_TARGET_DOWN_MS 10000
+int moat_target_mark(struct moat_target *t, int status, uint64_t now_ms);
+
+/* A pool's members as a snapshot lists them: targets[0..n). */
+struct moat_balance_pool {
+    struct moat_target *const *targets; /* borrowed from the snapshot */
+    size_t n;
+};
+
+/* A worker's choosing state for one snapshot's pools (round-robin cursors). */
+struct moat_picker;
+struct moat_picker *moat_picker_new(size_t n_pools);
+void moat_picker_free(struct moat_picker *p);
+
+/* The member of pool (index pool_idx in the snapshot) the next request goes to, skipping
+ * `avoid` (SIZE_MAX: none): round robin over the members not passed over; when every member is
+ * passed over, plain round robin, so a recovered backend is found by the next request rather
+ * than after its mark expires. Returns an index into pool->targets. */
+size_t moat_pick(struct moat_picker *p, size_t pool_idx, const struct moat_balance_pool *pool,
+                 size_t avoid, uint64_t now_ms);
+
+/* Whether a request whose attempt `tries` (1-based) failed before any byte of a response may
+ * try another member of a pool of n. */
+int moat_may_try_another(size_t tries, size_t n);
+
+#endif

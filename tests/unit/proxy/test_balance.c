@@ -1,0 +1,147 @@
+/* tests/unit/proxy/test_balance.c: backend targets (one per pool and address, for the whole
+ * process), their shared state, and the choice of a pool's member (proxy/balance.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cmocka.h>
+
+#include "proxy/balance.h"
+
+static struct sockaddr_storage v4(const char *ip, unsigned port)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    inet_pton(AF_INET, ip, &a->sin_addr);
+    return ss;
+}
+
+/* A reload that lists the same pool and address gets the same target, so what was learnt
+ * about it survives; another pool or address is another target. */
+static void test_targets_are_shared_by_identity(void **state)
+{
+    (void)state;
+    struct sockaddr_storage a = v4("127.0.0.2", 8080), b = v4("127.0.0.3", 8080);
+    struct moat_target *t1 = moat_target_get("app", &a, "127.0.0.2:8080");
+    struct moat_target *t2 = moat_target_get("app", &a, "127.0.0.2:8080");
+    struct moat_target *other_pool = moat_target_get("api", &a, "127.0.0.2:8080");
+    struct moat_target *other_addr = moat_target_get("app", &b, "127.0.0.3:8080");
+    assert_non_null(t1);
+    assert_ptr_equal(t1, t2);
+    assert_ptr_not_equal(t1, other_pool);
+    assert_ptr_not_equal(t1, other_addr);
+    assert_string_equal(t1->addr_text, "127.0.0.2:8080");
+    assert_int_not_equal(t1->slot, other_pool->slot);
+
+    assert_int_equal(moat_target_mark(t1, -111, 1000), 1); /* down: a change */
+    moat_target_unref(t2);
+    struct moat_target *t3 = moat_target_get("app", &a, "127.0.0.2:8080");
+    assert_ptr_equal(t3, t1);
+    assert_false(moat_target_is_up(t3, 1000)); /* the mark is still there */
+
+    moat_target_unref(t3);
+    moat_target_unref(t1); /* the last reference: gone, state and all */
+    struct moat_target *fresh = moat_target_get("app", &a, "127.0.0.2:8080");
+    assert_true(moat_target_is_up(fresh, 1000));
+    moat_target_unref(fresh);
+    moat_target_unref(other_pool);
+    moat_target_unref(other_addr);
+}
+
+/* One worker's failed connect passes the backend over for every worker, for
+ * MOAT_TARGET_DOWN_MS; only the change is reported, so only one worker logs it. */
+static void test_marks_report_changes_once(void **state)
+{
+    (void)state;
+    struct sockaddr_storage a = v4("127.0.0.4", 81);
+    struct moat_target *t = moat_target_get("p", &a, "127.0.0.4:81");
+    assert_int_equal(moat_target_mark(t, 0, 500), 0);    /* up, and was up: nothing */
+    assert_int_equal(moat_target_mark(t, -111, 500), 1); /* down */
+    assert_int_equal(moat_target_mark(t, -110, 600), 0); /* still down: no new line */
+    assert_false(moat_target_is_up(t, 600 + MOAT_TARGET_DOWN_MS - 1));
+    assert_true(moat_target_is_up(t, 600 + MOAT_TARGET_DOWN_MS));
+    assert_int_equal(moat_target_mark(t, 0, 700), 1); /* answers again */
+    assert_true(moat_target_is_up(t, 700));
+    moat_target_unref(t);
+}
+
+struct pool3 {
+    struct moat_target *t[3];
+    struct moat_balance_pool pool;
+};
+
+static void pool3_make(struct pool3 *p, const char *name)
+{
+    const char *ips[3] = {"127.0.1.1", "127.0.1.2", "127.0.1.3"};
+    for (int i = 0; i < 3; i++) {
+        struct sockaddr_storage a = v4(ips[i], 80);
+        p->t[i] = moat_target_get(name, &a, ips[i]);
+    }
+    p->pool.targets = p->t;
+    p->pool.n = 3;
+}
+
+static void pool3_free(struct pool3 *p)
+{
+    for (int i = 0; i < 3; i++)
+        moat_target_unref(p->t[i]);
+}
+
+static void test_round_robin_skips_members_passed_over(void **state)
+{
+    (void)state;
+    struct pool3 p;
+    pool3_make(&p, "rr");
+    struct moat_picker *k = moat_picker_new(1);
+    size_t seq[6];
+    for (int i = 0; i < 6; i++)
+        seq[i] = moat_pick(k, 0, &p.pool, SIZE_MAX, 0);
+    const size_t want[6] = {0, 1, 2, 0, 1, 2};
+    assert_memory_equal(seq, want, sizeof(want));
+
+    moat_target_mark(p.t[1], -111, 0); /* 1 is down until MOAT_TARGET_DOWN_MS */
+    for (int i = 0; i < 6; i++)
+        assert_int_not_equal(moat_pick(k, 0, &p.pool, SIZE_MAX, 100), 1);
+
+    /* A retry avoids the member that failed, even when it is the only one up. */
+    assert_int_equal(moat_pick(k, 0, &p.pool, 0, 100), 2);
+    assert_int_equal(moat_pick(k, 0, &p.pool, 2, 100), 0);
+
+    /* Every member down: plain round robin, so a recovered one is found by the next request. */
+    moat_target_mark(p.t[0], -111, 0);
+    moat_target_mark(p.t[2], -111, 0);
+    size_t seen[3] = {0, 0, 0};
+    for (int i = 0; i < 3; i++)
+        seen[moat_pick(k, 0, &p.pool, SIZE_MAX, 100)]++;
+    assert_int_equal(seen[0] + seen[1] + seen[2], 3);
+    assert_true(seen[0] == 1 && seen[1] == 1 && seen[2] == 1);
+    moat_picker_free(k);
+    pool3_free(&p);
+}
+
+static void test_retry_rule(void **state)
+{
+    (void)state;
+    assert_true(moat_may_try_another(1, 2));  /* one more attempt on another member */
+    assert_false(moat_may_try_another(2, 2)); /* never a third */
+    assert_false(moat_may_try_another(1, 1)); /* nobody else to try */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_targets_are_shared_by_identity),
+        cmocka_unit_test(test_marks_report_changes_once),
+        cmocka_unit_test(test_round_robin_skips_members_passed_over),
+        cmocka_unit_test(test_retry_rule),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
