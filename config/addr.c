@@ -232,3 +232,43 @@ int moat_cfg_cidr_contains(const struct moat_cfg_cidr *c, int family, const uint
     uint8_t mask = (uint8_t)(0xffu << (8 - rest));
     return (addr[full] & mask) == c->addr[full];
 }
+
+int moat_cfg_weight_parse(const char *text, unsigned *out, char *err, size_t err_len)
+{
+    unsigned long v = 0;
+    const char *p = text;
+    while (*p >= '0' && *p <= '9' && v <= MOAT_CFG_MAX_WEIGHT)
+        v = v * 10 + (unsigned long)(*p++ - '0');
+    if (p == text || *p != '\0' || v > MOAT_CFG_MAX_WEIGHT) {
+        snprintf(err, err_len, "weight '%s' is not a whole number from 0 to %d", text,
+                 MOAT_CFG_MAX_WEIGHT);
+        return -1;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
+
+int moat_cfg_backend_parse(const char *text, struct moat_cfg_backend *out, char *err,
+                           size_t err_len)
+{
+    out->weight = 1;
+    const char *comma = strchr(text, ',');
+    if (comma == NULL)
+        return moat_cfg_hostport_parse(text, 0, &out->addr, err, err_len);
+    char addr[sizeof(out->addr.host) + 16];
+    size_t len = (size_t)(comma - text);
+    if (len >= sizeof(addr)) {
+        snprintf(err, err_len, "address too long in '%s'", text);
+        return -1;
+    }
+    memcpy(addr, text, len);
+    addr[len] = '\0';
+    if (moat_cfg_hostport_parse(addr, 0, &out->addr, err, err_len) != 0)
+        return -1;
+    if (strncmp(comma + 1, "weight=", 7) != 0) {
+        snprintf(err, err_len, "unknown option '%s' in '%s' (write HOST:PORT,weight=N)",
+                 comma + 1, text);
+        return -1;
+    }
+    return moat_cfg_weight_parse(comma + 8, &out->weight, err, err_len);
+}

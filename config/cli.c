@@ -21,7 +21,7 @@ static const char usage[] =
     "       moat --config FILE [--check-config]\n"
     "\n"
     "HTTPS in front of plain-HTTP applications: terminates TLS 1.3 and 1.2 and forwards each\n"
-    "request as HTTP/1.1 to the backends, in round-robin order.\n"
+    "request as HTTP/1.1 to the backends, in weighted round-robin order.\n"
     "\n"
     "  --listen HOST:PORT      accept TLS here; repeatable; IPv6 as [::1]:8443; port 0 picks a\n"
     "                          free port (default: 0.0.0.0:8443)\n"
@@ -29,7 +29,9 @@ static const char usage[] =
     "                          P-256/P-384 or RSA >= 2048; give a second pair of the other key\n"
     "                          type to serve both; the n-th --cert goes with the n-th --key\n"
     "                          (default: a development certificate, see --state-dir)\n"
-    "  --backend HOST:PORT     plain-HTTP backend; repeatable; at least one is required\n"
+    "  --backend HOST:PORT[,weight=N]\n"
+    "                          plain-HTTP backend; repeatable; at least one is required;\n"
+    "                          weight 0-256 (default 1): its share of new requests\n"
     "                          (default: none)\n"
     "  --workers N             worker threads, 1 to 256 (default: the number of CPUs)\n"
     "  --trusted-proxy CIDR    a front proxy whose X-Forwarded-* fields are kept (its\n"
@@ -176,7 +178,7 @@ struct loader {
     /* Flags that finish() turns into listeners and the "default" pool. */
     struct moat_cfg_hostport *listen; /* owned array */
     size_t n_listen;
-    struct moat_cfg_hostport *backends; /* owned array */
+    struct moat_cfg_backend *backends; /* owned array */
     size_t n_backends;
     struct moat_cfg_cert certs[MOAT_CFG_MAX_CERTS]; /* owned strings; copied to each listener */
     size_t n_cert_flags;  /* --cert flags seen: certs[0..n) have cert_file set */
@@ -261,8 +263,7 @@ static int add_hostport(struct loader *l, const char *flag, const char *value, i
         snprintf(l->err, l->err_len, "%s: %s", flag, why);
         return -1;
     }
-    /* A listener must not repeat (see moat_cfg_listen_clashes()). Backends may: listing one
-     * twice gives it twice the share of round-robin. */
+    /* A listener must not repeat (see moat_cfg_listen_clashes()). */
     for (size_t i = 0; allow_zero && i < *n; i++) {
         if (moat_cfg_listen_clashes(&(*array)[i], &hp)) {
             snprintf(l->err, l->err_len, "%s: '%s' is given twice", flag, value);
@@ -274,6 +275,23 @@ static int add_hostport(struct loader *l, const char *flag, const char *value, i
         return out_of_memory(l);
     *array = grown;
     grown[(*n)++] = hp;
+    return 0;
+}
+
+/* --backend HOST:PORT[,weight=N]. A backend may repeat: listed twice, it has twice the share. */
+static int add_backend(struct loader *l, const char *flag, const char *value)
+{
+    struct moat_cfg_backend b;
+    char why[512];
+    if (moat_cfg_backend_parse(value, &b, why, sizeof(why)) != 0) {
+        snprintf(l->err, l->err_len, "%s: %s", flag, why);
+        return -1;
+    }
+    struct moat_cfg_backend *grown = moat_cfg_grow(l->backends, l->n_backends, sizeof(b));
+    if (grown == NULL)
+        return out_of_memory(l);
+    l->backends = grown;
+    grown[l->n_backends++] = b;
     return 0;
 }
 
@@ -428,7 +446,7 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
     case F_LISTEN:
         return add_hostport(l, f->name, value, 1, &l->listen, &l->n_listen);
     case F_BACKEND:
-        return add_hostport(l, f->name, value, 0, &l->backends, &l->n_backends);
+        return add_backend(l, f->name, value);
     case F_CERT:
         return add_cert_file(l, f->name, value, 0);
     case F_KEY:

@@ -35,10 +35,19 @@ struct moat_cfg_listener {
     int tls_min;     /* lowest TLS version accepted: 12 (default) or 13 */
 };
 
-/* A named group of backends, balanced round-robin. */
+#define MOAT_CFG_MAX_WEIGHT 256
+
+/* One backend of a pool. */
+struct moat_cfg_backend {
+    struct moat_cfg_hostport addr; /* a name is resolved by proxy/ */
+    unsigned weight; /* its share of new requests against the pool's others: 0 (none) to
+                      * MOAT_CFG_MAX_WEIGHT; 1 unless set */
+};
+
+/* A named group of backends, balanced by weighted round robin. */
 struct moat_cfg_pool {
-    char *name;                          /* owned; "default" for --backend flags */
-    struct moat_cfg_hostport *backends;  /* owned array, at least one; names resolved by proxy/ */
+    char *name;                        /* owned; "default" for --backend flags */
+    struct moat_cfg_backend *backends; /* owned array, at least one */
     size_t n_backends;
 };
 
@@ -193,6 +202,14 @@ void moat_cfg_free(struct moat_cfg *cfg); /* NULL: nothing */
  * ephemeral port. Returns 0, or -1 with err set ("missing port in 'x'", ...). */
 int moat_cfg_hostport_parse(const char *text, int allow_port_zero, struct moat_cfg_hostport *out,
                             char *err, size_t err_len);
+
+/* Parses a backend as --backend gives it: "HOST:PORT" or "HOST:PORT,weight=N". Returns 0, or
+ * -1 with err set. */
+int moat_cfg_backend_parse(const char *text, struct moat_cfg_backend *out, char *err,
+                           size_t err_len);
+
+/* Parses a weight, "0" to MOAT_CFG_MAX_WEIGHT. Returns 0, or -1 with err set. */
+int moat_cfg_weight_parse(const char *text, unsigned *out, char *err, size_t err_len);
 
 /* Parses "10.0.0.0/8", "192.0.2.7" (a /32), "2001:db8::/32", "::1". Returns 0 or -1 with err. */
 int moat_cfg_cidr_parse(const char *text, struct moat_cfg_cidr *out, char *err, size_t err_len);

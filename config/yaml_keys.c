@@ -449,6 +449,40 @@ static void apply_listeners(struct walk *w, struct moat_yaml_node *v, const char
 
 /* ---- pools and routes ----------------------------------------------------------------------- */
 
+static void apply_backend_address(struct walk *w, struct moat_yaml_node *v, const char *path,
+                                  void *target)
+{
+    struct moat_cfg_backend *b = target;
+    set_hostport(w, v, path, 0, &b->addr);
+}
+
+static void apply_backend_weight(struct walk *w, struct moat_yaml_node *v, const char *path,
+                                 void *target)
+{
+    struct moat_cfg_backend *b = target;
+    const char *text = word(w, v, path, "a weight (0 to 256)");
+    char why[512];
+    if (text != NULL && moat_cfg_weight_parse(text, &b->weight, why, sizeof(why)) != 0)
+        fail(w, v, path, "%s", why);
+}
+
+static const struct key backend_keys[] = {{"address", apply_backend_address},
+                                          {"weight", apply_backend_weight}};
+static const struct section backend_section = {backend_keys, 2, NULL};
+
+/* A pool's backend: "HOST:PORT", or {address: HOST:PORT, weight: N}. */
+static void set_backend(struct walk *w, struct moat_yaml_node *v, const char *path,
+                        struct moat_cfg_backend *b)
+{
+    b->weight = 1;
+    if (v->kind != MOAT_YAML_MAP) {
+        set_hostport(w, v, path, 0, &b->addr);
+        return;
+    }
+    walk_map(w, v, path, &backend_section, b);
+    require(w, v, path, "address", "address: 127.0.0.1:8080");
+}
+
 static void apply_backends(struct walk *w, struct moat_yaml_node *v, const char *path,
                            void *target)
 {
@@ -461,7 +495,7 @@ static void apply_backends(struct walk *w, struct moat_yaml_node *v, const char 
     for (size_t i = 0; i < n; i++) {
         char ipath[PATH_LEN];
         join_index(ipath, path, i);
-        set_hostport(w, item[i], ipath, 0, &pool->backends[pool->n_backends++]);
+        set_backend(w, item[i], ipath, &pool->backends[pool->n_backends++]);
     }
 }
 

@@ -95,37 +95,57 @@ int moat_target_mark(struct moat_target *t, int status, uint64_t now_ms)
 }
 
 struct moat_picker {
-    size_t n_pools;
-    size_t next[]; /* round-robin cursor per pool */
+    size_t *next;       /* owned: per pool, the round-robin cursor when nobody is usable */
+    int64_t current[];  /* per member: smooth weighted round robin's current weight */
 };
 
-struct moat_picker *moat_picker_new(size_t n_pools)
+struct moat_picker *moat_picker_new(size_t n_pools, size_t n_members)
 {
-    struct moat_picker *p = calloc(1, sizeof(*p) + n_pools * sizeof(p->next[0]));
-    if (p != NULL)
-        p->n_pools = n_pools;
+    struct moat_picker *p = calloc(1, sizeof(*p) + n_members * sizeof(p->current[0]));
+    if (p == NULL)
+        return NULL;
+    p->next = calloc(n_pools + 1, sizeof(*p->next));
+    if (p->next == NULL) {
+        free(p);
+        return NULL;
+    }
     return p;
 }
 
 void moat_picker_free(struct moat_picker *p)
 {
+    if (p == NULL)
+        return;
+    free(p->next);
     free(p);
 }
 
 size_t moat_pick(struct moat_picker *p, size_t pool_idx, const struct moat_balance_pool *pool,
                  size_t avoid, uint64_t now_ms)
 {
-    size_t n = pool->n;
-    size_t first = avoid != SIZE_MAX ? (avoid + 1) % n : p->next[pool_idx]++ % n;
-    for (size_t i = 0; i < n; i++) {
-        size_t m = (first + i) % n;
-        if (m != avoid && moat_target_is_up(pool->targets[m], now_ms)) {
-            if (avoid == SIZE_MAX)
-                p->next[pool_idx] = m + 1;
-            return m;
-        }
+    /* Every usable member gains its weight; the one with the most wins and gives back the
+     * total, so over a cycle each wins in proportion to its weight, interleaved. */
+    int64_t *current = &p->current[pool->first];
+    int64_t total = 0;
+    size_t best = SIZE_MAX;
+    for (size_t m = 0; m < pool->n; m++) {
+        if (m == avoid || pool->weights[m] == 0 || !moat_target_is_up(pool->targets[m], now_ms))
+            continue;
+        current[m] += pool->weights[m];
+        total += pool->weights[m];
+        if (best == SIZE_MAX || current[m] > current[best])
+            best = m;
     }
-    return first;
+    if (best != SIZE_MAX) {
+        current[best] -= total;
+        return best;
+    }
+    for (size_t i = 0; i < pool->n; i++) {
+        size_t m = p->next[pool_idx]++ % pool->n;
+        if (m != avoid && pool->weights[m] > 0)
+            return m;
+    }
+    return SIZE_MAX;
 }
 
 int moat_may_try_another(size_t tries, size_t n)

@@ -42,21 +42,27 @@ int moat_target_is_up(const struct moat_target *t, uint64_t now_ms);
 #define MOAT_TARGET_DOWN_MS 10000
 int moat_target_mark(struct moat_target *t, int status, uint64_t now_ms);
 
-/* A pool's members as a snapshot lists them: targets[0..n). */
+/* A pool's members as a snapshot lists them: targets[0..n) with their weights; first is the
+ * pool's offset among all the snapshot's members (the picker keeps state per member). */
 struct moat_balance_pool {
     struct moat_target *const *targets; /* borrowed from the snapshot */
+    const unsigned *weights;            /* likewise; 0: no new requests */
+    size_t first;
     size_t n;
 };
 
-/* A worker's choosing state for one snapshot's pools (round-robin cursors). */
+/* A worker's choosing state for one snapshot: per member, smooth weighted round robin's
+ * current weight; per pool, a cursor for when no member is usable. */
 struct moat_picker;
-struct moat_picker *moat_picker_new(size_t n_pools);
+struct moat_picker *moat_picker_new(size_t n_pools, size_t n_members);
 void moat_picker_free(struct moat_picker *p);
 
-/* The member of pool (index pool_idx in the snapshot) the next request goes to, skipping
- * `avoid` (SIZE_MAX: none): round robin over the members not passed over; when every member is
- * passed over, plain round robin, so a recovered backend is found by the next request rather
- * than after its mark expires. Returns an index into pool->targets. */
+/* The member of pool (index pool_idx in the snapshot) the next request goes to, other than
+ * `avoid` (SIZE_MAX: none): smooth weighted round robin (nginx's: weights 3 and 1 give
+ * a a b a) over the members with a weight that are not passed over. When every such member is
+ * passed over, plain round robin over those with a weight, so a recovered backend is found by
+ * the next request rather than after its mark expires. SIZE_MAX when no member other than
+ * `avoid` has a weight: nothing to try. Returns an index into pool->targets. */
 size_t moat_pick(struct moat_picker *p, size_t pool_idx, const struct moat_balance_pool *pool,
                  size_t avoid, uint64_t now_ms);
 

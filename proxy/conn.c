@@ -725,8 +725,16 @@ static void start_upstream(struct moat_conn *c)
             moat_metrics_retry(c->w->metrics, metrics_pool(c), MOAT_METRICS_RETRY_CONNECT);
         const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
         size_t avoid = c->ex.tries == 0 ? SIZE_MAX : c->ex.backend - rp->first;
-        c->ex.backend = rp->first + moat_pick(c->gen->picker, c->ex.pool, &rp->members, avoid,
-                                              uv_now(&c->w->loop));
+        size_t m = moat_pick(c->gen->picker, c->ex.pool, &rp->members, avoid,
+                             uv_now(&c->w->loop));
+        if (m == SIZE_MAX) {
+            if (c->ex.tries == 0) /* every backend has weight 0: nothing to try */
+                respond_error(c, 503, "no backend takes new requests");
+            else
+                respond_error(c, 502, "no backend answered");
+            return;
+        }
+        c->ex.backend = rp->first + m;
         if (c->ex.tries++ == 0)
             c->ex.up_start_ms = uv_now(&c->w->loop); /* the access log's upstream time */
         size_t be = c->ex.backend;

@@ -502,8 +502,8 @@ int moat_metrics_set_render(const struct moat_metrics_set *set, uint64_t now_ms,
     render_pools(&t, set);
 
     put_family(&t, "moat_backend_up", "gauge",
-               "1 if at least one worker sends requests to the backend, 0 if every worker "
-               "passes it by after failures (for 10 s after the last one).");
+               "1 if the workers send requests to the backend, 0 while they pass it by after "
+               "a failed connect (for 10 s after the last one).");
     for (size_t i = 0; i < set->n_cur_backends; i++) {
         size_t b = set->cur_backends[i];
         put(&t, "moat_backend_up{");

@@ -153,8 +153,9 @@ static int resolve_backends(struct moat_runtime *rt, char *err, size_t err_len)
         total += cfg->pools[p].n_backends;
     rt->backends = calloc(total, sizeof(*rt->backends));
     rt->targets = calloc(total, sizeof(*rt->targets));
+    rt->weights = calloc(total, sizeof(*rt->weights));
     rt->pools = calloc(cfg->n_pools, sizeof(*rt->pools));
-    if (rt->backends == NULL || rt->targets == NULL || rt->pools == NULL) {
+    if (rt->backends == NULL || rt->targets == NULL || rt->weights == NULL || rt->pools == NULL) {
         snprintf(err, err_len, "out of memory");
         return -1;
     }
@@ -163,10 +164,12 @@ static int resolve_backends(struct moat_runtime *rt, char *err, size_t err_len)
         const struct moat_cfg_pool *cp = &cfg->pools[p];
         rt->pools[p] = (struct moat_rt_pool){
             .name = cp->name, .first = rt->n_backends, .n = cp->n_backends,
-            .members = {.targets = &rt->targets[rt->n_backends], .n = cp->n_backends},
+            .members = {.targets = &rt->targets[rt->n_backends],
+                        .weights = &rt->weights[rt->n_backends],
+                        .first = rt->n_backends, .n = cp->n_backends},
             .metrics_slot = SIZE_MAX};
         for (size_t i = 0; i < cp->n_backends; i++) {
-            const struct moat_cfg_hostport *hp = &cp->backends[i];
+            const struct moat_cfg_hostport *hp = &cp->backends[i].addr;
             struct moat_backend *b = &rt->backends[rt->n_backends];
             snprintf(b->name, sizeof(b->name), hp->is_ipv6 ? "[%s]:%u" : "%s:%u", hp->host,
                      hp->port);
@@ -188,6 +191,8 @@ static int resolve_backends(struct moat_runtime *rt, char *err, size_t err_len)
                          cp->name, MOAT_MAX_TARGETS);
                 return -1;
             }
+            b->weight = cp->backends[i].weight;
+            rt->weights[rt->n_backends] = b->weight;
             rt->targets[rt->n_backends++] = b->target;
         }
     }
@@ -228,6 +233,7 @@ void moat_runtime_unref(struct moat_runtime *rt)
     for (size_t i = 0; i < rt->n_backends; i++)
         moat_target_unref(rt->targets[i]);
     free(rt->targets);
+    free(rt->weights);
     free(rt->backends);
     free(rt->pools);
     moat_cfg_free(rt->cfg);

@@ -20,11 +20,13 @@ struct moat_tls_ctx;
 struct moat_backend {
     char name[300];               /* "host:port" as configured, for logs */
     struct moat_target *target;   /* = targets[i]: its address and shared state */
+    unsigned weight;              /* = weights[i]: its share of new requests (0: none) */
     size_t pool;                  /* index into moat_runtime.pools */
     size_t metrics_slot;          /* where its admin metrics go (SIZE_MAX: none) */
 };
 
-/* A pool's backends are backends[first .. first + n); members.targets points into targets. */
+/* A pool's backends are backends[first .. first + n); members points into targets and
+ * weights. */
 struct moat_rt_pool {
     const char *name; /* borrowed from cfg */
     size_t first;
@@ -38,6 +40,7 @@ struct moat_runtime {
     struct moat_cfg *cfg;          /* owned */
     struct moat_backend *backends; /* owned: every pool's backends, pool after pool */
     struct moat_target **targets;  /* owned array, a reference on each: backends[i].target */
+    unsigned *weights;             /* owned array: backends[i].weight */
     size_t n_backends;
     struct moat_rt_pool *pools;    /* owned: one per cfg->pools entry */
     size_t n_pools;

@@ -71,7 +71,7 @@ static struct moat_gen *gen_new(struct moat_worker *w, struct moat_runtime *rt)
     g->rt = rt;
     moat_runtime_ref(rt);
     g->tls = calloc(w->n_listeners, sizeof(*g->tls));
-    g->picker = moat_picker_new(rt->n_pools);
+    g->picker = moat_picker_new(rt->n_pools, rt->n_backends);
     if (g->tls == NULL || g->picker == NULL) {
         moat_log(MOAT_LOG_ERROR, "w%u out of memory for a configuration", w->id);
         gen_free(g);

@@ -74,8 +74,8 @@ static void test_cli_defaults(void **state)
     assert_int_equal(cfg->listeners[0].addr.port, 8443);
     assert_int_equal(cfg->listeners[0].addr.is_ipv6, 0);
     assert_int_equal(cfg->pools[0].n_backends, 1);
-    assert_string_equal(cfg->pools[0].backends[0].host, "127.0.0.1");
-    assert_int_equal(cfg->pools[0].backends[0].port, 8080);
+    assert_string_equal(cfg->pools[0].backends[0].addr.host, "127.0.0.1");
+    assert_int_equal(cfg->pools[0].backends[0].addr.port, 8080);
     assert_int_equal(cfg->listeners[0].n_certs, 0);
     assert_null(cfg->listeners[0].certs[0].cert_file);
     assert_int_equal(cfg->workers, 4); /* default_workers */
@@ -116,8 +116,8 @@ static void test_cli_every_flag(void **state)
     assert_string_equal(cfg->listeners[0].certs[0].cert_file, "ec.pem");
     assert_string_equal(cfg->listeners[0].certs[0].key_file, "ec.key");
     assert_int_equal(cfg->pools[0].n_backends, 1);
-    assert_string_equal(cfg->pools[0].backends[0].host, "app");
-    assert_int_equal(cfg->pools[0].backends[0].port, 8080);
+    assert_string_equal(cfg->pools[0].backends[0].addr.host, "app");
+    assert_int_equal(cfg->pools[0].backends[0].addr.port, 8080);
     assert_int_equal(cfg->workers, 3);
     assert_int_equal(cfg->n_trusted_proxies, 1);
     assert_int_equal(cfg->trusted_proxies[0].family, 4);
@@ -141,7 +141,7 @@ static void test_cli_equals_form(void **state)
     assert_string_equal(cfg->listeners[0].addr.host, "::1");
     assert_string_equal(cfg->listeners[0].certs[0].cert_file, "a.pem");
     assert_string_equal(cfg->listeners[0].certs[0].key_file, "a.key");
-    assert_string_equal(cfg->pools[0].backends[0].host, "b");
+    assert_string_equal(cfg->pools[0].backends[0].addr.host, "b");
     assert_int_equal(cfg->workers, 7);
     assert_int_equal(cfg->trusted_proxies[0].family, 6);
     assert_int_equal(cfg->trusted_proxies[0].prefix_len, 32);
@@ -194,10 +194,10 @@ static void test_cli_many_backends(void **state)
     for (int i = 0; i < 40; i++) {
         char host[8];
         snprintf(host, sizeof(host), "h%d", i);
-        assert_string_equal(cfg->pools[0].backends[i].host, host);
-        assert_int_equal(cfg->pools[0].backends[i].port, 1000 + i);
+        assert_string_equal(cfg->pools[0].backends[i].addr.host, host);
+        assert_int_equal(cfg->pools[0].backends[i].addr.port, 1000 + i);
     }
-    assert_string_equal(cfg->pools[0].backends[40].host, "h0");
+    assert_string_equal(cfg->pools[0].backends[40].addr.host, "h0");
     moat_cfg_free(cfg);
 }
 
@@ -587,6 +587,28 @@ static void test_cli_bad_trusted_proxy(void **state)
                "--trusted-proxy:", "not an address range", NULL);
 }
 
+static void test_cli_backend_weights(void **state)
+{
+    (void)state;
+    struct moat_cfg *cfg = load_ok(ARGS("--backend", "a:1,weight=3", "--backend", "b:2",
+                                        "--backend", "[::1]:3,weight=0"));
+    assert_int_equal(cfg->pools[0].n_backends, 3);
+    assert_string_equal(cfg->pools[0].backends[0].addr.host, "a");
+    assert_int_equal(cfg->pools[0].backends[0].weight, 3);
+    assert_int_equal(cfg->pools[0].backends[1].weight, 1); /* the default */
+    assert_string_equal(cfg->pools[0].backends[2].addr.host, "::1");
+    assert_int_equal(cfg->pools[0].backends[2].weight, 0);
+    moat_cfg_free(cfg);
+    expect_bad(ARGS("--backend", "a:1,weight=257"),
+               "--backend: weight '257' is not a whole number from 0 to 256", NULL, NULL);
+    expect_bad(ARGS("--backend", "a:1,weight="),
+               "--backend: weight '' is not a whole number from 0 to 256", NULL, NULL);
+    expect_bad(ARGS("--backend", "a:1,max_fails=3"),
+               "--backend: unknown option 'max_fails=3' in 'a:1,max_fails=3' (write "
+               "HOST:PORT,weight=N)", NULL, NULL);
+    expect_bad(ARGS("--backend", "a,weight=2"), "--backend: missing port in 'a'", NULL, NULL);
+}
+
 static void test_cli_bad_state_dir(void **state)
 {
     (void)state;
@@ -633,6 +655,7 @@ int run_cli_tests(void)
         cmocka_unit_test(test_cli_equals_value_may_start_with_dashes),
         cmocka_unit_test(test_cli_repeated_listen),
         cmocka_unit_test(test_cli_many_backends),
+        cmocka_unit_test(test_cli_backend_weights),
         cmocka_unit_test(test_cli_repeated_trusted_proxy),
         cmocka_unit_test(test_cli_last_value_wins),
         cmocka_unit_test(test_cli_log_levels),

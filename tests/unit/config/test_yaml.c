@@ -156,10 +156,10 @@ static void test_yaml_every_key(void **state)
     assert_int_equal(cfg->n_pools, 2);
     assert_string_equal(cfg->pools[0].name, "web");
     assert_int_equal(cfg->pools[0].n_backends, 2);
-    assert_int_equal(cfg->pools[0].backends[1].port, 8081);
+    assert_int_equal(cfg->pools[0].backends[1].addr.port, 8081);
     assert_string_equal(cfg->pools[1].name, "api");
     assert_int_equal(cfg->pools[1].n_backends, 1);
-    assert_string_equal(cfg->pools[1].backends[0].host, "10.0.0.5");
+    assert_string_equal(cfg->pools[1].backends[0].addr.host, "10.0.0.5");
     assert_int_equal(cfg->n_routes, 2);
     assert_string_equal(cfg->routes[0].host, "api.example.com"); /* lower-cased */
     assert_string_equal(cfg->routes[0].path_prefix, "/v1/");
@@ -538,6 +538,37 @@ static void test_yaml_multiline_value_in_message(void **state)
                   "(in 'a\\tb\\x01')");
 }
 
+/* A backend is "HOST:PORT" or {address, weight}; the weight's default is 1. */
+static void test_yaml_backend_weights(void **state)
+{
+    (void)state;
+    struct moat_cfg *cfg = load_ok("pools:\n"
+                                   "  app:\n"
+                                   "    backends:\n"
+                                   "      - 10.0.0.1:80\n"
+                                   "      - {address: 10.0.0.2:80, weight: 3}\n"
+                                   "      - address: 10.0.0.3:80\n"
+                                   "        weight: 0\n");
+    assert_int_equal(cfg->pools[0].n_backends, 3);
+    assert_int_equal(cfg->pools[0].backends[0].weight, 1);
+    assert_string_equal(cfg->pools[0].backends[1].addr.host, "10.0.0.2");
+    assert_int_equal(cfg->pools[0].backends[1].weight, 3);
+    assert_int_equal(cfg->pools[0].backends[2].weight, 0);
+    moat_cfg_free(cfg);
+    expect_errors("pools:\n"
+                  "  app:\n"
+                  "    backends:\n"
+                  "      - {address: 10.0.0.2:80, weight: 300}\n"
+                  "      - {weight: 2}\n"
+                  "      - {address: 10.0.0.4:80, wieght: 2}\n",
+                  "t.yaml:4:40: pools.app.backends[0].weight: weight '300' is not a whole "
+                  "number from 0 to 256\n"
+                  "t.yaml:5:9: pools.app.backends[1].address: required (e.g. address: "
+                  "127.0.0.1:8080)\n"
+                  "t.yaml:6:32: pools.app.backends[2].wieght: unknown key (expected one of: "
+                  "address, weight)");
+}
+
 /* Every error of a file comes back, in file order, whatever order the checks ran in. */
 static void test_yaml_many_errors_together(void **state)
 {
@@ -689,6 +720,7 @@ int run_yaml_tests(void)
         cmocka_unit_test(test_yaml_bad_routes),
         cmocka_unit_test(test_yaml_syntax_errors),
         cmocka_unit_test(test_yaml_multiline_value_in_message),
+        cmocka_unit_test(test_yaml_backend_weights),
         cmocka_unit_test(test_yaml_many_errors_together),
         cmocka_unit_test(test_yaml_small_err_buffer),
         cmocka_unit_test(test_yaml_unreadable_file),

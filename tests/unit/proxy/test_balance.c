@@ -75,18 +75,21 @@ static void test_marks_report_changes_once(void **state)
 
 struct pool3 {
     struct moat_target *t[3];
+    unsigned w[3];
     struct moat_balance_pool pool;
 };
 
-static void pool3_make(struct pool3 *p, const char *name)
+static void pool3_make(struct pool3 *p, const char *name, unsigned w0, unsigned w1, unsigned w2)
 {
     const char *ips[3] = {"127.0.1.1", "127.0.1.2", "127.0.1.3"};
     for (int i = 0; i < 3; i++) {
         struct sockaddr_storage a = v4(ips[i], 80);
         p->t[i] = moat_target_get(name, &a, ips[i]);
     }
-    p->pool.targets = p->t;
-    p->pool.n = 3;
+    p->w[0] = w0;
+    p->w[1] = w1;
+    p->w[2] = w2;
+    p->pool = (struct moat_balance_pool){.targets = p->t, .weights = p->w, .first = 0, .n = 3};
 }
 
 static void pool3_free(struct pool3 *p)
@@ -99,8 +102,8 @@ static void test_round_robin_skips_members_passed_over(void **state)
 {
     (void)state;
     struct pool3 p;
-    pool3_make(&p, "rr");
-    struct moat_picker *k = moat_picker_new(1);
+    pool3_make(&p, "rr", 1, 1, 1);
+    struct moat_picker *k = moat_picker_new(1, 3);
     size_t seq[6];
     for (int i = 0; i < 6; i++)
         seq[i] = moat_pick(k, 0, &p.pool, SIZE_MAX, 0);
@@ -127,6 +130,57 @@ static void test_round_robin_skips_members_passed_over(void **state)
     pool3_free(&p);
 }
 
+/* picks n members of p into out, as letters. */
+static void picks(struct moat_picker *k, const struct pool3 *p, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t m = moat_pick(k, 0, &p->pool, SIZE_MAX, 0);
+        out[i] = m == SIZE_MAX ? '-' : (char)('a' + m);
+    }
+    out[n] = '\0';
+}
+
+/* Smooth weighted round robin interleaves (nginx's own examples), weight 0 takes nothing. */
+static void test_weights_interleave(void **state)
+{
+    (void)state;
+    char got[32];
+    struct pool3 p;
+    pool3_make(&p, "w31", 3, 1, 0);
+    struct moat_picker *k = moat_picker_new(1, 3);
+    picks(k, &p, 8, got);
+    assert_string_equal(got, "aabaaaba");
+    moat_picker_free(k);
+    pool3_free(&p);
+
+    pool3_make(&p, "w511", 5, 1, 1);
+    k = moat_picker_new(1, 3);
+    picks(k, &p, 14, got);
+    assert_string_equal(got, "aabacaaaabacaa");
+    moat_picker_free(k);
+    pool3_free(&p);
+
+    /* Weight 0 everywhere: nothing to try, even on a retry. */
+    pool3_make(&p, "w000", 0, 0, 0);
+    k = moat_picker_new(1, 3);
+    picks(k, &p, 2, got);
+    assert_string_equal(got, "--");
+    moat_picker_free(k);
+    pool3_free(&p);
+
+    /* Every weighted member down: round robin over the weighted ones only. */
+    pool3_make(&p, "w101", 1, 0, 1);
+    k = moat_picker_new(1, 3);
+    moat_target_mark(p.t[0], -111, 0);
+    moat_target_mark(p.t[2], -111, 0);
+    picks(k, &p, 4, got);
+    assert_string_equal(got, "acac");
+    moat_target_mark(p.t[0], 0, 0);
+    moat_target_mark(p.t[2], 0, 0);
+    moat_picker_free(k);
+    pool3_free(&p);
+}
+
 static void test_retry_rule(void **state)
 {
     (void)state;
@@ -141,6 +195,7 @@ int main(void)
         cmocka_unit_test(test_targets_are_shared_by_identity),
         cmocka_unit_test(test_marks_report_changes_once),
         cmocka_unit_test(test_round_robin_skips_members_passed_over),
+        cmocka_unit_test(test_weights_interleave),
         cmocka_unit_test(test_retry_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
