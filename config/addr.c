@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* RFC 1035 §2.3.4: a name is at most 255 octets on the wire, which is 253 characters as text,
@@ -271,4 +272,88 @@ int moat_cfg_backend_parse(const char *text, struct moat_cfg_backend *out, char 
         return -1;
     }
     return moat_cfg_weight_parse(comma + 8, &out->weight, err, err_len);
+}
+
+int moat_cfg_balance_parse(const char *text, enum moat_cfg_balance *out, char *err,
+                           size_t err_len)
+{
+    static const char *const names[] = {"round_robin", "random", "least_request", "hash"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(text, names[i]) == 0) {
+            *out = (enum moat_cfg_balance)i;
+            return 0;
+        }
+    }
+    snprintf(err, err_len,
+             "unknown balance '%s' (expected round_robin, random, least_request or hash)", text);
+    return -1;
+}
+
+/* RFC 9110 §5.6.2 tchar. */
+static int is_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static int is_token(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s != '\0'; s++)
+        if (!is_tchar((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
+int moat_cfg_cookie_name_check(const char *text, char *err, size_t err_len)
+{
+    if (is_token(text) && strlen(text) <= 128)
+        return 0;
+    snprintf(err, err_len, "'%s' is not a cookie name (letters, digits and !#$%%&'*+-.^_`|~; "
+             "at most 128)", text);
+    return -1;
+}
+
+int moat_cfg_hash_key_parse(const char *text, struct moat_cfg_pool *pool, char *err,
+                            size_t err_len)
+{
+    static const struct {
+        const char *name;
+        enum moat_cfg_hash_by by;
+    } plain[] = {{"client_ip", MOAT_CFG_HASH_CLIENT_IP}, {"uri", MOAT_CFG_HASH_URI},
+                 {"path", MOAT_CFG_HASH_PATH}, {"host", MOAT_CFG_HASH_HOST}};
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        if (strcmp(text, plain[i].name) == 0) {
+            pool->hash_by = plain[i].by;
+            free(pool->hash_name);
+            pool->hash_name = NULL;
+            return 0;
+        }
+    }
+    enum moat_cfg_hash_by by;
+    const char *name;
+    if (strncmp(text, "header:", 7) == 0) {
+        by = MOAT_CFG_HASH_HEADER;
+        name = text + 7;
+    } else if (strncmp(text, "cookie:", 7) == 0) {
+        by = MOAT_CFG_HASH_COOKIE;
+        name = text + 7;
+    } else {
+        snprintf(err, err_len, "unknown hash key '%s' (expected client_ip, header:NAME, "
+                 "cookie:NAME, uri, path or host)", text);
+        return -1;
+    }
+    if (!is_token(name)) {
+        snprintf(err, err_len, "'%s' names no header or cookie (write %s:NAME)", text,
+                 by == MOAT_CFG_HASH_HEADER ? "header" : "cookie");
+        return -1;
+    }
+    char *copy = strdup(name);
+    if (copy == NULL)
+        return -2;
+    free(pool->hash_name);
+    pool->hash_name = copy;
+    pool->hash_by = by;
+    return 0;
 }

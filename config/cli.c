@@ -33,6 +33,10 @@ static const char usage[] =
     "                          plain-HTTP backend; repeatable; at least one is required;\n"
     "                          weight 0-256 (default 1): its share of new requests\n"
     "                          (default: none)\n"
+    "  --balance ALG           round_robin (default), random, least_request or hash\n"
+    "  --hash-key KEY          what --balance hash hashes: client_ip (default), header:NAME,\n"
+    "                          cookie:NAME, uri, path or host\n"
+    "  --sticky-cookie NAME    pin each client to a backend with this cookie\n"
     "  --workers N             worker threads, 1 to 256 (default: the number of CPUs)\n"
     "  --trusted-proxy CIDR    a front proxy whose X-Forwarded-* fields are kept (its\n"
     "                          X-Forwarded-For chain extended) rather than replaced, as\n"
@@ -108,6 +112,9 @@ enum flag_id {
     F_CERT,
     F_KEY,
     F_BACKEND,
+    F_BALANCE,
+    F_HASH_KEY,
+    F_STICKY_COOKIE,
     F_TRUSTED_PROXY,
     F_STATE_DIR,
     F_LOG_LEVEL,
@@ -140,6 +147,9 @@ static const struct flag flags[] = {
     FLAG("--cert", NULL, 1, F_CERT),
     FLAG("--key", NULL, 1, F_KEY),
     FLAG("--backend", NULL, 1, F_BACKEND),
+    FLAG("--balance", NULL, 1, F_BALANCE),
+    FLAG("--hash-key", NULL, 1, F_HASH_KEY),
+    FLAG("--sticky-cookie", NULL, 1, F_STICKY_COOKIE),
     TUNABLE("--workers"),
     FLAG("--trusted-proxy", NULL, 1, F_TRUSTED_PROXY),
     FLAG("--state-dir", NULL, 1, F_STATE_DIR),
@@ -180,6 +190,8 @@ struct loader {
     size_t n_listen;
     struct moat_cfg_backend *backends; /* owned array */
     size_t n_backends;
+    struct moat_cfg_pool choice; /* --balance, --hash-key, --sticky-cookie (owned strings) */
+    int has_hash_key;
     struct moat_cfg_cert certs[MOAT_CFG_MAX_CERTS]; /* owned strings; copied to each listener */
     size_t n_cert_flags;  /* --cert flags seen: certs[0..n) have cert_file set */
     size_t n_key_flags;   /* --key flags seen: certs[0..n) have key_file set */
@@ -293,6 +305,42 @@ static int add_backend(struct loader *l, const char *flag, const char *value)
     l->backends = grown;
     grown[l->n_backends++] = b;
     return 0;
+}
+
+static int set_string(struct loader *l, const char *flag, const char *value, char **field);
+
+static int parse_balance(struct loader *l, const char *flag, const char *value)
+{
+    char why[512];
+    if (moat_cfg_balance_parse(value, &l->choice.balance, why, sizeof(why)) != 0) {
+        snprintf(l->err, l->err_len, "%s: %s", flag, why);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_hash_key(struct loader *l, const char *flag, const char *value)
+{
+    char why[512];
+    int rc = moat_cfg_hash_key_parse(value, &l->choice, why, sizeof(why));
+    if (rc == -2)
+        return out_of_memory(l);
+    if (rc != 0) {
+        snprintf(l->err, l->err_len, "%s: %s", flag, why);
+        return -1;
+    }
+    l->has_hash_key = 1;
+    return 0;
+}
+
+static int parse_sticky_cookie(struct loader *l, const char *flag, const char *value)
+{
+    char why[512];
+    if (moat_cfg_cookie_name_check(value, why, sizeof(why)) != 0) {
+        snprintf(l->err, l->err_len, "%s: %s", flag, why);
+        return -1;
+    }
+    return set_string(l, flag, value, &l->choice.sticky_cookie);
 }
 
 /* The i-th --cert pairs with the i-th --key, whatever their order on the line. */
@@ -447,6 +495,12 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
         return add_hostport(l, f->name, value, 1, &l->listen, &l->n_listen);
     case F_BACKEND:
         return add_backend(l, f->name, value);
+    case F_BALANCE:
+        return parse_balance(l, f->name, value);
+    case F_HASH_KEY:
+        return parse_hash_key(l, f->name, value);
+    case F_STICKY_COOKIE:
+        return parse_sticky_cookie(l, f->name, value);
     case F_CERT:
         return add_cert_file(l, f->name, value, 0);
     case F_KEY:
@@ -543,8 +597,17 @@ static int finish(struct loader *l)
     cfg->pools[0].name = strdup("default");
     if (cfg->pools[0].name == NULL)
         return out_of_memory(l);
-    cfg->pools[0].backends = l->backends; /* handed over */
+    if (l->has_hash_key && l->choice.balance != MOAT_CFG_BALANCE_HASH) {
+        snprintf(l->err, l->err_len, "--hash-key: only with --balance hash");
+        return -1;
+    }
+    cfg->pools[0].backends = l->backends; /* handed over, with the choice's strings */
     cfg->pools[0].n_backends = l->n_backends;
+    cfg->pools[0].balance = l->choice.balance;
+    cfg->pools[0].hash_by = l->choice.hash_by;
+    cfg->pools[0].hash_name = l->choice.hash_name;
+    cfg->pools[0].sticky_cookie = l->choice.sticky_cookie;
+    l->choice.hash_name = l->choice.sticky_cookie = NULL;
     l->backends = NULL;
     l->n_backends = 0;
     cfg->default_pool = 0;
@@ -555,6 +618,8 @@ static void loader_free(struct loader *l)
 {
     free(l->listen);
     free(l->backends);
+    free(l->choice.hash_name);
+    free(l->choice.sticky_cookie);
     for (size_t i = 0; i < MOAT_CFG_MAX_CERTS; i++) {
         free(l->certs[i].cert_file);
         free(l->certs[i].key_file);

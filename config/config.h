@@ -44,11 +44,37 @@ struct moat_cfg_backend {
                       * MOAT_CFG_MAX_WEIGHT; 1 unless set */
 };
 
-/* A named group of backends, balanced by weighted round robin. */
+/* How a pool chooses a backend for a new request. */
+enum moat_cfg_balance {
+    MOAT_CFG_BALANCE_ROUND_ROBIN = 0, /* smooth weighted round robin (the default) */
+    MOAT_CFG_BALANCE_RANDOM,          /* weighted random */
+    MOAT_CFG_BALANCE_LEAST_REQUEST,   /* the fewer in-flight requests of two random members */
+    MOAT_CFG_BALANCE_HASH,            /* rendezvous hashing of hash_by: same key, same backend */
+};
+
+/* What balance: hash hashes. */
+enum moat_cfg_hash_by {
+    MOAT_CFG_HASH_CLIENT_IP = 0, /* the client's address (as X-Forwarded-For gets it) */
+    MOAT_CFG_HASH_HEADER,        /* a request header's value (hash_name) */
+    MOAT_CFG_HASH_COOKIE,        /* a cookie's value (hash_name) */
+    MOAT_CFG_HASH_URI,           /* the request target, query included */
+    MOAT_CFG_HASH_PATH,          /* the target's path */
+    MOAT_CFG_HASH_HOST,          /* the Host */
+};
+
+enum moat_cfg_same_site { MOAT_CFG_SAME_SITE_NONE = 0, MOAT_CFG_SAME_SITE_LAX,
+                          MOAT_CFG_SAME_SITE_STRICT };
+
+/* A named group of backends. */
 struct moat_cfg_pool {
     char *name;                        /* owned; "default" for --backend flags */
     struct moat_cfg_backend *backends; /* owned array, at least one */
     size_t n_backends;
+    enum moat_cfg_balance balance;
+    enum moat_cfg_hash_by hash_by;     /* balance hash only */
+    char *hash_name;                   /* owned: the header's or cookie's name, else NULL */
+    char *sticky_cookie;               /* owned: the sticky-session cookie's name, or NULL */
+    enum moat_cfg_same_site sticky_same_site;
 };
 
 /* Requests whose Host matches host and whose path starts with path_prefix go to pool. */
@@ -207,6 +233,18 @@ int moat_cfg_hostport_parse(const char *text, int allow_port_zero, struct moat_c
  * -1 with err set. */
 int moat_cfg_backend_parse(const char *text, struct moat_cfg_backend *out, char *err,
                            size_t err_len);
+
+/* "round_robin", "random", "least_request", "hash". Returns 0, or -1 with err set. */
+int moat_cfg_balance_parse(const char *text, enum moat_cfg_balance *out, char *err,
+                           size_t err_len);
+
+/* "client_ip", "header:NAME", "cookie:NAME", "uri", "path", "host" into pool's hash_by and
+ * hash_name. Returns 0, -1 with err set, or -2 (out of memory). */
+int moat_cfg_hash_key_parse(const char *text, struct moat_cfg_pool *pool, char *err,
+                            size_t err_len);
+
+/* A cookie name as RFC 6265 §4.1.1 allows (a token). Returns 0, or -1 with err set. */
+int moat_cfg_cookie_name_check(const char *text, char *err, size_t err_len);
 
 /* Parses a weight, "0" to MOAT_CFG_MAX_WEIGHT. Returns 0, or -1 with err set. */
 int moat_cfg_weight_parse(const char *text, unsigned *out, char *err, size_t err_len);

@@ -62,6 +62,8 @@ void moat_cfg_free(struct moat_cfg *cfg)
     for (size_t p = 0; p < cfg->n_pools; p++) {
         free(cfg->pools[p].name);
         free(cfg->pools[p].backends);
+        free(cfg->pools[p].hash_name);
+        free(cfg->pools[p].sticky_cookie);
     }
     free(cfg->pools);
     for (size_t r = 0; r < cfg->n_routes; r++) {

@@ -499,8 +499,79 @@ static void apply_backends(struct walk *w, struct moat_yaml_node *v, const char 
     }
 }
 
-static const struct key pool_keys[] = {{"backends", apply_backends}};
-static const struct section pool_section = {pool_keys, 1, NULL};
+static void apply_balance(struct walk *w, struct moat_yaml_node *v, const char *path,
+                          void *target)
+{
+    struct moat_cfg_pool *pool = target;
+    const char *text = word(w, v, path, "a balance algorithm");
+    char why[512];
+    if (text != NULL && moat_cfg_balance_parse(text, &pool->balance, why, sizeof(why)) != 0)
+        fail(w, v, path, "%s", why);
+}
+
+static void apply_hash_key(struct walk *w, struct moat_yaml_node *v, const char *path,
+                           void *target)
+{
+    struct moat_cfg_pool *pool = target;
+    const char *text = word(w, v, path, "a hash key");
+    char why[512];
+    if (text == NULL)
+        return;
+    int rc = moat_cfg_hash_key_parse(text, pool, why, sizeof(why));
+    if (rc == -2)
+        out_of_memory(w, v, path);
+    else if (rc != 0)
+        fail(w, v, path, "%s", why);
+}
+
+static void apply_sticky_cookie(struct walk *w, struct moat_yaml_node *v, const char *path,
+                                void *target)
+{
+    struct moat_cfg_pool *pool = target;
+    const char *text = word(w, v, path, "a cookie name");
+    char why[512];
+    if (text == NULL)
+        return;
+    if (moat_cfg_cookie_name_check(text, why, sizeof(why)) != 0) {
+        fail(w, v, path, "%s", why);
+        return;
+    }
+    set_string(w, v, path, "a cookie name", &pool->sticky_cookie);
+}
+
+static void apply_same_site(struct walk *w, struct moat_yaml_node *v, const char *path,
+                            void *target)
+{
+    struct moat_cfg_pool *pool = target;
+    const char *text = word(w, v, path, "none, lax or strict");
+    if (text == NULL)
+        return;
+    if (strcmp(text, "none") == 0)
+        pool->sticky_same_site = MOAT_CFG_SAME_SITE_NONE;
+    else if (strcmp(text, "lax") == 0)
+        pool->sticky_same_site = MOAT_CFG_SAME_SITE_LAX;
+    else if (strcmp(text, "strict") == 0)
+        pool->sticky_same_site = MOAT_CFG_SAME_SITE_STRICT;
+    else
+        fail(w, v, path, "expected none, lax or strict, got '%s'", text);
+}
+
+static const struct key sticky_keys[] = {{"cookie", apply_sticky_cookie},
+                                         {"same_site", apply_same_site}};
+static const struct section sticky_section = {sticky_keys, 2, NULL};
+
+static void apply_sticky(struct walk *w, struct moat_yaml_node *v, const char *path,
+                         void *target)
+{
+    walk_map(w, v, path, &sticky_section, target);
+    require(w, v, path, "cookie", "cookie: moat_backend");
+}
+
+static const struct key pool_keys[] = {{"backends", apply_backends},
+                                       {"balance", apply_balance},
+                                       {"hash_key", apply_hash_key},
+                                       {"sticky", apply_sticky}};
+static const struct section pool_section = {pool_keys, 4, NULL};
 
 static void apply_pools(struct walk *w, struct moat_yaml_node *v, const char *path, void *target)
 {
@@ -541,6 +612,12 @@ static void apply_pools(struct walk *w, struct moat_yaml_node *v, const char *pa
         cfg->n_pools++;
         walk_map(w, value, ppath, &pool_section, pool);
         require(w, value, ppath, "backends", "backends: [127.0.0.1:8080]");
+        struct moat_yaml_node *hash_key = lookup(value, "hash_key");
+        if (hash_key != NULL && pool->balance != MOAT_CFG_BALANCE_HASH) {
+            char kpath[PATH_LEN + 16];
+            snprintf(kpath, sizeof(kpath), "%s.hash_key", ppath);
+            fail(w, hash_key, kpath, "only with balance: hash");
+        }
     }
 }
 

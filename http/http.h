@@ -208,6 +208,22 @@ size_t moat_http_chunk_head(char *out, size_t len);
  * 505 have their standard reason phrases. */
 long moat_http_error_write(int status, const char *detail, int keep_alive, char *out, size_t cap);
 
+/* The first field of h named name (any case), or NULL. */
+const struct moat_http_field *moat_http_field_find(const struct moat_http_head *h,
+                                                   const char *name);
+
+/* The value of cookie name (case-sensitive, RFC 6265) in h's Cookie fields: 1 with *value and
+ * *len pointing into h (quotes removed), or 0. */
+int moat_http_cookie_get(const struct moat_http_head *h, const char *name, const char **value,
+                         size_t *len);
+
+/* Adds "name: value" at the end of the len bytes of a head already written into head (which
+ * ends with its empty line), cap bytes in all. Returns the new length, or -1 when it does not
+ * fit or head is not a whole head (head is unchanged then). name and value are the caller's
+ * to make valid. */
+long moat_http_head_add_field(char *head, size_t len, size_t cap, const char *name,
+                              const char *value);
+
 /* The standard reason phrase for a status ("Bad Gateway"), "" if unknown. */
 const char *moat_http_reason(int status);
 

@@ -1,11 +1,13 @@
 /* proxy/balance.c: see balance.h. */
 #include "proxy/balance.h"
 
+#include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The live targets, by slot. The mutex guards the table and the slots, never a target's state. */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -18,6 +20,28 @@ static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_sto
     size_t len = a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                            : sizeof(struct sockaddr_in);
     return memcmp(a, b, len) == 0;
+}
+
+/* FNV-1a, then a 64-bit finalizer (splitmix64's) so that every bit of the input moves every
+ * bit of the result: the same value on every machine and in every moat. */
+static uint64_t mix(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+static uint64_t hash_bytes(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * UINT64_C(0x100000001b3);
+    return h;
+}
+
+static uint64_t hash_of(const void *data, size_t len)
+{
+    return mix(hash_bytes(UINT64_C(0xcbf29ce484222325), data, len));
 }
 
 /* Takes a reference unless the last one is already gone (the target is being freed). */
@@ -53,6 +77,9 @@ struct moat_target *moat_target_get(const char *pool, const struct sockaddr_stor
         snprintf(t->pool, sizeof(t->pool), "%s", pool);
         t->addr = *addr;
         snprintf(t->addr_text, sizeof(t->addr_text), "%s", addr_text);
+        uint64_t h = hash_bytes(UINT64_C(0xcbf29ce484222325), pool, strlen(pool) + 1);
+        t->seed = mix(hash_bytes(h, addr_text, strlen(addr_text)));
+        snprintf(t->cookie, sizeof(t->cookie), "%016llx", (unsigned long long)t->seed);
         atomic_init(&t->down_until_ms, 0);
         registry[free_slot] = t;
     }
@@ -96,6 +123,8 @@ int moat_target_mark(struct moat_target *t, int status, uint64_t now_ms)
 
 struct moat_picker {
     size_t *next;       /* owned: per pool, the round-robin cursor when nobody is usable */
+    uint32_t *in_flight; /* owned: per member, this worker's requests on it */
+    uint64_t rng;       /* xorshift64 state: random and least_request */
     int64_t current[];  /* per member: smooth weighted round robin's current weight */
 };
 
@@ -105,10 +134,14 @@ struct moat_picker *moat_picker_new(size_t n_pools, size_t n_members)
     if (p == NULL)
         return NULL;
     p->next = calloc(n_pools + 1, sizeof(*p->next));
-    if (p->next == NULL) {
-        free(p);
+    p->in_flight = calloc(n_members + 1, sizeof(*p->in_flight));
+    if (p->next == NULL || p->in_flight == NULL) {
+        moat_picker_free(p);
         return NULL;
     }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    p->rng = mix((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uintptr_t)p) | 1;
     return p;
 }
 
@@ -117,31 +150,202 @@ void moat_picker_free(struct moat_picker *p)
     if (p == NULL)
         return;
     free(p->next);
+    free(p->in_flight);
     free(p);
 }
 
-size_t moat_pick(struct moat_picker *p, size_t pool_idx, const struct moat_balance_pool *pool,
-                 size_t avoid, uint64_t now_ms)
+void moat_picker_started(struct moat_picker *p, size_t member)
 {
-    /* Every usable member gains its weight; the one with the most wins and gives back the
-     * total, so over a cycle each wins in proportion to its weight, interleaved. */
+    p->in_flight[member]++;
+}
+
+void moat_picker_ended(struct moat_picker *p, size_t member)
+{
+    if (p->in_flight[member] > 0)
+        p->in_flight[member]--;
+}
+
+static uint64_t next_random(struct moat_picker *p)
+{
+    p->rng ^= p->rng << 13;
+    p->rng ^= p->rng >> 7;
+    p->rng ^= p->rng << 17;
+    return p->rng;
+}
+
+void moat_pick_req_make(const struct moat_balance_pool *pool, const struct moat_http_head *h,
+                        const char *client_ip, struct moat_pick_req *req)
+{
+    memset(req, 0, sizeof(*req));
+    if (pool->sticky_cookie != NULL)
+        if (!moat_http_cookie_get(h, pool->sticky_cookie, &req->pinned, &req->pinned_len))
+            req->pinned = NULL;
+    if (pool->alg != MOAT_CFG_BALANCE_HASH)
+        return;
+    const char *v = NULL;
+    size_t len = 0;
+    switch (pool->hash_by) {
+    case MOAT_CFG_HASH_CLIENT_IP:
+        v = client_ip;
+        len = strlen(client_ip);
+        break;
+    case MOAT_CFG_HASH_HEADER: {
+        const struct moat_http_field *f = moat_http_field_find(h, pool->hash_name);
+        if (f != NULL) {
+            v = f->value;
+            len = f->value_len;
+        }
+        break;
+    }
+    case MOAT_CFG_HASH_COOKIE:
+        if (!moat_http_cookie_get(h, pool->hash_name, &v, &len))
+            v = NULL;
+        break;
+    case MOAT_CFG_HASH_URI:
+        v = h->target;
+        len = h->target_len;
+        break;
+    case MOAT_CFG_HASH_PATH: {
+        v = h->target;
+        const char *q = memchr(h->target, '?', h->target_len);
+        len = q != NULL ? (size_t)(q - h->target) : h->target_len;
+        break;
+    }
+    case MOAT_CFG_HASH_HOST:
+        v = h->host;
+        len = h->host_len;
+        break;
+    }
+    if (v != NULL) {
+        req->has_key = 1;
+        req->key = hash_of(v, len);
+    }
+}
+
+/* May m take this request: other than avoid, a weight, not passed over. */
+static int usable(const struct moat_balance_pool *pool, size_t m, size_t avoid, uint64_t now_ms)
+{
+    return m != avoid && pool->weights[m] > 0 && moat_target_is_up(pool->targets[m], now_ms);
+}
+
+/* Every usable member gains its weight; the one with the most wins and gives back the total,
+ * so over a cycle each wins in proportion to its weight, interleaved. */
+static size_t pick_round_robin(struct moat_picker *p, const struct moat_balance_pool *pool,
+                               size_t avoid, uint64_t now_ms)
+{
     int64_t *current = &p->current[pool->first];
     int64_t total = 0;
     size_t best = SIZE_MAX;
     for (size_t m = 0; m < pool->n; m++) {
-        if (m == avoid || pool->weights[m] == 0 || !moat_target_is_up(pool->targets[m], now_ms))
+        if (!usable(pool, m, avoid, now_ms))
             continue;
         current[m] += pool->weights[m];
         total += pool->weights[m];
         if (best == SIZE_MAX || current[m] > current[best])
             best = m;
     }
-    if (best != SIZE_MAX) {
+    if (best != SIZE_MAX)
         current[best] -= total;
-        return best;
+    return best;
+}
+
+/* The usable member other than skip at which the running sum of weights passes r (r < the
+ * total of those). */
+static size_t nth_by_weight(const struct moat_balance_pool *pool, uint64_t r, size_t avoid,
+                            size_t skip, uint64_t now_ms)
+{
+    for (size_t m = 0; m < pool->n; m++) {
+        if (m == skip || !usable(pool, m, avoid, now_ms))
+            continue;
+        if (r < pool->weights[m])
+            return m;
+        r -= pool->weights[m];
     }
+    return SIZE_MAX;
+}
+
+static uint64_t usable_weight(const struct moat_balance_pool *pool, size_t avoid,
+                              uint64_t now_ms)
+{
+    uint64_t total = 0;
+    for (size_t m = 0; m < pool->n; m++)
+        if (usable(pool, m, avoid, now_ms))
+            total += pool->weights[m];
+    return total;
+}
+
+/* Power of two choices: two different members drawn by weight; the one with fewer requests in
+ * flight per weight wins (ties: the first drawn). */
+static size_t pick_least_request(struct moat_picker *p, const struct moat_balance_pool *pool,
+                                 size_t avoid, uint64_t now_ms)
+{
+    uint64_t total = usable_weight(pool, avoid, now_ms);
+    if (total == 0)
+        return SIZE_MAX;
+    size_t a = nth_by_weight(pool, next_random(p) % total, avoid, SIZE_MAX, now_ms);
+    if (total == pool->weights[a])
+        return a; /* the only usable member */
+    size_t b = nth_by_weight(pool, next_random(p) % (total - pool->weights[a]), avoid, a, now_ms);
+    const uint32_t *in_flight = &p->in_flight[pool->first];
+    uint64_t cost_a = (uint64_t)in_flight[a] * pool->weights[b];
+    uint64_t cost_b = (uint64_t)in_flight[b] * pool->weights[a];
+    return cost_b < cost_a ? b : a;
+}
+
+/* Rendezvous (highest random weight) hashing: each member scores the key; weights scale the
+ * score as -w / ln(u), so a member's share follows its weight, and a member leaving moves only
+ * the keys it had. */
+static size_t pick_hash(const struct moat_balance_pool *pool, uint64_t key, size_t avoid,
+                        uint64_t now_ms)
+{
+    size_t best = SIZE_MAX;
+    double best_score = 0;
+    for (size_t m = 0; m < pool->n; m++) {
+        if (!usable(pool, m, avoid, now_ms))
+            continue;
+        uint64_t h = mix(key ^ pool->targets[m]->seed);
+        double u = ((double)(h >> 11) + 1.0) / 9007199254740993.0; /* (0, 1) */
+        double score = -(double)pool->weights[m] / log(u);
+        if (best == SIZE_MAX || score > best_score) {
+            best = m;
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+size_t moat_pick(struct moat_picker *p, size_t pool_idx, const struct moat_balance_pool *pool,
+                 const struct moat_pick_req *req, size_t avoid, uint64_t now_ms)
+{
+    if (req != NULL && req->pinned != NULL && req->pinned_len == 16) {
+        for (size_t m = 0; m < pool->n; m++)
+            if (m != avoid && memcmp(pool->targets[m]->cookie, req->pinned, 16) == 0 &&
+                moat_target_is_up(pool->targets[m], now_ms))
+                return m;
+    }
+    size_t m = SIZE_MAX;
+    switch (pool->alg) {
+    case MOAT_CFG_BALANCE_ROUND_ROBIN:
+        m = pick_round_robin(p, pool, avoid, now_ms);
+        break;
+    case MOAT_CFG_BALANCE_RANDOM: {
+        uint64_t total = usable_weight(pool, avoid, now_ms);
+        if (total > 0)
+            m = nth_by_weight(pool, next_random(p) % total, avoid, SIZE_MAX, now_ms);
+        break;
+    }
+    case MOAT_CFG_BALANCE_LEAST_REQUEST:
+        m = pick_least_request(p, pool, avoid, now_ms);
+        break;
+    case MOAT_CFG_BALANCE_HASH:
+        m = req != NULL && req->has_key ? pick_hash(pool, req->key, avoid, now_ms)
+                                        : pick_round_robin(p, pool, avoid, now_ms);
+        break;
+    }
+    if (m != SIZE_MAX)
+        return m;
     for (size_t i = 0; i < pool->n; i++) {
-        size_t m = p->next[pool_idx]++ % pool->n;
+        m = p->next[pool_idx]++ % pool->n;
         if (m != avoid && pool->weights[m] > 0)
             return m;
     }

@@ -11,6 +11,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "config/config.h"
+#include "http/http.h"
+
 /* Per-worker arrays are indexed by a target's slot: at most this many targets at a time. */
 #define MOAT_MAX_TARGETS 1024
 
@@ -20,6 +23,10 @@ struct moat_target {
     char pool[128];                /* the pool's name: with addr, the target's identity */
     struct sockaddr_storage addr;  /* where to connect */
     char addr_text[64];            /* "127.0.0.1:8080" / "[::1]:8080", for logs */
+    uint64_t seed;                 /* a hash of pool and address: rendezvous hashing's weight,
+                                    * the same in every worker and every moat */
+    char cookie[17];               /* the sticky cookie's value for it: seed in hex (names the
+                                    * backend without its address) */
     /* Passed over until this uv_now() time (the monotonic clock every loop shares) after a
      * failed connect; 0: usable. Any worker may store it; the last store wins. */
     _Atomic uint64_t down_until_ms;
@@ -49,7 +56,23 @@ struct moat_balance_pool {
     const unsigned *weights;            /* likewise; 0: no new requests */
     size_t first;
     size_t n;
+    enum moat_cfg_balance alg;
+    enum moat_cfg_hash_by hash_by;      /* alg hash */
+    const char *hash_name;              /* borrowed: hash_by header or cookie */
+    const char *sticky_cookie;          /* borrowed: the sticky cookie's name, or NULL */
 };
+
+/* What the request offers the choice. */
+struct moat_pick_req {
+    int has_key;          /* alg hash: key was found (else round robin) */
+    uint64_t key;         /* its hash */
+    const char *pinned;   /* the sticky cookie's value the client sent, or NULL */
+    size_t pinned_len;
+};
+
+/* Fills req from request head h and the client's address. */
+void moat_pick_req_make(const struct moat_balance_pool *pool, const struct moat_http_head *h,
+                        const char *client_ip, struct moat_pick_req *req);
 
 /* A worker's choosing state for one snapshot: per member, smooth weighted round robin's
  * current weight; per pool, a cursor for when no member is usable. */
@@ -58,13 +81,22 @@ struct moat_picker *moat_picker_new(size_t n_pools, size_t n_members);
 void moat_picker_free(struct moat_picker *p);
 
 /* The member of pool (index pool_idx in the snapshot) the next request goes to, other than
- * `avoid` (SIZE_MAX: none): smooth weighted round robin (nginx's: weights 3 and 1 give
- * a a b a) over the members with a weight that are not passed over. When every such member is
- * passed over, plain round robin over those with a weight, so a recovered backend is found by
- * the next request rather than after its mark expires. SIZE_MAX when no member other than
- * `avoid` has a weight: nothing to try. Returns an index into pool->targets. */
+ * `avoid` (SIZE_MAX: none). A client pinned by the sticky cookie to a member that is not passed
+ * over gets it (weight 0 included: it drains its pinned clients). Otherwise, over the members
+ * with a weight that are not passed over: round_robin is smooth weighted round robin (nginx's:
+ * weights 3 and 1 give a a b a), random is weighted, least_request takes the one of two random
+ * members with fewer of this worker's requests in flight per weight, hash takes the member
+ * whose rendezvous score for req's key is highest (round robin without a key). When every such
+ * member is passed over, plain round robin over those with a weight, so a recovered backend is
+ * found by the next request rather than after its mark expires. SIZE_MAX when no member other
+ * than `avoid` has a weight: nothing to try. Returns an index into pool->targets. */
 size_t moat_pick(struct moat_picker *p, size_t pool_idx, const struct moat_balance_pool *pool,
-                 size_t avoid, uint64_t now_ms);
+                 const struct moat_pick_req *req, size_t avoid, uint64_t now_ms);
+
+/* A request went to, or left, member (pool->first + the index moat_pick() gave): the in-flight
+ * counts least_request compares. */
+void moat_picker_started(struct moat_picker *p, size_t member);
+void moat_picker_ended(struct moat_picker *p, size_t member);
 
 /* Whether a request whose attempt `tries` (1-based) failed before any byte of a response may
  * try another member of a pool of n. */

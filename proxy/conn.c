@@ -46,6 +46,7 @@ static void respond_error(struct moat_conn *c, int status, const char *detail);
 static void complete_exchange(struct moat_conn *c);
 static struct moat_http_parser *new_resp_parser(struct moat_conn *c);
 static void tunnel_end(struct moat_conn *c, const char *why);
+static void pick_end(struct moat_conn *c);
 
 static void set_state(struct moat_conn *c, enum moat_conn_state to)
 {
@@ -360,6 +361,7 @@ void moat_conn_close(struct moat_conn *c)
     set_state(c, MOAT_CONN_CLOSING);
     moat_list_remove(&c->hs_node);   /* a no-op unless it waits for a handshake turn */
     moat_list_remove(&c->waiter.node); /* or for a backend slot */
+    pick_end(c);
     moat_upstream_release(c->up, 0);
     c->up = NULL;
     if (c->w->stage_conn == c) {
@@ -447,8 +449,17 @@ void moat_conn_drain(struct moat_conn *c)
 
 /* ---- the exchange ------------------------------------------------------------------------- */
 
+/* The exchange no longer counts as in flight on its backend (least_request). */
+static void pick_end(struct moat_conn *c)
+{
+    if (c->ex.is_counted)
+        moat_picker_ended(c->gen->picker, c->ex.backend);
+    c->ex.is_counted = 0;
+}
+
 static void exchange_reset(struct moat_conn *c)
 {
+    pick_end(c);
     free(c->ex.replay);
     free(c->ex.log_req);
     memset(&c->ex, 0, sizeof(c->ex));
@@ -725,8 +736,12 @@ static void start_upstream(struct moat_conn *c)
             moat_metrics_retry(c->w->metrics, metrics_pool(c), MOAT_METRICS_RETRY_CONNECT);
         const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
         size_t avoid = c->ex.tries == 0 ? SIZE_MAX : c->ex.backend - rp->first;
-        size_t m = moat_pick(c->gen->picker, c->ex.pool, &rp->members, avoid,
+        struct moat_pick_req req = c->ex.pick;
+        req.pinned = c->ex.pinned[0] != '\0' ? c->ex.pinned : NULL;
+        req.pinned_len = req.pinned != NULL ? strlen(c->ex.pinned) : 0;
+        size_t m = moat_pick(c->gen->picker, c->ex.pool, &rp->members, &req, avoid,
                              uv_now(&c->w->loop));
+        pick_end(c);
         if (m == SIZE_MAX) {
             if (c->ex.tries == 0) /* every backend has weight 0: nothing to try */
                 respond_error(c, 503, "no backend takes new requests");
@@ -735,6 +750,8 @@ static void start_upstream(struct moat_conn *c)
             return;
         }
         c->ex.backend = rp->first + m;
+        moat_picker_started(c->gen->picker, c->ex.backend);
+        c->ex.is_counted = 1;
         if (c->ex.tries++ == 0)
             c->ex.up_start_ms = uv_now(&c->w->loop); /* the access log's upstream time */
         size_t be = c->ex.backend;
@@ -982,6 +999,24 @@ static uint64_t keep_alive_timeout_ms(const struct moat_http_head *h)
     return 0;
 }
 
+/* A pool with sticky sessions pins the client to the backend that answered, unless its
+ * cookie already says so. Returns the head's new length (unchanged if it does not fit). */
+static long add_sticky_cookie(struct moat_conn *c, char *head, size_t len, size_t cap)
+{
+    const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
+    if (rp->members.sticky_cookie == NULL || c->ex.tries == 0)
+        return (long)len;
+    const struct moat_target *t = c->rt->backends[c->ex.backend].target;
+    if (strcmp(c->ex.pinned, t->cookie) == 0)
+        return (long)len;
+    static const char *const same_site[] = {"None", "Lax", "Strict"};
+    char value[256];
+    snprintf(value, sizeof(value), "%s=%s; Path=/; Secure; HttpOnly; SameSite=%s",
+             rp->members.sticky_cookie, t->cookie, same_site[rp->sticky_same_site]);
+    long n = moat_http_head_add_field(head, len, cap, "Set-Cookie", value);
+    return n < 0 ? (long)len : n;
+}
+
 static int on_resp_head(void *ctx, const struct moat_http_head *h)
 {
     struct moat_conn *c = ctx;
@@ -1014,6 +1049,7 @@ static int on_resp_head(void *ctx, const struct moat_http_head *h)
         moat_http_parser_fail(c->resp, 502, "response head too large to relay");
         return -1;
     }
+    n = add_sticky_cookie(c, w->head_buf, (size_t)n, sizeof(w->head_buf));
     cli_send(c, w->head_buf, (size_t)n);
     c->ex.status = h->status;
     c->ex.head_sent = 1;
@@ -1090,6 +1126,13 @@ static int on_req_head(void *ctx, const struct moat_http_head *h)
     c->ex.is_keep_alive = h->is_keep_alive && !w->is_draining;
     c->ex.replay_ok = 1;
     c->ex.pool = pick_pool(c->rt->cfg, h);
+    const struct moat_balance_pool *members = &c->rt->pools[c->ex.pool].members;
+    moat_pick_req_make(members, h, c->peer_ip, &c->ex.pick);
+    if (c->ex.pick.pinned != NULL && c->ex.pick.pinned_len < sizeof(c->ex.pinned)) {
+        memcpy(c->ex.pinned, c->ex.pick.pinned, c->ex.pick.pinned_len); /* h goes away */
+        c->ex.pinned[c->ex.pick.pinned_len] = '\0';
+    }
+    c->ex.pick.pinned = NULL;
     remember_for_log(c, h);
     uint64_t max = c->rt->max_body_bytes;
     if (max != 0 && h->framing == MOAT_HTTP_BODY_LENGTH && h->content_length > max) {

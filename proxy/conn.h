@@ -9,6 +9,7 @@
 
 #include "http/http.h"
 #include "proxy/base/bufq.h"
+#include "proxy/balance.h"
 #include "proxy/base/list.h"
 #include "proxy/deadline.h"
 #include "proxy/upstream.h"
@@ -49,6 +50,9 @@ struct moat_exchange {
     int is_upgrade;           /* the request asks for a protocol upgrade (Upgrade: websocket) */
     int is_waiting;           /* queued for a backend slot (--max-backend-connections) */
     int tries;                /* connection attempts made for this request */
+    int is_counted;           /* in flight on backend for the picker (least_request) */
+    struct moat_pick_req pick; /* what the request offers the choice (pinned: see below) */
+    char pinned[17];          /* the sticky cookie's value the client sent, "" if none */
     char *replay;             /* owned: copy of the request bytes while small enough to resend */
     size_t replay_len;
     int replay_ok;            /* replay holds the whole request sent so far */

@@ -166,7 +166,10 @@ static int resolve_backends(struct moat_runtime *rt, char *err, size_t err_len)
             .name = cp->name, .first = rt->n_backends, .n = cp->n_backends,
             .members = {.targets = &rt->targets[rt->n_backends],
                         .weights = &rt->weights[rt->n_backends],
-                        .first = rt->n_backends, .n = cp->n_backends},
+                        .first = rt->n_backends, .n = cp->n_backends, .alg = cp->balance,
+                        .hash_by = cp->hash_by, .hash_name = cp->hash_name,
+                        .sticky_cookie = cp->sticky_cookie},
+            .sticky_same_site = cp->sticky_same_site,
             .metrics_slot = SIZE_MAX};
         for (size_t i = 0; i < cp->n_backends; i++) {
             const struct moat_cfg_hostport *hp = &cp->backends[i].addr;

@@ -1,9 +1,45 @@
-"""Load balancing: weights (smooth weighted round robin), weight 0, a pool with nothing to try."""
+"""Load balancing: weights (smooth weighted round robin), weight 0, a pool with nothing to try,
+the algorithms (random, least_request, hash) and sticky sessions."""
 import http.client
 import threading
+import time
 import unittest
 
-from harness import Certs, MoatTestCase, curl
+from harness import Certs, EchoHandler, MoatTestCase, curl, write_config
+
+
+class SlowHandler(EchoHandler):
+    """Every request takes 0.2 s: a backend that is busy."""
+
+    def handle_any(self):
+        time.sleep(0.2)
+        super().handle_any()
+
+    do_GET = do_POST = handle_any
+
+
+def request(port, path, headers=None):
+    """One GET on a new connection: (status, headers as a dict of lists, body)."""
+    conn = http.client.HTTPSConnection("localhost", port, context=Certs.client_context(),
+                                       timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        body = resp.read()
+        fields = {}
+        for k, v in resp.getheaders():
+            fields.setdefault(k.lower(), []).append(v)
+        return resp.status, fields, body
+    finally:
+        conn.close()
+
+
+def served_by(backends, path):
+    """Which of backends saw path (its index), or None."""
+    for i, b in enumerate(backends):
+        if any(r["path"] == path for r in b.seen):
+            return i
+    return None
 
 
 def get_many(port, n, conns):
@@ -80,6 +116,82 @@ logging: {access_log: false}
         self.assertRegex(out, rb"^HTTP/1.1 503 ")
         self.assertIn(b"Retry-After: 1", out)
         self.assertEqual(a.seen, [])
+        self.stop_clean(m)
+
+
+class TestAlgorithms(MoatTestCase):
+    def test_random_follows_weights(self):
+        a, b = self.backend(), self.backend()
+        m = self.moat("--backend", a.addr + ",weight=3", "--backend", b.addr,
+                      "--balance", "random", "--workers", "2")
+        self.assertEqual(get_many(m.port, 1200, 4), [200] * 1200)
+        # 900 expected on a; a binomial's 5 sigma is 75.
+        self.assertLessEqual(abs(len(a.seen) - 900), 75, (len(a.seen), len(b.seen)))
+        self.stop_clean(m)
+
+    def test_least_request_sends_less_to_a_busy_backend(self):
+        slow, fast = self.backend(handler=SlowHandler), self.backend()
+        m = self.moat("--backend", slow.addr, "--backend", fast.addr,
+                      "--balance", "least_request", "--workers", "1")
+        # Round robin would give the slow backend half of them; fewer in flight wins here.
+        self.assertEqual(get_many(m.port, 160, 8), [200] * 160)
+        self.assertLess(len(slow.seen), 160 // 4, (len(slow.seen), len(fast.seen)))
+        self.stop_clean(m)
+
+    def test_hash_on_a_header_keeps_each_key_on_one_backend(self):
+        backends = [self.backend(), self.backend(), self.backend()]
+        args = []
+        for b in backends:
+            args += ["--backend", b.addr]
+        m = self.moat(*args, "--balance", "hash", "--hash-key", "header:X-User",
+                      "--workers", "2")
+        homes = {}
+        for user in range(30):
+            for n in range(4):  # new connections: both workers see each key
+                path = "/u%d/%d" % (user, n)
+                status, _, _ = request(m.port, path, {"X-User": "user-%d" % user})
+                self.assertEqual(status, 200)
+                homes.setdefault(user, set()).add(served_by(backends, path))
+        self.assertTrue(all(len(h) == 1 for h in homes.values()), homes)
+        used = {next(iter(h)) for h in homes.values()}
+        self.assertEqual(len(used), 3, "30 keys all on fewer than 3 backends: %s" % homes)
+        self.stop_clean(m)
+
+
+class TestSticky(MoatTestCase):
+    def test_cookie_pins_then_repins_when_the_backend_goes(self):
+        a, b = self.backend(), self.backend()
+        conf = """workers: 2
+pools:
+  app:
+    backends: [%s]
+    sticky: {cookie: app_pin, same_site: lax}
+logging: {access_log: false}
+"""
+        path, m = self.moat_config(conf % ("%s, %s" % (a.addr, b.addr)))
+        backends = [a, b]
+        status, fields, _ = request(m.port, "/first")
+        self.assertEqual(status, 200)
+        cookie = fields["set-cookie"][0]
+        self.assertRegex(cookie, r"^app_pin=[0-9a-f]{16}; Path=/; Secure; HttpOnly; "
+                                 r"SameSite=Lax$")
+        for addr in (a.addr, b.addr):
+            self.assertNotIn(addr.split(":")[1], cookie)  # the value hides the address
+        pin = cookie.split(";")[0]
+        home = served_by(backends, "/first")
+        for i in range(20):
+            status, fields, _ = request(m.port, "/again%d" % i, {"Cookie": "x=1; " + pin})
+            self.assertEqual(status, 200)
+            self.assertEqual(served_by(backends, "/again%d" % i), home)
+            self.assertNotIn("set-cookie", fields)  # already pinned: nothing to say
+        # The pinned backend leaves the pool (a reload; a backend passed over after failures
+        # is the unit test's case): the client is served by the other and pinned to it.
+        write_config(path, conf % backends[1 - home].addr)
+        m.reload("configuration 2 in use by every worker")
+        status, fields, _ = request(m.port, "/moved", {"Cookie": pin})
+        self.assertEqual(status, 200)
+        self.assertEqual(served_by(backends, "/moved"), 1 - home)
+        self.assertNotEqual(fields["set-cookie"][0].split(";")[0], pin)  # pinned anew
         self.stop_clean(m)
 
 

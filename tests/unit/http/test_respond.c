@@ -109,6 +109,43 @@ static void test_idempotent_methods(void **state)
     assert_false(moat_http_method_is_idempotent(MOAT_HTTP_M_OTHER));
 }
 
+/* Cookies are found in any Cookie field, by exact (case-sensitive) name, quotes removed. */
+static void test_cookie_lookup(void **state)
+{
+    (void)state;
+    struct moat_http_field fields[] = {
+        {"Host", 4, "a", 1},
+        {"cookie", 6, "a=1; pin=\"0123\"; B=2", 21},
+        {"Cookie", 6, "late=yes;x", 10},
+    };
+    struct moat_http_head h = {.fields = fields, .n_fields = 3};
+    const char *v;
+    size_t len;
+    assert_true(moat_http_cookie_get(&h, "pin", &v, &len));
+    assert_int_equal(len, 4);
+    assert_memory_equal(v, "0123", 4);
+    assert_true(moat_http_cookie_get(&h, "B", &v, &len));
+    assert_memory_equal(v, "2", 1);
+    assert_false(moat_http_cookie_get(&h, "b", &v, &len)); /* names are case-sensitive */
+    assert_true(moat_http_cookie_get(&h, "late", &v, &len));
+    assert_int_equal(len, 3);
+    assert_false(moat_http_cookie_get(&h, "x", &v, &len)); /* no '=': not a cookie */
+    assert_ptr_equal(moat_http_field_find(&h, "COOKIE"), &fields[1]);
+    assert_null(moat_http_field_find(&h, "Set-Cookie"));
+}
+
+static void test_head_add_field(void **state)
+{
+    (void)state;
+    char head[64] = "HTTP/1.1 200 OK\r\nA: 1\r\n\r\n";
+    size_t len = strlen(head);
+    long n = moat_http_head_add_field(head, len, sizeof(head), "Set-Cookie", "p=1");
+    assert_int_equal(n, (long)(len + strlen("Set-Cookie: p=1\r\n")));
+    assert_memory_equal(head, "HTTP/1.1 200 OK\r\nA: 1\r\nSet-Cookie: p=1\r\n\r\n", (size_t)n);
+    assert_int_equal(moat_http_head_add_field(head, (size_t)n, (size_t)n + 3, "X", "y"), -1);
+    assert_int_equal(moat_http_head_add_field(head, 5, sizeof(head), "X", "y"), -1);
+}
+
 int run_respond_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -116,6 +153,8 @@ int run_respond_tests(void)
         cmocka_unit_test(test_reasons),
         cmocka_unit_test(test_chunk_heads),
         cmocka_unit_test(test_idempotent_methods),
+        cmocka_unit_test(test_cookie_lookup),
+        cmocka_unit_test(test_head_add_field),
     };
     return cmocka_run_group_tests_name("http respond", tests, NULL, NULL);
 }

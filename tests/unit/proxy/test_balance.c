@@ -106,24 +106,24 @@ static void test_round_robin_skips_members_passed_over(void **state)
     struct moat_picker *k = moat_picker_new(1, 3);
     size_t seq[6];
     for (int i = 0; i < 6; i++)
-        seq[i] = moat_pick(k, 0, &p.pool, SIZE_MAX, 0);
+        seq[i] = moat_pick(k, 0, &p.pool, NULL, SIZE_MAX, 0);
     const size_t want[6] = {0, 1, 2, 0, 1, 2};
     assert_memory_equal(seq, want, sizeof(want));
 
     moat_target_mark(p.t[1], -111, 0); /* 1 is down until MOAT_TARGET_DOWN_MS */
     for (int i = 0; i < 6; i++)
-        assert_int_not_equal(moat_pick(k, 0, &p.pool, SIZE_MAX, 100), 1);
+        assert_int_not_equal(moat_pick(k, 0, &p.pool, NULL, SIZE_MAX, 100), 1);
 
     /* A retry avoids the member that failed, even when it is the only one up. */
-    assert_int_equal(moat_pick(k, 0, &p.pool, 0, 100), 2);
-    assert_int_equal(moat_pick(k, 0, &p.pool, 2, 100), 0);
+    assert_int_equal(moat_pick(k, 0, &p.pool, NULL, 0, 100), 2);
+    assert_int_equal(moat_pick(k, 0, &p.pool, NULL, 2, 100), 0);
 
     /* Every member down: plain round robin, so a recovered one is found by the next request. */
     moat_target_mark(p.t[0], -111, 0);
     moat_target_mark(p.t[2], -111, 0);
     size_t seen[3] = {0, 0, 0};
     for (int i = 0; i < 3; i++)
-        seen[moat_pick(k, 0, &p.pool, SIZE_MAX, 100)]++;
+        seen[moat_pick(k, 0, &p.pool, NULL, SIZE_MAX, 100)]++;
     assert_int_equal(seen[0] + seen[1] + seen[2], 3);
     assert_true(seen[0] == 1 && seen[1] == 1 && seen[2] == 1);
     moat_picker_free(k);
@@ -134,7 +134,7 @@ static void test_round_robin_skips_members_passed_over(void **state)
 static void picks(struct moat_picker *k, const struct pool3 *p, size_t n, char *out)
 {
     for (size_t i = 0; i < n; i++) {
-        size_t m = moat_pick(k, 0, &p->pool, SIZE_MAX, 0);
+        size_t m = moat_pick(k, 0, &p->pool, NULL, SIZE_MAX, 0);
         out[i] = m == SIZE_MAX ? '-' : (char)('a' + m);
     }
     out[n] = '\0';
@@ -181,6 +181,105 @@ static void test_weights_interleave(void **state)
     pool3_free(&p);
 }
 
+static void test_random_follows_weights(void **state)
+{
+    (void)state;
+    struct pool3 p;
+    pool3_make(&p, "rnd", 3, 1, 0);
+    p.pool.alg = MOAT_CFG_BALANCE_RANDOM;
+    struct moat_picker *k = moat_picker_new(1, 3);
+    int seen[3] = {0, 0, 0};
+    for (int i = 0; i < 8000; i++)
+        seen[moat_pick(k, 0, &p.pool, NULL, SIZE_MAX, 0)]++;
+    assert_int_equal(seen[2], 0);
+    assert_true(seen[0] > 5700 && seen[0] < 6300); /* 6000 expected; 5 sigma is about 200 */
+    moat_picker_free(k);
+    pool3_free(&p);
+}
+
+static void test_least_request_avoids_the_busy_member(void **state)
+{
+    (void)state;
+    struct pool3 p;
+    pool3_make(&p, "lr", 1, 1, 1);
+    p.pool.alg = MOAT_CFG_BALANCE_LEAST_REQUEST;
+    struct moat_picker *k = moat_picker_new(1, 3);
+    for (int i = 0; i < 50; i++)
+        moat_picker_started(k, 0); /* member 0 is stuck on 50 slow requests */
+    int seen[3] = {0, 0, 0};
+    for (int i = 0; i < 3000; i++) {
+        size_t m = moat_pick(k, 0, &p.pool, NULL, SIZE_MAX, 0);
+        seen[m]++;
+        moat_picker_started(k, m);
+        moat_picker_ended(k, m); /* the others answer at once */
+    }
+    /* Member 0 wins only when both draws are member 0 (1 in 9). */
+    assert_true(seen[0] < 3000 / 9 + 150);
+    assert_true(seen[1] > 1000 && seen[2] > 1000);
+    moat_picker_free(k);
+    pool3_free(&p);
+}
+
+/* The same key goes to the same member in every worker (picker); a member leaving moves only
+ * the keys it had. */
+static void test_hash_is_stable_and_moves_little(void **state)
+{
+    (void)state;
+    struct pool3 p;
+    pool3_make(&p, "hrw", 1, 1, 1);
+    p.pool.alg = MOAT_CFG_BALANCE_HASH;
+    struct moat_picker *k1 = moat_picker_new(1, 3), *k2 = moat_picker_new(1, 3);
+    size_t before[1000];
+    int count[3] = {0, 0, 0};
+    for (int i = 0; i < 1000; i++) {
+        struct moat_pick_req req = {.has_key = 1, .key = (uint64_t)i * 0x9e3779b97f4a7c15u};
+        before[i] = moat_pick(k1, 0, &p.pool, &req, SIZE_MAX, 0);
+        assert_int_equal(moat_pick(k2, 0, &p.pool, &req, SIZE_MAX, 0), before[i]);
+        count[before[i]]++;
+    }
+    for (int m = 0; m < 3; m++)
+        assert_true(count[m] > 250 && count[m] < 420); /* about a third each */
+    moat_target_mark(p.t[1], -111, 0);
+    for (int i = 0; i < 1000; i++) {
+        struct moat_pick_req req = {.has_key = 1, .key = (uint64_t)i * 0x9e3779b97f4a7c15u};
+        size_t now = moat_pick(k1, 0, &p.pool, &req, SIZE_MAX, 100);
+        if (before[i] != 1)
+            assert_int_equal(now, before[i]); /* untouched by member 1's going */
+        else
+            assert_int_not_equal(now, 1);
+    }
+    moat_target_mark(p.t[1], 0, 0);
+    moat_picker_free(k1);
+    moat_picker_free(k2);
+    pool3_free(&p);
+}
+
+/* A pinned client keeps its member while it is up, even at weight 0 (draining), and moves
+ * when it is down. */
+static void test_sticky_cookie_pins(void **state)
+{
+    (void)state;
+    struct pool3 p;
+    pool3_make(&p, "sticky", 1, 0, 1);
+    p.pool.sticky_cookie = "moat_backend";
+    struct moat_picker *k = moat_picker_new(1, 3);
+    assert_int_equal(strlen(p.t[1]->cookie), 16);
+    assert_string_not_equal(p.t[1]->cookie, p.t[0]->cookie);
+    assert_null(strstr(p.t[1]->cookie, "127")); /* not the address */
+    struct moat_pick_req req = {.pinned = p.t[1]->cookie, .pinned_len = 16};
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(moat_pick(k, 0, &p.pool, &req, SIZE_MAX, 0), 1);
+    moat_target_mark(p.t[1], -111, 0);
+    size_t m = moat_pick(k, 0, &p.pool, &req, SIZE_MAX, 100);
+    assert_true(m == 0 || m == 2);
+    moat_target_mark(p.t[1], 0, 0);
+    struct moat_pick_req junk = {.pinned = "0123456789abcdef", .pinned_len = 16};
+    m = moat_pick(k, 0, &p.pool, &junk, SIZE_MAX, 0);
+    assert_true(m == 0 || m == 2);
+    moat_picker_free(k);
+    pool3_free(&p);
+}
+
 static void test_retry_rule(void **state)
 {
     (void)state;
@@ -196,6 +295,10 @@ int main(void)
         cmocka_unit_test(test_marks_report_changes_once),
         cmocka_unit_test(test_round_robin_skips_members_passed_over),
         cmocka_unit_test(test_weights_interleave),
+        cmocka_unit_test(test_random_follows_weights),
+        cmocka_unit_test(test_least_request_avoids_the_busy_member),
+        cmocka_unit_test(test_hash_is_stable_and_moves_little),
+        cmocka_unit_test(test_sticky_cookie_pins),
         cmocka_unit_test(test_retry_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
