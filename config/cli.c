@@ -594,6 +594,7 @@ static int finish(struct loader *l)
             return -1;
     }
     cfg->n_pools = 1;
+    moat_cfg_pool_init(&cfg->pools[0]);
     cfg->pools[0].name = strdup("default");
     if (cfg->pools[0].name == NULL)
         return out_of_memory(l);

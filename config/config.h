@@ -75,7 +75,15 @@ struct moat_cfg_pool {
     char *hash_name;                   /* owned: the header's or cookie's name, else NULL */
     char *sticky_cookie;               /* owned: the sticky-session cookie's name, or NULL */
     enum moat_cfg_same_site sticky_same_site;
+    unsigned passive_errors;           /* failures in a row that eject a backend; 0: never */
+    uint64_t passive_ejection_ms;      /* its first ejection; repeats are longer */
 };
+
+#define MOAT_CFG_PASSIVE_ERRORS 5
+#define MOAT_CFG_PASSIVE_EJECTION_MS 10000
+
+/* A pool's defaults (passive health on), before a loader fills it. */
+void moat_cfg_pool_init(struct moat_cfg_pool *pool);
 
 /* Requests whose Host matches host and whose path starts with path_prefix go to pool. */
 struct moat_cfg_route {

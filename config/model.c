@@ -79,3 +79,9 @@ void moat_cfg_free(struct moat_cfg *cfg)
     free(cfg->config_file);
     free(cfg);
 }
+
+void moat_cfg_pool_init(struct moat_cfg_pool *pool)
+{
+    pool->passive_errors = MOAT_CFG_PASSIVE_ERRORS;
+    pool->passive_ejection_ms = MOAT_CFG_PASSIVE_EJECTION_MS;
+}

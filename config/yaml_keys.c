@@ -567,11 +567,53 @@ static void apply_sticky(struct walk *w, struct moat_yaml_node *v, const char *p
     require(w, v, path, "cookie", "cookie: moat_backend");
 }
 
+static void apply_passive_errors(struct walk *w, struct moat_yaml_node *v, const char *path,
+                                 void *target)
+{
+    struct moat_cfg_pool *pool = target;
+    const char *text = word(w, v, path, "a number");
+    char *end = NULL;
+    unsigned long n = text != NULL ? strtoul(text, &end, 10) : 0;
+    if (text == NULL)
+        return;
+    if (end == text || *end != '\0' || text[0] == '-' || n > 1000) {
+        fail(w, v, path, "expected a number from 0 (off) to 1000, got '%s'", text);
+        return;
+    }
+    pool->passive_errors = (unsigned)n;
+}
+
+static void apply_passive_ejection(struct walk *w, struct moat_yaml_node *v, const char *path,
+                                   void *target)
+{
+    struct moat_cfg_pool *pool = target;
+    const char *text = word(w, v, path, "a duration");
+    uint64_t ms;
+    if (text == NULL)
+        return;
+    if (moat_cfg_duration_parse(text, &ms) != 0 || ms < 100 || ms > 3600000) {
+        fail(w, v, path, "expected a duration from 100ms to 1h (e.g. 10s), got '%s'", text);
+        return;
+    }
+    pool->passive_ejection_ms = ms;
+}
+
+static const struct key passive_keys[] = {{"consecutive_errors", apply_passive_errors},
+                                          {"ejection", apply_passive_ejection}};
+static const struct section passive_section = {passive_keys, 2, NULL};
+
+static void apply_passive(struct walk *w, struct moat_yaml_node *v, const char *path,
+                          void *target)
+{
+    walk_map(w, v, path, &passive_section, target);
+}
+
 static const struct key pool_keys[] = {{"backends", apply_backends},
                                        {"balance", apply_balance},
                                        {"hash_key", apply_hash_key},
-                                       {"sticky", apply_sticky}};
-static const struct section pool_section = {pool_keys, 4, NULL};
+                                       {"sticky", apply_sticky},
+                                       {"passive", apply_passive}};
+static const struct section pool_section = {pool_keys, 5, NULL};
 
 static void apply_pools(struct walk *w, struct moat_yaml_node *v, const char *path, void *target)
 {
@@ -604,6 +646,7 @@ static void apply_pools(struct walk *w, struct moat_yaml_node *v, const char *pa
             continue;
         }
         struct moat_cfg_pool *pool = &cfg->pools[cfg->n_pools];
+        moat_cfg_pool_init(pool);
         pool->name = strdup(name);
         if (pool->name == NULL) {
             out_of_memory(w, key, ppath);

@@ -81,6 +81,10 @@ struct moat_target *moat_target_get(const char *pool, const struct sockaddr_stor
         t->seed = mix(hash_bytes(h, addr_text, strlen(addr_text)));
         snprintf(t->cookie, sizeof(t->cookie), "%016llx", (unsigned long long)t->seed);
         atomic_init(&t->down_until_ms, 0);
+        atomic_init(&t->fails, 0);
+        atomic_init(&t->ejected_until_ms, 0);
+        atomic_init(&t->ejections, 0);
+        atomic_init(&t->paused_until_ms, 0);
         registry[free_slot] = t;
     }
     pthread_mutex_unlock(&registry_lock);
@@ -105,7 +109,79 @@ void moat_target_unref(struct moat_target *t)
 
 int moat_target_is_up(const struct moat_target *t, uint64_t now_ms)
 {
-    return atomic_load_explicit(&t->down_until_ms, memory_order_relaxed) <= now_ms;
+    return atomic_load_explicit(&t->down_until_ms, memory_order_relaxed) <= now_ms &&
+           atomic_load_explicit(&t->ejected_until_ms, memory_order_relaxed) <= now_ms &&
+           atomic_load_explicit(&t->paused_until_ms, memory_order_relaxed) <= now_ms;
+}
+
+/* How many of pool's members other than t are usable, and how many are ejected. */
+static void count_others(const struct moat_balance_pool *pool, const struct moat_target *t,
+                         uint64_t now_ms, size_t *usable_n, size_t *ejected_n)
+{
+    *usable_n = *ejected_n = 0;
+    for (size_t m = 0; m < pool->n; m++) {
+        const struct moat_target *o = pool->targets[m];
+        if (o == t)
+            continue;
+        if (atomic_load_explicit(&o->ejected_until_ms, memory_order_relaxed) > now_ms)
+            (*ejected_n)++;
+        else if (pool->weights[m] > 0 && moat_target_is_up(o, now_ms))
+            (*usable_n)++;
+    }
+}
+
+uint64_t moat_target_failed(struct moat_target *t, const struct moat_balance_pool *pool,
+                            const struct moat_passive *cfg, uint64_t now_ms)
+{
+    if (cfg->consecutive_errors == 0)
+        return 0;
+    uint32_t fails = atomic_fetch_add_explicit(&t->fails, 1, memory_order_relaxed) + 1;
+    if (fails < cfg->consecutive_errors ||
+        atomic_load_explicit(&t->ejected_until_ms, memory_order_relaxed) > now_ms)
+        return 0;
+    size_t usable_n, ejected_n;
+    count_others(pool, t, now_ms, &usable_n, &ejected_n);
+    /* Never the last usable member; never more than half the pool (the last of two may go). */
+    if (usable_n == 0 || (ejected_n + 1) * 2 > pool->n + (pool->n == 2))
+        return 0;
+    uint32_t k = atomic_fetch_add_explicit(&t->ejections, 1, memory_order_relaxed) + 1;
+    uint64_t ms = cfg->ejection_ms * k;
+    if (ms > cfg->max_ejection_ms)
+        ms = cfg->max_ejection_ms;
+    uint64_t until = now_ms + ms;
+    uint64_t was = atomic_load_explicit(&t->ejected_until_ms, memory_order_relaxed);
+    if (was > now_ms || !atomic_compare_exchange_strong_explicit(
+                            &t->ejected_until_ms, &was, until, memory_order_relaxed,
+                            memory_order_relaxed))
+        return 0; /* another worker ejected it first */
+    atomic_store_explicit(&t->fails, 0, memory_order_relaxed);
+    return ms;
+}
+
+void moat_target_succeeded(struct moat_target *t, const struct moat_passive *cfg,
+                           uint64_t now_ms)
+{
+    /* The success path reads first: no store, so no cache line bouncing, when all is well. */
+    if (atomic_load_explicit(&t->fails, memory_order_relaxed) != 0)
+        atomic_store_explicit(&t->fails, 0, memory_order_relaxed);
+    if (atomic_load_explicit(&t->ejections, memory_order_relaxed) == 0)
+        return;
+    uint64_t until = atomic_load_explicit(&t->ejected_until_ms, memory_order_relaxed);
+    if (until + cfg->ejection_ms <= now_ms) /* a quiet period after the last ejection */
+        atomic_store_explicit(&t->ejections, 0, memory_order_relaxed);
+}
+
+int moat_target_pause(struct moat_target *t, const struct moat_balance_pool *pool, uint64_t ms,
+                      uint64_t now_ms)
+{
+    size_t usable_n, ejected_n;
+    count_others(pool, t, now_ms, &usable_n, &ejected_n);
+    if (usable_n == 0)
+        return 0;
+    if (ms > MOAT_PAUSE_MAX_MS)
+        ms = MOAT_PAUSE_MAX_MS;
+    atomic_store_explicit(&t->paused_until_ms, now_ms + ms, memory_order_relaxed);
+    return 1;
 }
 
 int moat_target_mark(struct moat_target *t, int status, uint64_t now_ms)

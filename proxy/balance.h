@@ -30,6 +30,19 @@ struct moat_target {
     /* Passed over until this uv_now() time (the monotonic clock every loop shares) after a
      * failed connect; 0: usable. Any worker may store it; the last store wins. */
     _Atomic uint64_t down_until_ms;
+    /* Passive health: consecutive failed exchanges (any worker adds, a success clears), and
+     * the end of the current ejection or Retry-After pause (uv_now() time; 0: none). */
+    _Atomic uint32_t fails;
+    _Atomic uint64_t ejected_until_ms;
+    _Atomic uint32_t ejections;     /* in a row: each is longer than the last */
+    _Atomic uint64_t paused_until_ms;
+};
+
+/* Passive health settings of a pool. */
+struct moat_passive {
+    unsigned consecutive_errors; /* failures in a row that eject (0: never) */
+    uint64_t ejection_ms;        /* the first ejection; each repeat adds as much */
+    uint64_t max_ejection_ms;    /* the longest */
 };
 
 /* The live target for (pool, addr), or a new one named addr_text: one reference for the caller.
@@ -40,7 +53,7 @@ struct moat_target *moat_target_get(const char *pool, const struct sockaddr_stor
 void moat_target_ref(struct moat_target *t);   /* atomic */
 void moat_target_unref(struct moat_target *t); /* atomic; frees at 0 (its slot too); NULL: nothing */
 
-/* 1 if t is not passed over at now_ms. */
+/* 1 if t is not passed over at now_ms (failed connect, ejection, pause). */
 int moat_target_is_up(const struct moat_target *t, uint64_t now_ms);
 
 /* After a connect to t: status 0 clears a failure mark, anything else passes t over for
@@ -48,6 +61,27 @@ int moat_target_is_up(const struct moat_target *t, uint64_t now_ms);
  * the transition: only one worker does), else 0. */
 #define MOAT_TARGET_DOWN_MS 10000
 int moat_target_mark(struct moat_target *t, int status, uint64_t now_ms);
+
+/* Passive health, from any worker. An exchange with t failed (connect refused or timed out,
+ * reset or closed before the response ended, backend silence, or a 500, 502, 503 or 504):
+ * at pool's consecutive_errors in a row t is ejected for ejection_ms times the ejections in a
+ * row (capped), unless that would leave pool with no other usable member or eject more than
+ * half of it. Returns the ejection's length in ms when this call ejected t (the caller logs
+ * it: only one worker does), else 0. */
+struct moat_balance_pool;
+uint64_t moat_target_failed(struct moat_target *t, const struct moat_balance_pool *pool,
+                            const struct moat_passive *cfg, uint64_t now_ms);
+
+/* An exchange with t succeeded: its run of failures ends (and, after a quiet ejection period,
+ * its count of ejections in a row). */
+void moat_target_succeeded(struct moat_target *t, const struct moat_passive *cfg,
+                           uint64_t now_ms);
+
+/* A 503 with Retry-After: t takes nothing new for ms (capped at MOAT_PAUSE_MAX_MS), unless
+ * that would leave pool with no other usable member. Returns 1 when paused. */
+#define MOAT_PAUSE_MAX_MS 30000
+int moat_target_pause(struct moat_target *t, const struct moat_balance_pool *pool, uint64_t ms,
+                      uint64_t now_ms);
 
 /* A pool's members as a snapshot lists them: targets[0..n) with their weights; first is the
  * pool's offset among all the snapshot's members (the picker keeps state per member). */

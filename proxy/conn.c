@@ -449,6 +449,25 @@ void moat_conn_drain(struct moat_conn *c)
 
 /* ---- the exchange ------------------------------------------------------------------------- */
 
+/* Passive health: how the exchange with the chosen backend went, once per attempt. */
+static void report_backend(struct moat_conn *c, int failed)
+{
+    if (c->ex.tries == 0 || c->ex.is_reported)
+        return;
+    c->ex.is_reported = 1;
+    const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
+    struct moat_target *t = c->rt->backends[c->ex.backend].target;
+    uint64_t now = uv_now(&c->w->loop);
+    if (!failed) {
+        moat_target_succeeded(t, &rp->passive, now);
+        return;
+    }
+    uint64_t ms = moat_target_failed(t, &rp->members, &rp->passive, now);
+    if (ms != 0)
+        conn_log(c, MOAT_LOG_WARN, "backend %s ejected for %llu ms after %u failures in a row",
+                 t->addr_text, (unsigned long long)ms, rp->passive.consecutive_errors);
+}
+
 /* The exchange no longer counts as in flight on its backend (least_request). */
 static void pick_end(struct moat_conn *c)
 {
@@ -750,6 +769,7 @@ static void start_upstream(struct moat_conn *c)
             return;
         }
         c->ex.backend = rp->first + m;
+        c->ex.is_reported = 0;
         moat_picker_started(c->gen->picker, c->ex.backend);
         c->ex.is_counted = 1;
         if (c->ex.tries++ == 0)
@@ -768,6 +788,7 @@ static void start_upstream(struct moat_conn *c)
 static void up_connect_failed(struct moat_conn *c, int status)
 {
     int is_timeout = status == UV_ETIMEDOUT;
+    report_backend(c, 1);
     conn_log(c, MOAT_LOG_WARN, "backend %s: connect failed: %s", up_name(c),
              is_timeout ? "timed out" : uv_strerror(status));
     moat_upstream_release(c->up, 0);
@@ -800,6 +821,7 @@ static void on_up_silence(void *owner)
     struct moat_conn *c = owner;
     conn_log(c, MOAT_LOG_WARN, "backend %s: no response for %llu ms", up_name(c),
              (unsigned long long)c->rt->backend_gap_ms);
+    report_backend(c, 1);
     respond_error(c, 504, "backend timed out");
 }
 
@@ -856,6 +878,7 @@ static void up_failed(struct moat_conn *c, ssize_t err)
     conn_log(c, MOAT_LOG_WARN, "backend %s: connection ended %s: %s", up_name(c),
              c->ex.head_sent ? "mid-response" : "before a response",
              uv_strerror((int)err));
+    report_backend(c, 1);
     respond_error(c, 502, "backend closed the connection");
     cli_flush(c);
 }
@@ -999,6 +1022,41 @@ static uint64_t keep_alive_timeout_ms(const struct moat_http_head *h)
     return 0;
 }
 
+/* "Retry-After: 120" -> 120000 ms; 0 when absent or an HTTP-date (RFC 9110 §10.2.3). */
+static uint64_t retry_after_ms(const struct moat_http_head *h)
+{
+    const struct moat_http_field *f = moat_http_field_find(h, "Retry-After");
+    if (f == NULL || f->value_len == 0 || f->value_len > 9)
+        return 0;
+    uint64_t s = 0;
+    for (size_t i = 0; i < f->value_len; i++) {
+        if (f->value[i] < '0' || f->value[i] > '9')
+            return 0;
+        s = s * 10 + (uint64_t)(f->value[i] - '0');
+    }
+    return s * 1000;
+}
+
+/* A final response says how the backend is: 500, 502, 503 and 504 are failures, but a 503
+ * with Retry-After is the backend asking for a pause, and gets it. */
+static void judge_response(struct moat_conn *c, const struct moat_http_head *h)
+{
+    int st = h->status;
+    uint64_t pause = st == 503 ? retry_after_ms(h) : 0;
+    if (pause != 0) {
+        const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
+        struct moat_target *t = c->rt->backends[c->ex.backend].target;
+        if (c->ex.tries > 0 &&
+            moat_target_pause(t, &rp->members, pause, uv_now(&c->w->loop)))
+            conn_log(c, MOAT_LOG_INFO, "backend %s paused for %llu ms (503, Retry-After)",
+                     t->addr_text,
+                     (unsigned long long)(pause < MOAT_PAUSE_MAX_MS ? pause : MOAT_PAUSE_MAX_MS));
+        c->ex.is_reported = 1;
+        return;
+    }
+    report_backend(c, st == 500 || st == 502 || st == 503 || st == 504);
+}
+
 /* A pool with sticky sessions pins the client to the backend that answered, unless its
  * cookie already says so. Returns the head's new length (unchanged if it does not fit). */
 static long add_sticky_cookie(struct moat_conn *c, char *head, size_t len, size_t cap)
@@ -1037,6 +1095,7 @@ static int on_resp_head(void *ctx, const struct moat_http_head *h)
         return -1;
     }
     c->ex.up_reusable = h->is_keep_alive;
+    judge_response(c, h);
     uint64_t ka = keep_alive_timeout_ms(h);
     if (ka != 0 && c->up != NULL) {
         /* Leave the pool a second before the backend's own idle close can race our reuse. */

@@ -51,6 +51,7 @@ struct moat_exchange {
     int is_waiting;           /* queued for a backend slot (--max-backend-connections) */
     int tries;                /* connection attempts made for this request */
     int is_counted;           /* in flight on backend for the picker (least_request) */
+    int is_reported;          /* passive health heard how this attempt on backend went */
     struct moat_pick_req pick; /* what the request offers the choice (pinned: see below) */
     char pinned[17];          /* the sticky cookie's value the client sent, "" if none */
     char *replay;             /* owned: copy of the request bytes while small enough to resend */

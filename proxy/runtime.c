@@ -169,6 +169,9 @@ static int resolve_backends(struct moat_runtime *rt, char *err, size_t err_len)
                         .first = rt->n_backends, .n = cp->n_backends, .alg = cp->balance,
                         .hash_by = cp->hash_by, .hash_name = cp->hash_name,
                         .sticky_cookie = cp->sticky_cookie},
+            .passive = {.consecutive_errors = cp->passive_errors,
+                        .ejection_ms = cp->passive_ejection_ms,
+                        .max_ejection_ms = 300000},
             .sticky_same_site = cp->sticky_same_site,
             .metrics_slot = SIZE_MAX};
         for (size_t i = 0; i < cp->n_backends; i++) {

@@ -32,6 +32,7 @@ struct moat_rt_pool {
     size_t first;
     size_t n;
     struct moat_balance_pool members;
+    struct moat_passive passive;
     enum moat_cfg_same_site sticky_same_site;
     size_t metrics_slot; /* where its admin metrics go (SIZE_MAX: none) */
 };

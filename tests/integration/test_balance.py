@@ -158,6 +158,70 @@ class TestAlgorithms(MoatTestCase):
         self.stop_clean(m)
 
 
+class FailingHandler(EchoHandler):
+    """Answers every request with 500: a bad deploy."""
+
+    def handle_any(self):
+        self.server.seen.append({"path": self.path})
+        self.reply(500, b"broken\n")
+
+    do_GET = do_POST = handle_any
+
+
+class PausingHandler(EchoHandler):
+    """Answers every request with 503 and Retry-After: 30: a backend asking for a pause."""
+
+    def handle_any(self):
+        self.server.seen.append({"path": self.path})
+        self.reply(503, b"later\n", [("Retry-After", "30")])
+
+    do_GET = do_POST = handle_any
+
+
+class TestPassiveHealth(MoatTestCase):
+    def test_a_backend_answering_500_is_ejected_after_5(self):
+        good, bad = self.backend(), self.backend(handler=FailingHandler)
+        m = self.moat("--backend", good.addr, "--backend", bad.addr, "--workers", "2")
+        statuses = [request(m.port, "/p%d" % i)[0] for i in range(60)]
+        # Five failures in a row eject it for every worker; the 500s it sent before reach
+        # their clients unchanged (moat does not turn them into other errors).
+        self.assertEqual(statuses.count(500), 5, statuses)
+        self.assertEqual(statuses.count(200), 55)
+        self.assertEqual(len(bad.seen), 5)
+        self.assertEqual(m.stderr().count("ejected for 10000 ms after 5 failures"), 1,
+                         m.stderr())
+        self.stop_clean(m)
+
+    def test_the_last_usable_backend_is_never_ejected(self):
+        bad = self.backend(handler=FailingHandler)
+        m = self.moat("--backend", bad.addr)
+        statuses = [request(m.port, "/l%d" % i)[0] for i in range(12)]
+        self.assertEqual(statuses, [500] * 12)
+        self.assertEqual(len(bad.seen), 12)
+        self.assertNotIn("ejected", m.stderr())
+        self.stop_clean(m)
+
+    def test_at_most_half_a_pool_is_ejected(self):
+        bad1, bad2 = self.backend(handler=FailingHandler), self.backend(handler=FailingHandler)
+        m = self.moat("--backend", bad1.addr, "--backend", bad2.addr, "--workers", "1")
+        statuses = [request(m.port, "/h%d" % i)[0] for i in range(30)]
+        self.assertEqual(statuses, [500] * 30)  # every answer is the backends' own 500
+        self.assertEqual(m.stderr().count("ejected"), 1, m.stderr())
+        self.stop_clean(m)
+
+    def test_503_with_retry_after_pauses_the_backend(self):
+        good, busy = self.backend(), self.backend(handler=PausingHandler)
+        m = self.moat("--backend", busy.addr, "--backend", good.addr, "--workers", "1")
+        status, fields, _ = request(m.port, "/first")
+        self.assertEqual(status, 503)  # passed through, with its header
+        self.assertEqual(fields["retry-after"], ["30"])
+        for i in range(10):
+            self.assertEqual(request(m.port, "/after%d" % i)[0], 200)
+        self.assertEqual(len(busy.seen), 1)
+        self.assertIn("paused for 30000 ms (503, Retry-After)", m.stderr())
+        self.stop_clean(m)
+
+
 class TestSticky(MoatTestCase):
     def test_cookie_pins_then_repins_when_the_backend_goes(self):
         a, b = self.backend(), self.backend()

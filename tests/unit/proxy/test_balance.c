@@ -280,6 +280,52 @@ static void test_sticky_cookie_pins(void **state)
     pool3_free(&p);
 }
 
+/* Failures in a row eject, for longer each time; never the last usable member, never more
+ * than half the pool; a success ends the run. */
+static void test_passive_ejection_rules(void **state)
+{
+    (void)state;
+    const struct moat_passive cfg = {.consecutive_errors = 3, .ejection_ms = 1000,
+                                     .max_ejection_ms = 2500};
+    struct pool3 p;
+    pool3_make(&p, "passive", 1, 1, 1);
+    assert_int_equal(moat_target_failed(p.t[0], &p.pool, &cfg, 0), 0);
+    assert_int_equal(moat_target_failed(p.t[0], &p.pool, &cfg, 0), 0);
+    moat_target_succeeded(p.t[0], &cfg, 0); /* the run ends */
+    assert_int_equal(moat_target_failed(p.t[0], &p.pool, &cfg, 0), 0);
+    assert_int_equal(moat_target_failed(p.t[0], &p.pool, &cfg, 0), 0);
+    assert_int_equal(moat_target_failed(p.t[0], &p.pool, &cfg, 0), 1000); /* third in a row */
+    assert_false(moat_target_is_up(p.t[0], 999));
+    assert_true(moat_target_is_up(p.t[0], 1000));
+    /* A second member may not go too: one of three is the most (never more than half). */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(moat_target_failed(p.t[1], &p.pool, &cfg, 10), 0);
+    assert_true(moat_target_is_up(p.t[1], 10));
+    /* Back, and failing again at once: ejected for twice as long, then capped. */
+    for (int i = 0; i < 2; i++)
+        moat_target_failed(p.t[0], &p.pool, &cfg, 1000);
+    assert_int_equal(moat_target_failed(p.t[0], &p.pool, &cfg, 1000), 2000);
+    for (int i = 0; i < 2; i++)
+        moat_target_failed(p.t[0], &p.pool, &cfg, 3000);
+    assert_int_equal(moat_target_failed(p.t[0], &p.pool, &cfg, 3000), 2500);
+    pool3_free(&p);
+
+    /* The last usable member is never ejected, nor paused. */
+    pool3_make(&p, "last", 1, 0, 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(moat_target_failed(p.t[0], &p.pool, &cfg, 0), 0);
+    assert_true(moat_target_is_up(p.t[0], 0));
+    assert_int_equal(moat_target_pause(p.t[0], &p.pool, 5000, 0), 0);
+    pool3_free(&p);
+
+    /* A pause lasts what Retry-After asked, at most MOAT_PAUSE_MAX_MS. */
+    pool3_make(&p, "pause", 1, 1, 1);
+    assert_int_equal(moat_target_pause(p.t[2], &p.pool, 3600000, 0), 1);
+    assert_false(moat_target_is_up(p.t[2], MOAT_PAUSE_MAX_MS - 1));
+    assert_true(moat_target_is_up(p.t[2], MOAT_PAUSE_MAX_MS));
+    pool3_free(&p);
+}
+
 static void test_retry_rule(void **state)
 {
     (void)state;
@@ -299,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_least_request_avoids_the_busy_member),
         cmocka_unit_test(test_hash_is_stable_and_moves_little),
         cmocka_unit_test(test_sticky_cookie_pins),
+        cmocka_unit_test(test_passive_ejection_rules),
         cmocka_unit_test(test_retry_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
