@@ -199,6 +199,8 @@ int moat_target_mark(struct moat_target *t, int status, uint64_t now_ms)
 
 struct moat_picker {
     size_t *next;       /* owned: per pool, the round-robin cursor when nobody is usable */
+    signed char *panic; /* owned: per pool, 1 while nobody is usable; +2/-2 marks a change
+                         * not yet taken by moat_picker_panic_change() */
     uint32_t *in_flight; /* owned: per member, this worker's requests on it */
     uint64_t rng;       /* xorshift64 state: random and least_request */
     int64_t current[];  /* per member: smooth weighted round robin's current weight */
@@ -211,7 +213,8 @@ struct moat_picker *moat_picker_new(size_t n_pools, size_t n_members)
         return NULL;
     p->next = calloc(n_pools + 1, sizeof(*p->next));
     p->in_flight = calloc(n_members + 1, sizeof(*p->in_flight));
-    if (p->next == NULL || p->in_flight == NULL) {
+    p->panic = calloc(n_pools + 1, sizeof(*p->panic));
+    if (p->next == NULL || p->in_flight == NULL || p->panic == NULL) {
         moat_picker_free(p);
         return NULL;
     }
@@ -227,7 +230,18 @@ void moat_picker_free(struct moat_picker *p)
         return;
     free(p->next);
     free(p->in_flight);
+    free(p->panic);
     free(p);
+}
+
+int moat_picker_panic_change(struct moat_picker *p, size_t pool_idx)
+{
+    signed char v = p->panic[pool_idx];
+    if (v == 2 || v == -2) {
+        p->panic[pool_idx] = v > 0 ? 1 : 0;
+        return v / 2;
+    }
+    return 0;
 }
 
 void moat_picker_started(struct moat_picker *p, size_t member)
@@ -418,6 +432,9 @@ size_t moat_pick(struct moat_picker *p, size_t pool_idx, const struct moat_balan
                                         : pick_round_robin(p, pool, avoid, now_ms);
         break;
     }
+    int was = p->panic[pool_idx] > 0;
+    if (avoid == SIZE_MAX && (m == SIZE_MAX) != was) /* a first try says how the pool is */
+        p->panic[pool_idx] = m == SIZE_MAX ? 2 : -2;
     if (m != SIZE_MAX)
         return m;
     for (size_t i = 0; i < pool->n; i++) {

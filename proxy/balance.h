@@ -127,6 +127,10 @@ void moat_picker_free(struct moat_picker *p);
 size_t moat_pick(struct moat_picker *p, size_t pool_idx, const struct moat_balance_pool *pool,
                  const struct moat_pick_req *req, size_t avoid, uint64_t now_ms);
 
+/* After moat_pick(): 1 when this worker just found every member of pool passed over (it tries
+ * them anyway), -1 when one is usable again after that, 0 otherwise (each change once). */
+int moat_picker_panic_change(struct moat_picker *p, size_t pool_idx);
+
 /* A request went to, or left, member (pool->first + the index moat_pick() gave): the in-flight
  * counts least_request compares. */
 void moat_picker_started(struct moat_picker *p, size_t member);

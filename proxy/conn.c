@@ -761,6 +761,12 @@ static void start_upstream(struct moat_conn *c)
         size_t m = moat_pick(c->gen->picker, c->ex.pool, &rp->members, &req, avoid,
                              uv_now(&c->w->loop));
         pick_end(c);
+        int change = moat_picker_panic_change(c->gen->picker, c->ex.pool);
+        if (change != 0)
+            conn_log(c, change > 0 ? MOAT_LOG_WARN : MOAT_LOG_INFO, "pool %s: %s", rp->name,
+                     change > 0 ? "no backend is usable (all passed over or weight 0); "
+                                  "trying those with a weight anyway"
+                                : "a backend is usable again");
         if (m == SIZE_MAX) {
             if (c->ex.tries == 0) /* every backend has weight 0: nothing to try */
                 respond_error(c, 503, "no backend takes new requests");

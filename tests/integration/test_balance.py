@@ -5,7 +5,7 @@ import threading
 import time
 import unittest
 
-from harness import Certs, EchoHandler, MoatTestCase, curl, write_config
+from harness import Certs, EchoHandler, MoatTestCase, curl, free_port, write_config
 
 
 class SlowHandler(EchoHandler):
@@ -219,6 +219,28 @@ class TestPassiveHealth(MoatTestCase):
             self.assertEqual(request(m.port, "/after%d" % i)[0], 200)
         self.assertEqual(len(busy.seen), 1)
         self.assertIn("paused for 30000 ms (503, Retry-After)", m.stderr())
+        self.stop_clean(m)
+
+
+class TestEverythingDown(MoatTestCase):
+    def test_every_backend_down_then_one_back(self):
+        import http.server
+        dead1, dead2 = free_port(), free_port()
+        m = self.moat("--backend", "127.0.0.1:%d" % dead1, "--backend", "127.0.0.1:%d" % dead2,
+                      "--workers", "1")
+        self.assertEqual(request(m.port, "/d1")[0], 502)  # tried, refused: never a hang
+        self.assertEqual(request(m.port, "/d2")[0], 502)
+        self.assertEqual(m.stderr().count("no backend is usable"), 1, m.stderr())
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", dead1), EchoHandler)
+        srv.seen = []
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        # Both are still marked down, so moat tries them anyway and finds the one that is back.
+        self.assertEqual(request(m.port, "/back1")[0], 200)
+        self.assertEqual(request(m.port, "/back2")[0], 200)
+        self.assertIn("a backend is usable again", m.wait_log("a backend is usable again"))
+        self.assertEqual(m.stderr().count("no backend is usable"), 1)
         self.stop_clean(m)
 
 
