@@ -77,6 +77,8 @@ struct moat_cfg_pool {
     enum moat_cfg_same_site sticky_same_site;
     unsigned passive_errors;           /* failures in a row that eject a backend; 0: never */
     uint64_t passive_ejection_ms;      /* its first ejection; repeats are longer */
+    unsigned retry_attempts;           /* tries on other backends after the first (0-5) */
+    unsigned retry_budget_pct;         /* retries at once: this share of requests in flight */
 };
 
 #define MOAT_CFG_PASSIVE_ERRORS 5

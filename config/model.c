@@ -84,4 +84,6 @@ void moat_cfg_pool_init(struct moat_cfg_pool *pool)
 {
     pool->passive_errors = MOAT_CFG_PASSIVE_ERRORS;
     pool->passive_ejection_ms = MOAT_CFG_PASSIVE_EJECTION_MS;
+    pool->retry_attempts = 1;
+    pool->retry_budget_pct = 20;
 }

@@ -608,12 +608,55 @@ static void apply_passive(struct walk *w, struct moat_yaml_node *v, const char *
     walk_map(w, v, path, &passive_section, target);
 }
 
+/* A whole number from lo to hi, or -1 after saying why. */
+static long small_number(struct walk *w, struct moat_yaml_node *v, const char *path, long lo,
+                         long hi)
+{
+    const char *text = word(w, v, path, "a number");
+    if (text == NULL)
+        return -1;
+    char *end = NULL;
+    long n = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || n < lo || n > hi) {
+        fail(w, v, path, "expected a number from %ld to %ld, got '%s'", lo, hi, text);
+        return -1;
+    }
+    return n;
+}
+
+static void apply_retry_attempts(struct walk *w, struct moat_yaml_node *v, const char *path,
+                                 void *target)
+{
+    long n = small_number(w, v, path, 0, 5);
+    if (n >= 0)
+        ((struct moat_cfg_pool *)target)->retry_attempts = (unsigned)n;
+}
+
+static void apply_retry_budget(struct walk *w, struct moat_yaml_node *v, const char *path,
+                               void *target)
+{
+    long n = small_number(w, v, path, 0, 100);
+    if (n >= 0)
+        ((struct moat_cfg_pool *)target)->retry_budget_pct = (unsigned)n;
+}
+
+static const struct key retries_keys[] = {{"attempts", apply_retry_attempts},
+                                          {"budget_percent", apply_retry_budget}};
+static const struct section retries_section = {retries_keys, 2, NULL};
+
+static void apply_retries(struct walk *w, struct moat_yaml_node *v, const char *path,
+                          void *target)
+{
+    walk_map(w, v, path, &retries_section, target);
+}
+
 static const struct key pool_keys[] = {{"backends", apply_backends},
                                        {"balance", apply_balance},
                                        {"hash_key", apply_hash_key},
                                        {"sticky", apply_sticky},
-                                       {"passive", apply_passive}};
-static const struct section pool_section = {pool_keys, 5, NULL};
+                                       {"passive", apply_passive},
+                                       {"retries", apply_retries}};
+static const struct section pool_section = {pool_keys, 6, NULL};
 
 static void apply_pools(struct walk *w, struct moat_yaml_node *v, const char *path, void *target)
 {

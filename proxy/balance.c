@@ -202,6 +202,8 @@ struct moat_picker {
     signed char *panic; /* owned: per pool, 1 while nobody is usable; +2/-2 marks a change
                          * not yet taken by moat_picker_panic_change() */
     uint32_t *in_flight; /* owned: per member, this worker's requests on it */
+    uint32_t *pool_in_flight; /* owned: per pool, the same summed */
+    uint32_t *retrying;  /* owned: per pool, retries under way (the budget) */
     uint64_t rng;       /* xorshift64 state: random and least_request */
     int64_t current[];  /* per member: smooth weighted round robin's current weight */
 };
@@ -214,7 +216,10 @@ struct moat_picker *moat_picker_new(size_t n_pools, size_t n_members)
     p->next = calloc(n_pools + 1, sizeof(*p->next));
     p->in_flight = calloc(n_members + 1, sizeof(*p->in_flight));
     p->panic = calloc(n_pools + 1, sizeof(*p->panic));
-    if (p->next == NULL || p->in_flight == NULL || p->panic == NULL) {
+    p->pool_in_flight = calloc(n_pools + 1, sizeof(*p->pool_in_flight));
+    p->retrying = calloc(n_pools + 1, sizeof(*p->retrying));
+    if (p->next == NULL || p->in_flight == NULL || p->panic == NULL ||
+        p->pool_in_flight == NULL || p->retrying == NULL) {
         moat_picker_free(p);
         return NULL;
     }
@@ -231,6 +236,8 @@ void moat_picker_free(struct moat_picker *p)
     free(p->next);
     free(p->in_flight);
     free(p->panic);
+    free(p->pool_in_flight);
+    free(p->retrying);
     free(p);
 }
 
@@ -244,15 +251,40 @@ int moat_picker_panic_change(struct moat_picker *p, size_t pool_idx)
     return 0;
 }
 
-void moat_picker_started(struct moat_picker *p, size_t member)
+void moat_picker_started(struct moat_picker *p, size_t pool_idx, size_t member)
 {
     p->in_flight[member]++;
+    p->pool_in_flight[pool_idx]++;
 }
 
-void moat_picker_ended(struct moat_picker *p, size_t member)
+void moat_picker_ended(struct moat_picker *p, size_t pool_idx, size_t member)
 {
     if (p->in_flight[member] > 0)
         p->in_flight[member]--;
+    if (p->pool_in_flight[pool_idx] > 0)
+        p->pool_in_flight[pool_idx]--;
+}
+
+int moat_picker_retry_allowed(const struct moat_picker *p, size_t pool_idx, unsigned budget_pct)
+{
+    uint64_t allowed = (uint64_t)p->pool_in_flight[pool_idx] * budget_pct / 100;
+    if (allowed < 3)
+        allowed = 3;
+    return p->retrying[pool_idx] < allowed;
+}
+
+int moat_picker_retry_begin(struct moat_picker *p, size_t pool_idx, unsigned budget_pct)
+{
+    if (!moat_picker_retry_allowed(p, pool_idx, budget_pct))
+        return 0;
+    p->retrying[pool_idx]++;
+    return 1;
+}
+
+void moat_picker_retry_end(struct moat_picker *p, size_t pool_idx)
+{
+    if (p->retrying[pool_idx] > 0)
+        p->retrying[pool_idx]--;
 }
 
 static uint64_t next_random(struct moat_picker *p)
@@ -445,7 +477,7 @@ size_t moat_pick(struct moat_picker *p, size_t pool_idx, const struct moat_balan
     return SIZE_MAX;
 }
 
-int moat_may_try_another(size_t tries, size_t n)
+int moat_may_try_another(size_t tries, size_t n, unsigned attempts)
 {
-    return tries < 2 && n > 1;
+    return tries <= attempts && n > 1;
 }

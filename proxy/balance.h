@@ -131,13 +131,21 @@ size_t moat_pick(struct moat_picker *p, size_t pool_idx, const struct moat_balan
  * them anyway), -1 when one is usable again after that, 0 otherwise (each change once). */
 int moat_picker_panic_change(struct moat_picker *p, size_t pool_idx);
 
+/* The retry budget: may one more request of pool be retried on another member now? At most
+ * max(3, budget_pct % of the pool's requests in flight in this worker) retries at once, so a
+ * sick fleet never sees a retry storm. moat_picker_retry_begin() takes one if so (returns 1),
+ * moat_picker_retry_end() gives it back. */
+int moat_picker_retry_allowed(const struct moat_picker *p, size_t pool_idx, unsigned budget_pct);
+int moat_picker_retry_begin(struct moat_picker *p, size_t pool_idx, unsigned budget_pct);
+void moat_picker_retry_end(struct moat_picker *p, size_t pool_idx);
+
 /* A request went to, or left, member (pool->first + the index moat_pick() gave): the in-flight
  * counts least_request compares. */
-void moat_picker_started(struct moat_picker *p, size_t member);
-void moat_picker_ended(struct moat_picker *p, size_t member);
+void moat_picker_started(struct moat_picker *p, size_t pool_idx, size_t member);
+void moat_picker_ended(struct moat_picker *p, size_t pool_idx, size_t member);
 
 /* Whether a request whose attempt `tries` (1-based) failed before any byte of a response may
- * try another member of a pool of n. */
-int moat_may_try_another(size_t tries, size_t n);
+ * try another member of a pool of n, with `attempts` extra attempts allowed. */
+int moat_may_try_another(size_t tries, size_t n, unsigned attempts);
 
 #endif

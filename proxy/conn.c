@@ -47,6 +47,9 @@ static void complete_exchange(struct moat_conn *c);
 static struct moat_http_parser *new_resp_parser(struct moat_conn *c);
 static void tunnel_end(struct moat_conn *c, const char *why);
 static void pick_end(struct moat_conn *c);
+static void exchange_release(struct moat_conn *c);
+static int may_try_another(struct moat_conn *c);
+static void start_upstream(struct moat_conn *c);
 
 static void set_state(struct moat_conn *c, enum moat_conn_state to)
 {
@@ -361,7 +364,7 @@ void moat_conn_close(struct moat_conn *c)
     set_state(c, MOAT_CONN_CLOSING);
     moat_list_remove(&c->hs_node);   /* a no-op unless it waits for a handshake turn */
     moat_list_remove(&c->waiter.node); /* or for a backend slot */
-    pick_end(c);
+    exchange_release(c);
     moat_upstream_release(c->up, 0);
     c->up = NULL;
     if (c->w->stage_conn == c) {
@@ -472,13 +475,22 @@ static void report_backend(struct moat_conn *c, int failed)
 static void pick_end(struct moat_conn *c)
 {
     if (c->ex.is_counted)
-        moat_picker_ended(c->gen->picker, c->ex.backend);
+        moat_picker_ended(c->gen->picker, c->ex.pool, c->ex.backend);
     c->ex.is_counted = 0;
+}
+
+/* The exchange is over: what it held of the choosing state goes back. */
+static void exchange_release(struct moat_conn *c)
+{
+    pick_end(c);
+    if (c->ex.is_retry)
+        moat_picker_retry_end(c->gen->picker, c->ex.pool);
+    c->ex.is_retry = 0;
 }
 
 static void exchange_reset(struct moat_conn *c)
 {
-    pick_end(c);
+    exchange_release(c);
     free(c->ex.replay);
     free(c->ex.log_req);
     memset(&c->ex, 0, sizeof(c->ex));
@@ -747,12 +759,48 @@ static void on_backend_slot(struct moat_up_waiter *waiter)
     cli_flush(c);
 }
 
+/* A failed connect may go to another backend (any method: nothing was sent). */
+static int may_try_another(struct moat_conn *c)
+{
+    const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
+    return moat_may_try_another((size_t)c->ex.tries, rp->n, rp->retry_attempts);
+}
+
+/* After an attempt that produced no response a client may see (the backend closed without a
+ * byte, or answered 503): an idempotent request still held whole goes to another backend, if
+ * the attempts and the retry budget allow. Returns 1 when it went. */
+static int retry_elsewhere(struct moat_conn *c, enum moat_metrics_retry kind)
+{
+    const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
+    if (c->ex.head_sent || !c->ex.replay_ok || !c->ex.req_done ||
+        !moat_http_method_is_idempotent(c->ex.method) || !may_try_another(c))
+        return 0;
+    if (!c->ex.is_retry) {
+        if (!moat_picker_retry_begin(c->gen->picker, c->ex.pool, rp->retry_budget_pct)) {
+            moat_metrics_retry(c->w->metrics, metrics_pool(c), MOAT_METRICS_RETRY_REFUSED);
+            return 0;
+        }
+        c->ex.is_retry = 1;
+    }
+    conn_log(c, MOAT_LOG_INFO, "backend %s: %s; trying another", up_name(c),
+             kind == MOAT_METRICS_RETRY_503 ? "503" : "closed without answering");
+    moat_metrics_retry(c->w->metrics, metrics_pool(c), kind);
+    moat_upstream_release(c->up, 0);
+    c->up = NULL;
+    moat_http_parser_reset(c->resp);
+    c->ex.resp_started = 0;
+    c->ex.retry_503 = 0;
+    moat_bufq_clear(&c->to_up);
+    if (moat_bufq_append(&c->to_up, c->ex.replay, c->ex.replay_len) != 0)
+        return 0;
+    start_upstream(c);
+    return 1;
+}
+
 /* Chooses a backend for a new request, or the next one after a refusal. */
 static void start_upstream(struct moat_conn *c)
 {
     for (;;) {
-        if (c->ex.tries > 0) /* the last backend refused: a retry on another */
-            moat_metrics_retry(c->w->metrics, metrics_pool(c), MOAT_METRICS_RETRY_CONNECT);
         const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
         size_t avoid = c->ex.tries == 0 ? SIZE_MAX : c->ex.backend - rp->first;
         struct moat_pick_req req = c->ex.pick;
@@ -776,17 +824,18 @@ static void start_upstream(struct moat_conn *c)
         }
         c->ex.backend = rp->first + m;
         c->ex.is_reported = 0;
-        moat_picker_started(c->gen->picker, c->ex.backend);
+        moat_picker_started(c->gen->picker, c->ex.pool, c->ex.backend);
         c->ex.is_counted = 1;
         if (c->ex.tries++ == 0)
             c->ex.up_start_ms = uv_now(&c->w->loop); /* the access log's upstream time */
         size_t be = c->ex.backend;
         if (lease_upstream(c, be, 0) == 0)
             return;
-        if (!(moat_may_try_another((size_t)c->ex.tries, c->rt->pools[c->ex.pool].n))) {
+        if (!may_try_another(c)) {
             respond_error(c, 502, "no backend answered");
             return;
         }
+        moat_metrics_retry(c->w->metrics, metrics_pool(c), MOAT_METRICS_RETRY_CONNECT);
     }
 }
 
@@ -802,7 +851,8 @@ static void up_connect_failed(struct moat_conn *c, int status)
                                 is_timeout ? MOAT_METRICS_UP_CONNECT_TIMEOUT
                                            : MOAT_METRICS_UP_CONNECT_FAILED);
     c->up = NULL;
-    if (moat_may_try_another((size_t)c->ex.tries, c->rt->pools[c->ex.pool].n)) {
+    if (may_try_another(c)) {
+        moat_metrics_retry(c->w->metrics, metrics_pool(c), MOAT_METRICS_RETRY_CONNECT);
         start_upstream(c);
         cli_flush(c);
         return;
@@ -880,6 +930,13 @@ static void up_failed(struct moat_conn *c, ssize_t err)
     if (retry_stale(c)) {
         cli_flush(c);
         return;
+    }
+    if (!c->ex.resp_started) {
+        report_backend(c, 1);
+        if (retry_elsewhere(c, MOAT_METRICS_RETRY_EMPTY)) {
+            cli_flush(c);
+            return;
+        }
     }
     conn_log(c, MOAT_LOG_WARN, "backend %s: connection ended %s: %s", up_name(c),
              c->ex.head_sent ? "mid-response" : "before a response",
@@ -968,12 +1025,7 @@ static void on_up_read(void *owner, const char *buf, ssize_t nread)
         up_failed(c, nread);
         return;
     }
-    if (!c->ex.resp_started) {
-        c->ex.resp_started = 1;
-        free(c->ex.replay); /* a response has begun: this request will not be sent again */
-        c->ex.replay = NULL;
-        c->ex.replay_ok = 0;
-    }
+    c->ex.resp_started = 1;
     size_t off = 0;
     while (off < (size_t)nread) {
         size_t used = 0;
@@ -997,6 +1049,13 @@ static void on_up_read(void *owner, const char *buf, ssize_t nread)
         }
         if (st == MOAT_HTTP_UPGRADE) {
             start_tunnel(c, buf + off, (size_t)nread - off);
+            return;
+        }
+        if (c->ex.retry_503) {
+            if (!retry_elsewhere(c, MOAT_METRICS_RETRY_503)) {
+                respond_error(c, 503, "backends busy"); /* lost the 503: answer one ourselves */
+            }
+            cli_flush(c);
             return;
         }
         conn_log(c, MOAT_LOG_WARN, "backend %s: invalid response: %s", up_name(c),
@@ -1048,6 +1107,11 @@ static uint64_t retry_after_ms(const struct moat_http_head *h)
 static void judge_response(struct moat_conn *c, const struct moat_http_head *h)
 {
     int st = h->status;
+    c->ex.retry_503 = st == 503 && c->ex.replay_ok && c->ex.req_done &&
+                      moat_http_method_is_idempotent(c->ex.method) && may_try_another(c) &&
+                      (c->ex.is_retry ||
+                       moat_picker_retry_allowed(c->gen->picker, c->ex.pool,
+                                                 c->rt->pools[c->ex.pool].retry_budget_pct));
     uint64_t pause = st == 503 ? retry_after_ms(h) : 0;
     if (pause != 0) {
         const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
@@ -1102,6 +1166,11 @@ static int on_resp_head(void *ctx, const struct moat_http_head *h)
     }
     c->ex.up_reusable = h->is_keep_alive;
     judge_response(c, h);
+    if (c->ex.retry_503)
+        return -1; /* on_up_read sends the request elsewhere; nothing of this reaches the client */
+    free(c->ex.replay); /* a response is on its way: this request will not be sent again */
+    c->ex.replay = NULL;
+    c->ex.replay_ok = 0;
     uint64_t ka = keep_alive_timeout_ms(h);
     if (ka != 0 && c->up != NULL) {
         /* Leave the pool a second before the backend's own idle close can race our reuse. */

@@ -52,6 +52,8 @@ struct moat_exchange {
     int tries;                /* connection attempts made for this request */
     int is_counted;           /* in flight on backend for the picker (least_request) */
     int is_reported;          /* passive health heard how this attempt on backend went */
+    int is_retry;             /* holds one of the retry budget's places */
+    int retry_503;            /* the backend's 503 is dropped: the request goes elsewhere */
     struct moat_pick_req pick; /* what the request offers the choice (pinned: see below) */
     char pinned[17];          /* the sticky cookie's value the client sent, "" if none */
     char *replay;             /* owned: copy of the request bytes while small enough to resend */

@@ -377,7 +377,9 @@ static const char *const hs_names[MOAT_METRICS_HS_KINDS] = {"full", "resumed", "
 static const char *const ct_names[MOAT_METRICS_CT_KINDS] = {"handshake", "head", "body", "send"};
 static const char *const up_names[MOAT_METRICS_UP_KINDS] = {"connect_failed", "connect_timeout",
                                                             "bad_gateway", "gateway_timeout"};
-static const char *const retry_names[MOAT_METRICS_RETRY_KINDS] = {"connect", "stale"};
+static const char *const retry_names[MOAT_METRICS_RETRY_KINDS] = {"connect", "stale", "empty",
+                                                                   "status_503",
+                                                                   "refused_by_budget"};
 
 static void put_pool_label(struct text *t, const struct moat_metrics_set *set, size_t p)
 {

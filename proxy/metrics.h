@@ -58,6 +58,9 @@ enum moat_metrics_upstream_error {
 enum moat_metrics_retry {
     MOAT_METRICS_RETRY_CONNECT = 0, /* another backend after a failed connect */
     MOAT_METRICS_RETRY_STALE,       /* a fresh connection after a pooled one proved dead */
+    MOAT_METRICS_RETRY_EMPTY,       /* another backend after one closed without answering */
+    MOAT_METRICS_RETRY_503,         /* another backend after a 503 */
+    MOAT_METRICS_RETRY_REFUSED,     /* a retry the budget did not allow */
     MOAT_METRICS_RETRY_KINDS
 };
 

@@ -172,6 +172,7 @@ static int resolve_backends(struct moat_runtime *rt, char *err, size_t err_len)
             .passive = {.consecutive_errors = cp->passive_errors,
                         .ejection_ms = cp->passive_ejection_ms,
                         .max_ejection_ms = 300000},
+            .retry_attempts = cp->retry_attempts, .retry_budget_pct = cp->retry_budget_pct,
             .sticky_same_site = cp->sticky_same_site,
             .metrics_slot = SIZE_MAX};
         for (size_t i = 0; i < cp->n_backends; i++) {

@@ -33,6 +33,8 @@ struct moat_rt_pool {
     size_t n;
     struct moat_balance_pool members;
     struct moat_passive passive;
+    unsigned retry_attempts;   /* tries on other backends after the first */
+    unsigned retry_budget_pct; /* retries at once, as a share of requests in flight */
     enum moat_cfg_same_site sticky_same_site;
     size_t metrics_slot; /* where its admin metrics go (SIZE_MAX: none) */
 };

@@ -1,6 +1,7 @@
 """Load balancing: weights (smooth weighted round robin), weight 0, a pool with nothing to try,
 the algorithms (random, least_request, hash) and sticky sessions."""
 import http.client
+import socketserver
 import threading
 import time
 import unittest
@@ -178,6 +179,15 @@ class PausingHandler(EchoHandler):
     do_GET = do_POST = handle_any
 
 
+class CloseWithoutAnswer(socketserver.BaseRequestHandler):
+    """Reads a request head and closes the connection without a byte of response."""
+
+    def handle(self):
+        f = self.request.makefile("rb")
+        while f.readline() not in (b"\r\n", b""):
+            pass
+
+
 class TestPassiveHealth(MoatTestCase):
     def test_a_backend_answering_500_is_ejected_after_5(self):
         good, bad = self.backend(), self.backend(handler=FailingHandler)
@@ -212,13 +222,57 @@ class TestPassiveHealth(MoatTestCase):
     def test_503_with_retry_after_pauses_the_backend(self):
         good, busy = self.backend(), self.backend(handler=PausingHandler)
         m = self.moat("--backend", busy.addr, "--backend", good.addr, "--workers", "1")
-        status, fields, _ = request(m.port, "/first")
-        self.assertEqual(status, 503)  # passed through, with its header
-        self.assertEqual(fields["retry-after"], ["30"])
+        # A POST is not replayed: the backend's 503 and its Retry-After reach the client.
+        conn = http.client.HTTPSConnection("localhost", m.port, context=Certs.client_context(),
+                                           timeout=10)
+        conn.request("POST", "/first", body=b"x")
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        self.assertEqual(resp.status, 503)
+        self.assertEqual(resp.getheader("Retry-After"), "30")
         for i in range(10):
             self.assertEqual(request(m.port, "/after%d" % i)[0], 200)
-        self.assertEqual(len(busy.seen), 1)
+        self.assertEqual(len(busy.seen), 1)  # paused: nothing new for 30 s
         self.assertIn("paused for 30000 ms (503, Retry-After)", m.stderr())
+        self.stop_clean(m)
+
+
+class TestRetries(MoatTestCase):
+    def test_a_503_to_a_get_is_retried_on_another_backend(self):
+        good, busy = self.backend(), self.backend(handler=PausingHandler)
+        m = self.moat("--backend", busy.addr, "--backend", good.addr, "--workers", "1")
+        status, fields, body = request(m.port, "/get")
+        self.assertEqual(status, 200)  # the client never sees the 503
+        self.assertNotIn("retry-after", fields)
+        self.assertEqual([r["path"] for r in busy.seen], ["/get"])
+        self.assertEqual([r["path"] for r in good.seen], ["/get"])
+        self.assertIn("503; trying another", m.stderr())
+        self.stop_clean(m)
+
+    def test_a_backend_closing_without_answer_is_retried_for_gets_only(self):
+        good = self.backend()
+        closer = self.raw_backend(CloseWithoutAnswer)
+        m = self.moat("--backend", closer.addr, "--backend", good.addr, "--workers", "1",
+                      "--log-level", "debug")
+        self.assertEqual(request(m.port, "/g")[0], 200)
+        self.assertEqual([r["path"] for r in good.seen], ["/g"])
+        self.assertIn("closed without answering; trying another", m.stderr())
+        # A POST is never sent twice: the closer has it, the client gets 502.
+        conn = http.client.HTTPSConnection("localhost", m.port, context=Certs.client_context(),
+                                           timeout=10)
+        for i in range(2):  # round robin: one of the two goes to the closer
+            conn.request("POST", "/p%d" % i, body=b"x")
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status == 502:
+                break
+            conn.close()
+            conn = http.client.HTTPSConnection("localhost", m.port,
+                                               context=Certs.client_context(), timeout=10)
+        conn.close()
+        self.assertEqual(resp.status, 502)
+        self.assertNotIn("/p%d" % i, [r["path"] for r in good.seen])
         self.stop_clean(m)
 
 

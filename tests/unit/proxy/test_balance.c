@@ -205,13 +205,13 @@ static void test_least_request_avoids_the_busy_member(void **state)
     p.pool.alg = MOAT_CFG_BALANCE_LEAST_REQUEST;
     struct moat_picker *k = moat_picker_new(1, 3);
     for (int i = 0; i < 50; i++)
-        moat_picker_started(k, 0); /* member 0 is stuck on 50 slow requests */
+        moat_picker_started(k, 0, 0); /* member 0 is stuck on 50 slow requests */
     int seen[3] = {0, 0, 0};
     for (int i = 0; i < 3000; i++) {
         size_t m = moat_pick(k, 0, &p.pool, NULL, SIZE_MAX, 0);
         seen[m]++;
-        moat_picker_started(k, m);
-        moat_picker_ended(k, m); /* the others answer at once */
+        moat_picker_started(k, 0, m);
+        moat_picker_ended(k, 0, m); /* the others answer at once */
     }
     /* Member 0 wins only when both draws are member 0 (1 in 9). */
     assert_true(seen[0] < 3000 / 9 + 150);
@@ -329,9 +329,23 @@ static void test_passive_ejection_rules(void **state)
 static void test_retry_rule(void **state)
 {
     (void)state;
-    assert_true(moat_may_try_another(1, 2));  /* one more attempt on another member */
-    assert_false(moat_may_try_another(2, 2)); /* never a third */
-    assert_false(moat_may_try_another(1, 1)); /* nobody else to try */
+    assert_true(moat_may_try_another(1, 2, 1));  /* one more attempt on another member */
+    assert_false(moat_may_try_another(2, 2, 1)); /* never a third */
+    assert_false(moat_may_try_another(1, 1, 1)); /* nobody else to try */
+    assert_false(moat_may_try_another(1, 3, 0)); /* attempts: 0 turns retries off */
+    assert_true(moat_may_try_another(2, 3, 2));
+    /* The budget: three at once, or a fifth of what is in flight when that is more. */
+    struct moat_picker *k = moat_picker_new(1, 1);
+    for (int i = 0; i < 3; i++)
+        assert_true(moat_picker_retry_begin(k, 0, 20));
+    assert_false(moat_picker_retry_begin(k, 0, 20));
+    for (int i = 0; i < 20; i++)
+        moat_picker_started(k, 0, 0);
+    assert_true(moat_picker_retry_begin(k, 0, 20)); /* 20 in flight: 4 allowed */
+    assert_false(moat_picker_retry_begin(k, 0, 20));
+    moat_picker_retry_end(k, 0);
+    assert_true(moat_picker_retry_allowed(k, 0, 20));
+    moat_picker_free(k);
 }
 
 int main(void)
