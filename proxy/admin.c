@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "http/http.h"
+#include "proxy/backends.h"
 #include "proxy/base/list.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
@@ -48,6 +49,8 @@ static struct {
     struct moat_list conns;              /* struct admin_conn by node */
     size_t n_conns;
     int is_paused;                       /* a client waits in the backlog for a free slot */
+    int writes_allowed;                  /* the listener is on loopback: PUT is served */
+    struct moat_runtime *rt;             /* one reference: the configuration /backends shows */
     char slab[4096];                     /* every read lands here; nothing is kept */
 } admin;
 
@@ -175,22 +178,55 @@ static void serve_path(struct admin_conn *c, const char *path, size_t len, int h
         int ready = moat_metrics_set_is_ready(admin.metrics, now_ms(), why, sizeof(why));
         snprintf(body, sizeof(body), "%s%s\n", ready ? "" : "not ready: ", why);
         answer_text(c, ready ? 200 : 503, body, head_only);
+    } else if (len == 9 && memcmp(path, "/backends", 9) == 0 && admin.rt != NULL) {
+        char *json;
+        size_t json_len;
+        if (moat_backends_json(admin.rt, now_ms(), &json, &json_len) != 0) {
+            answer_text(c, 500, "out of memory\n", head_only);
+            return;
+        }
+        answer(c, 200, "application/json", json, json_len, head_only);
+        free(json);
     } else {
-        answer_text(c, 404, "not found: try /metrics, /healthz or /readyz\n", head_only);
+        answer_text(c, 404, "not found: try /metrics, /healthz, /readyz or /backends\n",
+                    head_only);
     }
+}
+
+/* PUT /backends/...: the admin's word on a backend (proxy/backends.h). */
+static void serve_put(struct admin_conn *c, const struct moat_http_head *h, size_t path_len)
+{
+    if (!admin.writes_allowed) {
+        answer_text(c, 403, "forbidden: writes need an admin listener on a loopback address\n",
+                    0);
+        return;
+    }
+    if (admin.rt == NULL) {
+        answer_text(c, 503, "no configuration yet\n", 0);
+        return;
+    }
+    const char *query = path_len < h->target_len ? h->target + path_len + 1 : "";
+    size_t query_len = path_len < h->target_len ? h->target_len - path_len - 1 : 0;
+    char msg[512];
+    int status = moat_backends_put(admin.rt, h->target, path_len, query, query_len, msg,
+                                   sizeof(msg));
+    if (status == 200)
+        moat_log(MOAT_LOG_INFO, "main admin: %.*s", (int)strcspn(msg, "\n"), msg);
+    answer_text(c, status, msg, 0);
 }
 
 static int on_head(void *ctx, const struct moat_http_head *h)
 {
     struct admin_conn *c = ctx;
-    if (h->method != MOAT_HTTP_M_GET && h->method != MOAT_HTTP_M_HEAD) {
-        answer_text(c, 405, "method not allowed: use GET or HEAD\n", 0);
-    } else {
-        size_t len = 0; /* the path, without a query */
-        while (len < h->target_len && h->target[len] != '?')
-            len++;
+    size_t len = 0; /* the path, without a query */
+    while (len < h->target_len && h->target[len] != '?')
+        len++;
+    if (h->method == MOAT_HTTP_M_PUT && len > 10 && memcmp(h->target, "/backends/", 10) == 0)
+        serve_put(c, h, len);
+    else if (h->method != MOAT_HTTP_M_GET && h->method != MOAT_HTTP_M_HEAD)
+        answer_text(c, 405, "method not allowed: use GET or HEAD (PUT on /backends/...)\n", 0);
+    else
         serve_path(c, h->target, len, h->method == MOAT_HTTP_M_HEAD);
-    }
     return -1; /* answered: stop parsing (a body, the next request: nothing more is read) */
 }
 
@@ -275,6 +311,9 @@ void moat_admin_map(struct moat_runtime *rt)
 {
     if (admin.metrics == NULL)
         return;
+    moat_runtime_ref(rt);
+    moat_runtime_unref(admin.rt);
+    admin.rt = rt;
     const char **pool_names = calloc(rt->n_pools + 1, sizeof(*pool_names));
     size_t *pool_slot = calloc(rt->n_pools + 1, sizeof(*pool_slot));
     const char **names = calloc(rt->n_backends + 1, sizeof(*names));
@@ -332,9 +371,11 @@ static int open_listener(const struct moat_cfg_hostport *hp, char *err, size_t e
         snprintf(err, err_len, "%s", gai_strerror(rc));
         return -1;
     }
-    if (!is_loopback(res->ai_addr))
+    admin.writes_allowed = is_loopback(res->ai_addr);
+    if (!admin.writes_allowed)
         moat_log(MOAT_LOG_WARN, "main admin listener on %s is not a loopback address: anyone "
-                 "who can reach it reads the metrics", hp->host);
+                 "who can reach it reads the metrics (writes, PUT /backends/..., are refused)",
+                 hp->host);
     uv_tcp_init(admin.loop, &admin.listener);
     admin.is_open = 1;
     int e = uv_tcp_bind(&admin.listener, res->ai_addr, 0);
@@ -402,6 +443,8 @@ void moat_admin_stop(void)
 
 void moat_admin_free(void)
 {
+    moat_runtime_unref(admin.rt);
+    admin.rt = NULL;
     moat_metrics_set_free(admin.metrics);
     admin.metrics = NULL;
 }

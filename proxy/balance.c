@@ -85,6 +85,9 @@ struct moat_target *moat_target_get(const char *pool, const struct sockaddr_stor
         atomic_init(&t->ejected_until_ms, 0);
         atomic_init(&t->ejections, 0);
         atomic_init(&t->paused_until_ms, 0);
+        atomic_init(&t->admin_state, MOAT_TARGET_READY);
+        atomic_init(&t->admin_weight, -1);
+        atomic_init(&t->connections, 0);
         registry[free_slot] = t;
     }
     pthread_mutex_unlock(&registry_lock);
@@ -114,6 +117,17 @@ int moat_target_is_up(const struct moat_target *t, uint64_t now_ms)
            atomic_load_explicit(&t->paused_until_ms, memory_order_relaxed) <= now_ms;
 }
 
+/* m's weight now: the admin's, or the configuration's; 0 while it drains or is in
+ * maintenance (a draining member still takes its pinned clients: see moat_pick()). */
+static unsigned weight_of(const struct moat_balance_pool *pool, size_t m)
+{
+    const struct moat_target *t = pool->targets[m];
+    if (atomic_load_explicit(&t->admin_state, memory_order_relaxed) != MOAT_TARGET_READY)
+        return 0;
+    int32_t w = atomic_load_explicit(&t->admin_weight, memory_order_relaxed);
+    return w >= 0 ? (unsigned)w : pool->weights[m];
+}
+
 /* How many of pool's members other than t are usable, and how many are ejected. */
 static void count_others(const struct moat_balance_pool *pool, const struct moat_target *t,
                          uint64_t now_ms, size_t *usable_n, size_t *ejected_n)
@@ -125,7 +139,7 @@ static void count_others(const struct moat_balance_pool *pool, const struct moat
             continue;
         if (atomic_load_explicit(&o->ejected_until_ms, memory_order_relaxed) > now_ms)
             (*ejected_n)++;
-        else if (pool->weights[m] > 0 && moat_target_is_up(o, now_ms))
+        else if (weight_of(pool, m) > 0 && moat_target_is_up(o, now_ms))
             (*usable_n)++;
     }
 }
@@ -347,7 +361,7 @@ void moat_pick_req_make(const struct moat_balance_pool *pool, const struct moat_
 /* May m take this request: other than avoid, a weight, not passed over. */
 static int usable(const struct moat_balance_pool *pool, size_t m, size_t avoid, uint64_t now_ms)
 {
-    return m != avoid && pool->weights[m] > 0 && moat_target_is_up(pool->targets[m], now_ms);
+    return m != avoid && weight_of(pool, m) > 0 && moat_target_is_up(pool->targets[m], now_ms);
 }
 
 /* Every usable member gains its weight; the one with the most wins and gives back the total,
@@ -361,8 +375,8 @@ static size_t pick_round_robin(struct moat_picker *p, const struct moat_balance_
     for (size_t m = 0; m < pool->n; m++) {
         if (!usable(pool, m, avoid, now_ms))
             continue;
-        current[m] += pool->weights[m];
-        total += pool->weights[m];
+        current[m] += weight_of(pool, m);
+        total += weight_of(pool, m);
         if (best == SIZE_MAX || current[m] > current[best])
             best = m;
     }
@@ -379,9 +393,9 @@ static size_t nth_by_weight(const struct moat_balance_pool *pool, uint64_t r, si
     for (size_t m = 0; m < pool->n; m++) {
         if (m == skip || !usable(pool, m, avoid, now_ms))
             continue;
-        if (r < pool->weights[m])
+        if (r < weight_of(pool, m))
             return m;
-        r -= pool->weights[m];
+        r -= weight_of(pool, m);
     }
     return SIZE_MAX;
 }
@@ -392,7 +406,7 @@ static uint64_t usable_weight(const struct moat_balance_pool *pool, size_t avoid
     uint64_t total = 0;
     for (size_t m = 0; m < pool->n; m++)
         if (usable(pool, m, avoid, now_ms))
-            total += pool->weights[m];
+            total += weight_of(pool, m);
     return total;
 }
 
@@ -405,12 +419,12 @@ static size_t pick_least_request(struct moat_picker *p, const struct moat_balanc
     if (total == 0)
         return SIZE_MAX;
     size_t a = nth_by_weight(pool, next_random(p) % total, avoid, SIZE_MAX, now_ms);
-    if (total == pool->weights[a])
+    if (total == weight_of(pool, a))
         return a; /* the only usable member */
-    size_t b = nth_by_weight(pool, next_random(p) % (total - pool->weights[a]), avoid, a, now_ms);
+    size_t b = nth_by_weight(pool, next_random(p) % (total - weight_of(pool, a)), avoid, a, now_ms);
     const uint32_t *in_flight = &p->in_flight[pool->first];
-    uint64_t cost_a = (uint64_t)in_flight[a] * pool->weights[b];
-    uint64_t cost_b = (uint64_t)in_flight[b] * pool->weights[a];
+    uint64_t cost_a = (uint64_t)in_flight[a] * weight_of(pool, b);
+    uint64_t cost_b = (uint64_t)in_flight[b] * weight_of(pool, a);
     return cost_b < cost_a ? b : a;
 }
 
@@ -427,7 +441,7 @@ static size_t pick_hash(const struct moat_balance_pool *pool, uint64_t key, size
             continue;
         uint64_t h = mix(key ^ pool->targets[m]->seed);
         double u = ((double)(h >> 11) + 1.0) / 9007199254740993.0; /* (0, 1) */
-        double score = -(double)pool->weights[m] / log(u);
+        double score = -(double)weight_of(pool, m) / log(u);
         if (best == SIZE_MAX || score > best_score) {
             best = m;
             best_score = score;
@@ -442,7 +456,9 @@ size_t moat_pick(struct moat_picker *p, size_t pool_idx, const struct moat_balan
     if (req != NULL && req->pinned != NULL && req->pinned_len == 16) {
         for (size_t m = 0; m < pool->n; m++)
             if (m != avoid && memcmp(pool->targets[m]->cookie, req->pinned, 16) == 0 &&
-                moat_target_is_up(pool->targets[m], now_ms))
+                moat_target_is_up(pool->targets[m], now_ms) &&
+                atomic_load_explicit(&pool->targets[m]->admin_state, memory_order_relaxed) !=
+                    MOAT_TARGET_MAINT)
                 return m;
     }
     size_t m = SIZE_MAX;
@@ -471,7 +487,7 @@ size_t moat_pick(struct moat_picker *p, size_t pool_idx, const struct moat_balan
         return m;
     for (size_t i = 0; i < pool->n; i++) {
         m = p->next[pool_idx]++ % pool->n;
-        if (m != avoid && pool->weights[m] > 0)
+        if (m != avoid && weight_of(pool, m) > 0)
             return m;
     }
     return SIZE_MAX;

@@ -36,6 +36,18 @@ struct moat_target {
     _Atomic uint64_t ejected_until_ms;
     _Atomic uint32_t ejections;     /* in a row: each is longer than the last */
     _Atomic uint64_t paused_until_ms;
+    /* The admin's word (PUT /backends/...), kept across reloads: its state, and a weight that
+     * overrides the configuration's (-1: none). */
+    _Atomic int admin_state;        /* enum moat_target_admin */
+    _Atomic int32_t admin_weight;
+    _Atomic int connections;        /* open, in every worker (one add and one sub per
+                                     * connection, never per request) */
+};
+
+enum moat_target_admin {
+    MOAT_TARGET_READY = 0, /* takes requests */
+    MOAT_TARGET_DRAIN,     /* no new clients; pinned ones and requests in flight go on */
+    MOAT_TARGET_MAINT,     /* nothing new at all; its idle connections close */
 };
 
 /* Passive health settings of a pool. */

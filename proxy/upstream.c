@@ -182,6 +182,7 @@ static void on_up_closed(uv_handle_t *h)
 {
     struct moat_upstream *up = h->data;
     if (--up->closes_pending == 0) {
+        atomic_fetch_sub_explicit(&up->target->connections, 1, memory_order_relaxed);
         moat_target_unref(up->target);
         free(up);
     }
@@ -329,6 +330,7 @@ int moat_upstream_lease(struct moat_pools *ps, const struct moat_runtime *rt, si
     up->pool = p;
     up->target = t;
     moat_target_ref(t);
+    atomic_fetch_add_explicit(&t->connections, 1, memory_order_relaxed);
     up->rt = rt;
     up->backend = backend;
     up->state = UP_CONNECTING;
@@ -378,8 +380,10 @@ void moat_upstream_release(struct moat_upstream *up, int reuse)
     struct moat_pool *p = up->pool;
     up->owner = NULL;
     up->rt = NULL;
+    int is_maint = atomic_load_explicit(&up->target->admin_state, memory_order_relaxed) ==
+                   MOAT_TARGET_MAINT;
     if (!reuse || up->state != UP_ACTIVE || up->wire.inflight != 0 || up->ps->is_draining ||
-        !p->is_current || p->n_idle >= rt->pool_max_idle) {
+        !p->is_current || is_maint || p->n_idle >= rt->pool_max_idle) {
         up_close(up);
         return;
     }

@@ -335,5 +335,82 @@ logging: {access_log: false}
         self.stop_clean(m)
 
 
+class TestAdminBackends(MoatTestCase):
+    def start(self, *args):
+        import re
+        m = self.moat("--admin", "127.0.0.1:0", *args)
+        found = re.search(r" main admin listening on http://127\.0\.0\.1:(\d+)", m.stderr())
+        self.assertIsNotNone(found, m.stderr())
+        return m, int(found.group(1))
+
+    def admin(self, port, method, path):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request(method, path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def test_get_backends_and_drain_during_a_long_download(self):
+        import json
+        a, b = self.backend(), self.backend()
+        m, admin = self.start("--backend", a.addr, "--backend", b.addr + ",weight=2",
+                              "--workers", "2")
+        status, body = self.admin(admin, "GET", "/backends")
+        self.assertEqual(status, 200, body)
+        doc = json.loads(body)
+        pool = doc["pools"][0]
+        self.assertEqual(pool["name"], "default")
+        self.assertEqual(pool["balance"], "round_robin")
+        self.assertEqual([x["address"] for x in pool["backends"]], [a.addr, b.addr])
+        self.assertEqual([x["weight"] for x in pool["backends"]], [1, 2])
+        self.assertEqual({x["state"] for x in pool["backends"]}, {"up"})
+        # A slow download from a is under way when a is drained: it finishes; a gets nothing
+        # new. (b at weight 0 first, so that the download goes to a.)
+        self.assertEqual(self.admin(admin, "PUT", "/backends/default/%s/weight?to=0"
+                                    % b.addr)[0], 200)
+        result = {}
+
+        def download():
+            result["status"], _, result["body"] = request(m.port, "/slow/1.5")
+        t = threading.Thread(target=download)
+        t.start()
+        deadline = time.monotonic() + 10
+        while not any(r["path"] == "/slow/1.5" for r in a.seen) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(self.admin(admin, "PUT", "/backends/default/%s/state?to=drain"
+                                    % a.addr)[0], 200)
+        self.assertEqual(self.admin(admin, "PUT", "/backends/default/%s/weight?to=-1"
+                                    % b.addr)[0], 200)
+        t.join(timeout=30)
+        self.assertEqual(result.get("status"), 200)
+        self.assertEqual(result.get("body"), b"slow done\n")
+        before = len(a.seen)
+        for i in range(10):
+            self.assertEqual(request(m.port, "/d%d" % i)[0], 200)
+        self.assertEqual(len(a.seen), before, "a drained backend got new requests")
+        doc = json.loads(self.admin(admin, "GET", "/backends")[1])
+        self.assertEqual(doc["pools"][0]["backends"][0]["state"], "draining")
+        # Back to ready, and a weight from the admin: b gets everything at weight 0... for a.
+        self.assertEqual(self.admin(admin, "PUT", "/backends/default/%s/state?to=ready"
+                                    % a.addr)[0], 200)
+        self.assertEqual(self.admin(admin, "PUT", "/backends/default/%s/weight?to=0"
+                                    % b.addr)[0], 200)
+        before_b = len(b.seen)
+        for i in range(6):
+            self.assertEqual(request(m.port, "/w%d" % i)[0], 200)
+        self.assertEqual(len(b.seen), before_b)
+        self.assertIn("main admin: backend %s of pool default: weight 0" % b.addr, m.stderr())
+        # Mistakes get a clear status; POST is not a write method here.
+        self.assertEqual(self.admin(admin, "PUT", "/backends/default/%s/state?to=off"
+                                    % a.addr)[0], 400)
+        self.assertEqual(self.admin(admin, "PUT", "/backends/default/10.9.9.9:1/state?to=drain")
+                         [0], 404)
+        self.assertEqual(self.admin(admin, "POST", "/backends/default/%s/state?to=drain"
+                                    % a.addr)[0], 405)
+        self.stop_clean(m)
+
+
 if __name__ == "__main__":
     unittest.main()
