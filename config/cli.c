@@ -37,6 +37,7 @@ static const char usage[] =
     "  --hash-key KEY          what --balance hash hashes: client_ip (default), header:NAME,\n"
     "                          cookie:NAME, uri, path or host\n"
     "  --sticky-cookie NAME    pin each client to a backend with this cookie\n"
+    "  --health-check PATH     check every backend with GET PATH every 5 s (2xx-3xx pass)\n"
     "  --workers N             worker threads, 1 to 256 (default: the number of CPUs)\n"
     "  --trusted-proxy CIDR    a front proxy whose X-Forwarded-* fields are kept (its\n"
     "                          X-Forwarded-For chain extended) rather than replaced, as\n"
@@ -115,6 +116,7 @@ enum flag_id {
     F_BALANCE,
     F_HASH_KEY,
     F_STICKY_COOKIE,
+    F_HEALTH_CHECK,
     F_TRUSTED_PROXY,
     F_STATE_DIR,
     F_LOG_LEVEL,
@@ -150,6 +152,7 @@ static const struct flag flags[] = {
     FLAG("--balance", NULL, 1, F_BALANCE),
     FLAG("--hash-key", NULL, 1, F_HASH_KEY),
     FLAG("--sticky-cookie", NULL, 1, F_STICKY_COOKIE),
+    FLAG("--health-check", NULL, 1, F_HEALTH_CHECK),
     TUNABLE("--workers"),
     FLAG("--trusted-proxy", NULL, 1, F_TRUSTED_PROXY),
     FLAG("--state-dir", NULL, 1, F_STATE_DIR),
@@ -501,6 +504,13 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
         return parse_hash_key(l, f->name, value);
     case F_STICKY_COOKIE:
         return parse_sticky_cookie(l, f->name, value);
+    case F_HEALTH_CHECK:
+        if (value[0] != '/' || strpbrk(value, " \t\r\n") != NULL) {
+            snprintf(l->err, l->err_len, "%s: expected a path starting with '/', got '%s'",
+                     f->name, value);
+            return -1;
+        }
+        return set_string(l, f->name, value, &l->choice.health.path);
     case F_CERT:
         return add_cert_file(l, f->name, value, 0);
     case F_KEY:
@@ -608,7 +618,8 @@ static int finish(struct loader *l)
     cfg->pools[0].hash_by = l->choice.hash_by;
     cfg->pools[0].hash_name = l->choice.hash_name;
     cfg->pools[0].sticky_cookie = l->choice.sticky_cookie;
-    l->choice.hash_name = l->choice.sticky_cookie = NULL;
+    cfg->pools[0].health.path = l->choice.health.path;
+    l->choice.hash_name = l->choice.sticky_cookie = l->choice.health.path = NULL;
     l->backends = NULL;
     l->n_backends = 0;
     cfg->default_pool = 0;
@@ -621,6 +632,7 @@ static void loader_free(struct loader *l)
     free(l->backends);
     free(l->choice.hash_name);
     free(l->choice.sticky_cookie);
+    free(l->choice.health.path);
     for (size_t i = 0; i < MOAT_CFG_MAX_CERTS; i++) {
         free(l->certs[i].cert_file);
         free(l->certs[i].key_file);

@@ -65,6 +65,16 @@ enum moat_cfg_hash_by {
 enum moat_cfg_same_site { MOAT_CFG_SAME_SITE_NONE = 0, MOAT_CFG_SAME_SITE_LAX,
                           MOAT_CFG_SAME_SITE_STRICT };
 
+/* A pool's active health check; path NULL: none. */
+struct moat_cfg_health {
+    char *path;             /* owned: "GET path" (origin form), or NULL: no checks */
+    char *host;             /* owned: the Host sent, or NULL: the backend's address */
+    uint64_t interval_ms;   /* between checks of one backend (10 % jitter) */
+    uint64_t timeout_ms;    /* a check's answer must come within */
+    unsigned rise, fall;    /* passes that bring a backend back, failures that take it out */
+    unsigned expect_lo, expect_hi; /* the statuses that pass */
+};
+
 /* A named group of backends. */
 struct moat_cfg_pool {
     char *name;                        /* owned; "default" for --backend flags */
@@ -77,6 +87,7 @@ struct moat_cfg_pool {
     enum moat_cfg_same_site sticky_same_site;
     unsigned passive_errors;           /* failures in a row that eject a backend; 0: never */
     uint64_t passive_ejection_ms;      /* its first ejection; repeats are longer */
+    struct moat_cfg_health health;
     unsigned retry_attempts;           /* tries on other backends after the first (0-5) */
     unsigned retry_budget_pct;         /* retries at once: this share of requests in flight */
 };

@@ -64,6 +64,8 @@ void moat_cfg_free(struct moat_cfg *cfg)
         free(cfg->pools[p].backends);
         free(cfg->pools[p].hash_name);
         free(cfg->pools[p].sticky_cookie);
+        free(cfg->pools[p].health.path);
+        free(cfg->pools[p].health.host);
     }
     free(cfg->pools);
     for (size_t r = 0; r < cfg->n_routes; r++) {
@@ -86,4 +88,6 @@ void moat_cfg_pool_init(struct moat_cfg_pool *pool)
     pool->passive_ejection_ms = MOAT_CFG_PASSIVE_EJECTION_MS;
     pool->retry_attempts = 1;
     pool->retry_budget_pct = 20;
+    pool->health = (struct moat_cfg_health){.interval_ms = 5000, .timeout_ms = 2000, .rise = 2,
+                                            .fall = 3, .expect_lo = 200, .expect_hi = 399};
 }

@@ -650,13 +650,114 @@ static void apply_retries(struct walk *w, struct moat_yaml_node *v, const char *
     walk_map(w, v, path, &retries_section, target);
 }
 
+static void apply_hc_path(struct walk *w, struct moat_yaml_node *v, const char *path,
+                          void *target)
+{
+    const char *text = word(w, v, path, "a path");
+    if (text != NULL && (text[0] != '/' || strpbrk(text, " \t\r\n") != NULL)) {
+        fail(w, v, path, "expected a path starting with '/', got '%s'", text);
+        return;
+    }
+    set_string(w, v, path, "a path", &((struct moat_cfg_health *)target)->path);
+}
+
+static void apply_hc_host(struct walk *w, struct moat_yaml_node *v, const char *path,
+                          void *target)
+{
+    const char *text = word(w, v, path, "a host name");
+    if (text != NULL && strpbrk(text, " \t\r\n/") != NULL) {
+        fail(w, v, path, "expected a host name, got '%s'", text);
+        return;
+    }
+    set_string(w, v, path, "a host name", &((struct moat_cfg_health *)target)->host);
+}
+
+static void hc_duration(struct walk *w, struct moat_yaml_node *v, const char *path,
+                        uint64_t *out)
+{
+    const char *text = word(w, v, path, "a duration");
+    uint64_t ms;
+    if (text == NULL)
+        return;
+    if (moat_cfg_duration_parse(text, &ms) != 0 || ms < 100 || ms > 3600000) {
+        fail(w, v, path, "expected a duration from 100ms to 1h (e.g. 5s), got '%s'", text);
+        return;
+    }
+    *out = ms;
+}
+
+static void apply_hc_interval(struct walk *w, struct moat_yaml_node *v, const char *path,
+                              void *target)
+{
+    hc_duration(w, v, path, &((struct moat_cfg_health *)target)->interval_ms);
+}
+
+static void apply_hc_timeout(struct walk *w, struct moat_yaml_node *v, const char *path,
+                             void *target)
+{
+    hc_duration(w, v, path, &((struct moat_cfg_health *)target)->timeout_ms);
+}
+
+static void apply_hc_rise(struct walk *w, struct moat_yaml_node *v, const char *path,
+                          void *target)
+{
+    long n = small_number(w, v, path, 1, 100);
+    if (n > 0)
+        ((struct moat_cfg_health *)target)->rise = (unsigned)n;
+}
+
+static void apply_hc_fall(struct walk *w, struct moat_yaml_node *v, const char *path,
+                          void *target)
+{
+    long n = small_number(w, v, path, 1, 100);
+    if (n > 0)
+        ((struct moat_cfg_health *)target)->fall = (unsigned)n;
+}
+
+/* "200", "200-399". */
+static void apply_hc_expect(struct walk *w, struct moat_yaml_node *v, const char *path,
+                            void *target)
+{
+    struct moat_cfg_health *hc = target;
+    const char *text = word(w, v, path, "a status or a range (200-399)");
+    unsigned lo, hi;
+    char extra;
+    if (text == NULL)
+        return;
+    int n = sscanf(text, "%u-%u%c", &lo, &hi, &extra);
+    if (n == 1)
+        hi = lo;
+    if ((n != 1 && n != 2) || lo < 100 || hi > 599 || lo > hi) {
+        fail(w, v, path, "expected a status or a range of statuses (e.g. 200-399), got '%s'",
+             text);
+        return;
+    }
+    hc->expect_lo = lo;
+    hc->expect_hi = hi;
+}
+
+static const struct key hc_keys[] = {{"path", apply_hc_path},         {"host", apply_hc_host},
+                                     {"interval", apply_hc_interval}, {"timeout", apply_hc_timeout},
+                                     {"rise", apply_hc_rise},         {"fall", apply_hc_fall},
+                                     {"expect", apply_hc_expect}};
+static const struct section hc_section = {hc_keys, 7, NULL};
+
+static void apply_health_check(struct walk *w, struct moat_yaml_node *v, const char *path,
+                               void *target)
+{
+    struct moat_cfg_pool *pool = target;
+    walk_map(w, v, path, &hc_section, &pool->health);
+    require(w, v, path, "path", "path: /healthz");
+}
+
 static const struct key pool_keys[] = {{"backends", apply_backends},
                                        {"balance", apply_balance},
                                        {"hash_key", apply_hash_key},
                                        {"sticky", apply_sticky},
                                        {"passive", apply_passive},
-                                       {"retries", apply_retries}};
-static const struct section pool_section = {pool_keys, 6, NULL};
+                                       {"retries", apply_retries},
+                                       {"health_check", apply_health_check}};
+static const struct section pool_section = {pool_keys, 7, NULL};
 
 static void apply_pools(struct walk *w, struct moat_yaml_node *v, const char *path, void *target)
 {

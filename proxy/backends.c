@@ -70,6 +70,10 @@ static const char *state_of(const struct moat_target *t, uint64_t now_ms, const 
         *why = "put in maintenance by the admin API";
         return "maint";
     }
+    if (atomic_load(&t->check_down)) {
+        *why = "fails its health check";
+        return "down";
+    }
     if (atomic_load(&t->down_until_ms) > now_ms) {
         *why = "a connect failed or timed out";
         return "down";
@@ -125,12 +129,13 @@ int moat_backends_json(const struct moat_runtime *rt, uint64_t now_ms, char **ou
             put_string(&t, why);
             put(&t, ", \"connections\": %d, \"failures_in_a_row\": %u, \"ejections_in_a_row\": "
                 "%u, \"down_ms_left\": %llu, \"ejected_ms_left\": %llu, \"paused_ms_left\": "
-                "%llu, \"sticky_value\": \"%s\"}",
+                "%llu, \"last_check\": %d, \"sticky_value\": \"%s\"}",
                 atomic_load(&tg->connections), (unsigned)atomic_load(&tg->fails),
                 (unsigned)atomic_load(&tg->ejections),
                 (unsigned long long)remaining_ms(&tg->down_until_ms, now_ms),
                 (unsigned long long)remaining_ms(&tg->ejected_until_ms, now_ms),
-                (unsigned long long)remaining_ms(&tg->paused_until_ms, now_ms), tg->cookie);
+                (unsigned long long)remaining_ms(&tg->paused_until_ms, now_ms),
+                atomic_load(&tg->last_check_status), tg->cookie);
         }
         put(&t, "]}");
     }

@@ -88,6 +88,8 @@ struct moat_target *moat_target_get(const char *pool, const struct sockaddr_stor
         atomic_init(&t->admin_state, MOAT_TARGET_READY);
         atomic_init(&t->admin_weight, -1);
         atomic_init(&t->connections, 0);
+        atomic_init(&t->check_down, 0);
+        atomic_init(&t->last_check_status, 0);
         registry[free_slot] = t;
     }
     pthread_mutex_unlock(&registry_lock);
@@ -112,7 +114,8 @@ void moat_target_unref(struct moat_target *t)
 
 int moat_target_is_up(const struct moat_target *t, uint64_t now_ms)
 {
-    return atomic_load_explicit(&t->down_until_ms, memory_order_relaxed) <= now_ms &&
+    return !atomic_load_explicit(&t->check_down, memory_order_relaxed) &&
+           atomic_load_explicit(&t->down_until_ms, memory_order_relaxed) <= now_ms &&
            atomic_load_explicit(&t->ejected_until_ms, memory_order_relaxed) <= now_ms &&
            atomic_load_explicit(&t->paused_until_ms, memory_order_relaxed) <= now_ms;
 }

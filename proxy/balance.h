@@ -42,6 +42,10 @@ struct moat_target {
     _Atomic int32_t admin_weight;
     _Atomic int connections;        /* open, in every worker (one add and one sub per
                                      * connection, never per request) */
+    /* Active health checks (proxy/health.c, the control thread writes): 1 while it fails them;
+     * the last check's status (-1: no answer; 0: never checked). */
+    _Atomic int check_down;
+    _Atomic int last_check_status;
 };
 
 enum moat_target_admin {

@@ -20,6 +20,7 @@
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
 #include "proxy/admin.h"
+#include "proxy/health.h"
 #include "tls/tls.h"
 
 struct control {
@@ -167,6 +168,7 @@ static void reload(struct control *ctl)
         return;
     }
     moat_admin_map(rt); /* before any worker sees it: the snapshot is read-only from then on */
+    moat_health_apply(uv_default_loop(), rt);
     rt->generation = ++ctl->generation;
     rt->n_workers = (unsigned)ctl->n_workers;
     /* Before the workers get it: the last to take it logs "in use by every worker". */
@@ -203,6 +205,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&ctl->sighup, NULL);
     uv_close((uv_handle_t *)&ctl->sigusr1, NULL);
     moat_admin_stop();
+    moat_health_stop();
 }
 
 static void describe_start(const struct moat_runtime *rt, const char *listen_names,
@@ -283,10 +286,12 @@ static int serve(struct control *ctl, const struct moat_privs *privs)
             return 1;
         }
     }
+    moat_health_apply(loop, ctl->rt);
     uv_run(loop, UV_RUN_DEFAULT); /* returns once a signal closed the watchers */
     for (size_t w = 0; w < n_workers; w++)
         moat_worker_join(&ctl->workers[w]);
     uv_loop_close(loop);
+    moat_health_free();
     moat_admin_free();
     moat_log(MOAT_LOG_INFO, "main stopped%s", "");
 

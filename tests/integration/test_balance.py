@@ -276,6 +276,51 @@ class TestRetries(MoatTestCase):
         self.stop_clean(m)
 
 
+class HealthHandler(EchoHandler):
+    """/healthz answers the server's health_status (the test changes it); the rest echoes."""
+
+    def handle_any(self):
+        if self.path == "/healthz":
+            self.server.probes += 1
+            self.reply(self.server.health_status, b"health\n")
+            return
+        super().handle_any()
+
+    do_GET = do_POST = handle_any
+
+
+class TestActiveHealth(MoatTestCase):
+    def test_checks_take_a_backend_out_and_bring_it_back(self):
+        a, b = self.backend(handler=HealthHandler), self.backend(handler=HealthHandler)
+        for x in (a, b):
+            x.server.health_status, x.server.probes = 200, 0
+        started = time.monotonic()
+        path, m = self.moat_config("""workers: 2
+pools:
+  app:
+    backends: [%s, %s]
+    health_check: {path: /healthz, interval: 200ms, timeout: 1s, rise: 2, fall: 2}
+logging: {access_log: false}
+""" % (a.addr, b.addr))
+        a.server.health_status = 503  # the signal a backend gives before it stops: out at once
+        m.wait_log("main backend %s fails its health check (status 503)" % a.addr)
+        before = [r["path"] for r in a.seen]
+        for i in range(10):
+            self.assertEqual(request(m.port, "/out%d" % i)[0], 200)
+        self.assertEqual([r["path"] for r in a.seen], before, "a failing backend got requests")
+        a.server.health_status = 200
+        m.wait_log("main backend %s passes its health check again (2 in a row)" % a.addr)
+        for i in range(10):
+            self.assertEqual(request(m.port, "/in%d" % i)[0], 200)
+        self.assertTrue(any(r["path"].startswith("/in") for r in a.seen))
+        # Once per process, not once per worker: at most one probe of b per interval (180 ms
+        # with the jitter), where two workers would each send their own.
+        elapsed = time.monotonic() - started
+        self.assertGreater(b.server.probes, 0)
+        self.assertLessEqual(b.server.probes, elapsed / 0.18 + 2, (b.server.probes, elapsed))
+        self.stop_clean(m)
+
+
 class TestEverythingDown(MoatTestCase):
     def test_every_backend_down_then_one_back(self):
         import http.server
