@@ -215,6 +215,9 @@ static void describe_start(const struct moat_runtime *rt, const char *listen_nam
     for (size_t i = 0; i < rt->n_backends; i++) {
         size_t used = strlen(backends);
         const struct moat_backend *b = &rt->backends[i];
+        if (i > 0 && b->pool == rt->backends[i - 1].pool &&
+            strcmp(b->name, rt->backends[i - 1].name) == 0)
+            continue; /* another address of the same name */
         /* Pools are named only when there are several: "web:10.0.0.1:80" */
         snprintf(backends + used, sizeof(backends) - used, "%s%s%s%s", i ? "," : "",
                  rt->n_pools > 1 ? rt->pools[b->pool].name : "", rt->n_pools > 1 ? ":" : "",

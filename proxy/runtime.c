@@ -48,6 +48,33 @@ int moat_resolve(const struct moat_cfg_hostport *hp, int passive, struct sockadd
     return 0;
 }
 
+int moat_resolve_all(const struct moat_cfg_hostport *hp, struct sockaddr_storage *out,
+                     size_t cap, size_t *n)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+    char port[8];
+    snprintf(port, sizeof(port), "%u", hp->port);
+    struct addrinfo *res;
+    int rc = getaddrinfo(hp->host, port, &hints, &res);
+    *n = 0;
+    if (rc != 0)
+        return rc;
+    for (struct addrinfo *a = res; a != NULL && *n < cap; a = a->ai_next) {
+        if (a->ai_addrlen > sizeof(out[0]))
+            continue;
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof(ss));
+        memcpy(&ss, a->ai_addr, a->ai_addrlen);
+        int seen = 0; /* the same address for another protocol or from /etc/hosts twice */
+        for (size_t i = 0; i < *n && !seen; i++)
+            seen = memcmp(&out[i], &ss, sizeof(ss)) == 0;
+        if (!seen)
+            out[(*n)++] = ss;
+    }
+    freeaddrinfo(res);
+    return 0;
+}
+
 static void copy_limits(const struct moat_cfg *cfg, struct moat_runtime *rt)
 {
     rt->handshake_timeout_ms = cfg->handshake_timeout_ms;
@@ -145,65 +172,92 @@ static int load_tls(struct moat_runtime *rt, char *err, size_t err_len)
     return 0;
 }
 
+/* Every address of every backend name becomes a backend (a Compose service scaled to three
+ * answers with three). A name that does not resolve is a warning, not an error: its pool has
+ * fewer members, none at all answers 503 and /readyz says not ready, until a reload finds it. */
+#define MAX_ADDRS_PER_NAME 64
 static int resolve_backends(struct moat_runtime *rt, char *err, size_t err_len)
 {
     const struct moat_cfg *cfg = rt->cfg;
-    size_t total = 0;
+    size_t n_cfg = 0;
     for (size_t p = 0; p < cfg->n_pools; p++)
-        total += cfg->pools[p].n_backends;
-    rt->backends = calloc(total, sizeof(*rt->backends));
-    rt->targets = calloc(total, sizeof(*rt->targets));
-    rt->weights = calloc(total, sizeof(*rt->weights));
-    rt->pools = calloc(cfg->n_pools, sizeof(*rt->pools));
-    if (rt->backends == NULL || rt->targets == NULL || rt->weights == NULL || rt->pools == NULL) {
+        n_cfg += cfg->pools[p].n_backends;
+    struct sockaddr_storage *addrs = calloc(n_cfg * MAX_ADDRS_PER_NAME + 1, sizeof(*addrs));
+    size_t *n_addrs = calloc(n_cfg + 1, sizeof(*n_addrs));
+    if (addrs == NULL || n_addrs == NULL) {
+        free(addrs);
+        free(n_addrs);
         snprintf(err, err_len, "out of memory");
         return -1;
     }
-    rt->n_pools = cfg->n_pools;
+    size_t total = 0, k = 0;
     for (size_t p = 0; p < cfg->n_pools; p++) {
+        for (size_t i = 0; i < cfg->pools[p].n_backends; i++, k++) {
+            const struct moat_cfg_hostport *hp = &cfg->pools[p].backends[i].addr;
+            int rc = moat_resolve_all(hp, &addrs[k * MAX_ADDRS_PER_NAME], MAX_ADDRS_PER_NAME,
+                                      &n_addrs[k]);
+            if (rc != 0 || n_addrs[k] == 0)
+                moat_log(MOAT_LOG_WARN, "main backend %s%s%s:%u (pool %s) does not resolve: %s; "
+                         "it gets no requests until a reload resolves it",
+                         hp->is_ipv6 ? "[" : "", hp->host, hp->is_ipv6 ? "]" : "", hp->port,
+                         cfg->pools[p].name, rc != 0 ? gai_strerror(rc) : "no address");
+            total += n_addrs[k];
+        }
+    }
+    rt->backends = calloc(total + 1, sizeof(*rt->backends));
+    rt->targets = calloc(total + 1, sizeof(*rt->targets));
+    rt->weights = calloc(total + 1, sizeof(*rt->weights));
+    rt->pools = calloc(cfg->n_pools + 1, sizeof(*rt->pools));
+    int rc = 0;
+    if (rt->backends == NULL || rt->targets == NULL || rt->weights == NULL || rt->pools == NULL) {
+        snprintf(err, err_len, "out of memory");
+        rc = -1;
+    }
+    rt->n_pools = rc == 0 ? cfg->n_pools : 0;
+    k = 0;
+    for (size_t p = 0; rc == 0 && p < cfg->n_pools; p++) {
         const struct moat_cfg_pool *cp = &cfg->pools[p];
+        size_t first = rt->n_backends;
+        for (size_t i = 0; rc == 0 && i < cp->n_backends; i++, k++) {
+            const struct moat_cfg_hostport *hp = &cp->backends[i].addr;
+            for (size_t a = 0; a < n_addrs[k]; a++) {
+                const struct sockaddr_storage *addr = &addrs[k * MAX_ADDRS_PER_NAME + a];
+                struct moat_backend *b = &rt->backends[rt->n_backends];
+                snprintf(b->name, sizeof(b->name), hp->is_ipv6 ? "[%s]:%u" : "%s:%u", hp->host,
+                         hp->port);
+                b->pool = p;
+                b->metrics_slot = SIZE_MAX;
+                char text[64];
+                moat_format_addr((const struct sockaddr *)addr, text, sizeof(text));
+                /* The same pool and address as in the snapshot before: the same target. */
+                b->target = moat_target_get(cp->name, addr, text);
+                if (b->target == NULL) {
+                    snprintf(err, err_len, "backend %s (pool %s): more than %d backends",
+                             b->name, cp->name, MOAT_MAX_TARGETS);
+                    rc = -1;
+                    break;
+                }
+                b->weight = cp->backends[i].weight;
+                rt->weights[rt->n_backends] = b->weight;
+                rt->targets[rt->n_backends++] = b->target;
+            }
+        }
+        size_t n = rt->n_backends - first;
         rt->pools[p] = (struct moat_rt_pool){
-            .name = cp->name, .first = rt->n_backends, .n = cp->n_backends,
-            .members = {.targets = &rt->targets[rt->n_backends],
-                        .weights = &rt->weights[rt->n_backends],
-                        .first = rt->n_backends, .n = cp->n_backends, .alg = cp->balance,
-                        .hash_by = cp->hash_by, .hash_name = cp->hash_name,
-                        .sticky_cookie = cp->sticky_cookie},
+            .name = cp->name, .first = first, .n = n,
+            .members = {.targets = &rt->targets[first], .weights = &rt->weights[first],
+                        .first = first, .n = n, .alg = cp->balance, .hash_by = cp->hash_by,
+                        .hash_name = cp->hash_name, .sticky_cookie = cp->sticky_cookie},
             .passive = {.consecutive_errors = cp->passive_errors,
                         .ejection_ms = cp->passive_ejection_ms,
                         .max_ejection_ms = 300000},
             .retry_attempts = cp->retry_attempts, .retry_budget_pct = cp->retry_budget_pct,
             .sticky_same_site = cp->sticky_same_site,
             .metrics_slot = SIZE_MAX};
-        for (size_t i = 0; i < cp->n_backends; i++) {
-            const struct moat_cfg_hostport *hp = &cp->backends[i].addr;
-            struct moat_backend *b = &rt->backends[rt->n_backends];
-            snprintf(b->name, sizeof(b->name), hp->is_ipv6 ? "[%s]:%u" : "%s:%u", hp->host,
-                     hp->port);
-            b->pool = p;
-            b->metrics_slot = SIZE_MAX;
-            struct sockaddr_storage addr;
-            int rc = moat_resolve(hp, 0, &addr);
-            if (rc != 0) {
-                snprintf(err, err_len, "backend %s (pool %s): %s", b->name, cp->name,
-                         gai_strerror(rc));
-                return -1;
-            }
-            char text[64];
-            moat_format_addr((const struct sockaddr *)&addr, text, sizeof(text));
-            /* The same pool and address as in the snapshot before: the same target. */
-            b->target = moat_target_get(cp->name, &addr, text);
-            if (b->target == NULL) {
-                snprintf(err, err_len, "backend %s (pool %s): more than %d backends", b->name,
-                         cp->name, MOAT_MAX_TARGETS);
-                return -1;
-            }
-            b->weight = cp->backends[i].weight;
-            rt->weights[rt->n_backends] = b->weight;
-            rt->targets[rt->n_backends++] = b->target;
-        }
     }
-    return 0;
+    free(addrs);
+    free(n_addrs);
+    return rc;
 }
 
 struct moat_runtime *moat_runtime_build(struct moat_cfg *cfg, char *err, size_t err_len)

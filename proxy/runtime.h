@@ -84,6 +84,11 @@ void moat_runtime_unref(struct moat_runtime *rt); /* atomic; frees at 0; NULL: n
 /* "127.0.0.1:8443" or "[::1]:8443". */
 void moat_format_addr(const struct sockaddr *sa, char *out, size_t cap);
 
+/* Every address of host:port, up to cap, without repeats (blocking; at start and on reload
+ * only). 0 or a getaddrinfo() error. */
+int moat_resolve_all(const struct moat_cfg_hostport *hp, struct sockaddr_storage *out,
+                     size_t cap, size_t *n);
+
 /* Resolves host:port (blocking; at start and on reload only). 0 or a getaddrinfo() error. */
 int moat_resolve(const struct moat_cfg_hostport *hp, int passive, struct sockaddr_storage *out);
 

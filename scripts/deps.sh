@@ -19,10 +19,10 @@ export DEBIAN_FRONTEND=noninteractive
 # and the sanitizer runtimes for the fuzzing harnesses. The TLS engine (scripts/engine.sh):
 # dpkg-dev (apt-get source unpacks with dpkg-source; dpkg-buildflags), libssl-dev (the
 # accelerator's libcrypto), python3-jinja2 + python3-jsonschema (mbedTLS's driver-wrapper
-# generator), patch.
+# generator), patch. python3-yaml: the test of deploy/ parses its Compose and Kubernetes files.
 base_pkgs=(build-essential cmake pkg-config libuv1-dev libyaml-dev libcmocka-dev clang libclang-rt-dev
            curl openssl python3 ca-certificates dpkg-dev libssl-dev python3-jinja2
-           python3-jsonschema patch)
+           python3-jsonschema python3-yaml patch)
 bench_pkgs=(nginx-light haproxy wrk)
 newer_pkgs=(libmbedtls-dev libllhttp-dev)
 

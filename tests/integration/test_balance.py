@@ -321,6 +321,139 @@ logging: {access_log: false}
         self.stop_clean(m)
 
 
+# A name that cannot resolve, refused by the C library itself (a DNS label is at most 63
+# bytes): no query leaves the machine.
+UNRESOLVABLE = "a" * 64 + ".test"
+
+
+class TestNames(MoatTestCase):
+    def test_a_name_that_does_not_resolve_is_a_warning(self):
+        a = self.backend()
+        path, m = self.moat_config("""pools:
+  app: {backends: ["%s:8080"]}
+  web: {backends: [%s]}
+routes:
+  - {path: /web/, pool: web}
+default_pool: app
+admin: {listen: "127.0.0.1:0"}
+""" % (UNRESOLVABLE, a.addr))
+        self.assertIn("does not resolve", m.stderr())
+        self.assertIn("it gets no requests until a reload resolves it", m.stderr())
+        status, fields, _ = request(m.port, "/app")
+        self.assertEqual(status, 503)
+        self.assertEqual(fields["retry-after"], ["1"])
+        self.assertEqual(request(m.port, "/web/x")[0], 200)  # the other pool is served
+        import re
+        admin = int(re.search(r"admin listening on http://127\.0\.0\.1:(\d+)",
+                              m.stderr()).group(1))
+        conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=10)
+        conn.request("GET", "/readyz")
+        resp = conn.getresponse()
+        body = resp.read()
+        conn.close()
+        self.assertEqual(resp.status, 503, body)
+        self.assertIn(b"pool app", body)
+        self.stop_clean(m)
+
+    def test_every_address_of_a_name_is_a_backend(self):
+        """localhost has 127.0.0.1 and ::1 here when IPv6 is on: both get requests."""
+        import socket
+        addrs = {ai[4][0] for ai in socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)}
+        if len(addrs) < 2:
+            self.skipTest("localhost has one address here")
+        import http.server
+        port = free_port()
+        servers = []
+        for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            class Server(http.server.ThreadingHTTPServer):
+                address_family = fam
+            srv = Server((host, port), EchoHandler)
+            srv.seen = []
+            threading.Thread(target=srv.serve_forever, daemon=True).start()
+            self.addCleanup(srv.server_close)
+            self.addCleanup(srv.shutdown)
+            servers.append(srv)
+        m = self.moat("--backend", "localhost:%d" % port, "--workers", "1")
+        for i in range(6):
+            self.assertEqual(request(m.port, "/n%d" % i)[0], 200)
+        self.assertEqual([len(s.seen) for s in servers], [3, 3])
+        self.stop_clean(m)
+
+
+class SteadyClient(threading.Thread):
+    """GETs at about 50 per second until stopped (bounded: 60 s, 3000 requests), on one kept-alive
+    connection and, every fifth, on a new one; records every status that is not 2xx."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port, self.stop, self.ok, self.bad = port, threading.Event(), 0, []
+
+    def run(self):
+        conn = None
+        deadline = time.monotonic() + 60
+        n = 0
+        while not self.stop.is_set() and time.monotonic() < deadline and n < 3000:
+            n += 1
+            if conn is None or n % 5 == 0:
+                if conn is not None:
+                    conn.close()
+                conn = http.client.HTTPSConnection("localhost", self.port,
+                                                   context=Certs.client_context(), timeout=10)
+            try:
+                conn.request("GET", "/deploy/%d" % n)
+                resp = conn.getresponse()
+                resp.read()
+                if 200 <= resp.status < 300:
+                    self.ok += 1
+                else:
+                    self.bad.append(resp.status)
+            except Exception as e:  # a failure of any kind counts
+                self.bad.append("%s: %s" % (type(e).__name__, e))
+                conn.close()
+                conn = None
+            time.sleep(0.02)  # the pace of the load, not a wait for a state
+        if conn is not None:
+            conn.close()
+
+
+class TestRollingDeploy(MoatTestCase):
+    def test_replacing_a_backend_at_50_requests_per_second_costs_no_error(self):
+        old, new = self.backend(handler=HealthHandler), self.backend(handler=HealthHandler)
+        for x in (old, new):
+            x.server.health_status, x.server.probes = 200, 0
+        conf = """workers: 2
+pools:
+  app:
+    backends: [%s]
+    health_check: {path: /healthz, interval: 200ms, timeout: 1s, rise: 1, fall: 2}
+logging: {access_log: false}
+"""
+        path, m = self.moat_config(conf % old.addr)
+        client = SteadyClient(m.port)
+        client.start()
+        # 1. The new instance comes up and joins the pool.
+        write_config(path, conf % ("%s, %s" % (old.addr, new.addr)))
+        m.reload("configuration 2 in use by every worker")
+        # 2. The old one is told to stop: its check says 503, moat takes it out at once.
+        old.server.health_status = 503
+        m.wait_log("backend %s fails its health check" % old.addr)
+        # 3. It goes, and leaves the configuration.
+        old.stop()
+        write_config(path, conf % new.addr)
+        m.reload("configuration 3 in use by every worker")
+        served_before = len(new.seen)
+        deadline = time.monotonic() + 10
+        while len(new.seen) < served_before + 50 and time.monotonic() < deadline:
+            time.sleep(0.02)  # until 50 more requests (a second of load) are served
+        client.stop.set()
+        client.join(timeout=30)
+        self.assertEqual(client.bad, [], "requests failed during the deploy")
+        self.assertGreater(client.ok, 50)
+        self.assertTrue(any(r["path"].startswith("/deploy/") for r in old.seen))
+        self.assertGreaterEqual(len(new.seen), served_before + 50)
+        self.stop_clean(m)
+
+
 class TestEverythingDown(MoatTestCase):
     def test_every_backend_down_then_one_back(self):
         import http.server
