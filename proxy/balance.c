@@ -84,6 +84,7 @@ struct moat_target *moat_target_get(const char *pool, const struct sockaddr_stor
         atomic_init(&t->fails, 0);
         atomic_init(&t->ejected_until_ms, 0);
         atomic_init(&t->ejections, 0);
+        atomic_init(&t->ejections_total, 0);
         atomic_init(&t->paused_until_ms, 0);
         atomic_init(&t->admin_state, MOAT_TARGET_READY);
         atomic_init(&t->admin_weight, -1);
@@ -172,6 +173,7 @@ uint64_t moat_target_failed(struct moat_target *t, const struct moat_balance_poo
                             memory_order_relaxed))
         return 0; /* another worker ejected it first */
     atomic_store_explicit(&t->fails, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&t->ejections_total, 1, memory_order_relaxed);
     return ms;
 }
 

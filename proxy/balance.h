@@ -35,6 +35,7 @@ struct moat_target {
     _Atomic uint32_t fails;
     _Atomic uint64_t ejected_until_ms;
     _Atomic uint32_t ejections;     /* in a row: each is longer than the last */
+    _Atomic uint64_t ejections_total;
     _Atomic uint64_t paused_until_ms;
     /* The admin's word (PUT /backends/...), kept across reloads: its state, and a weight that
      * overrides the configuration's (-1: none). */

@@ -1107,6 +1107,9 @@ static uint64_t retry_after_ms(const struct moat_http_head *h)
 static void judge_response(struct moat_conn *c, const struct moat_http_head *h)
 {
     int st = h->status;
+    if (c->ex.tries > 0)
+        moat_metrics_backend_response(c->w->metrics, c->rt->backends[c->ex.backend].metrics_slot,
+                                      st, uv_now(&c->w->loop) - c->ex.up_start_ms);
     c->ex.retry_503 = st == 503 && c->ex.replay_ok && c->ex.req_done &&
                       moat_http_method_is_idempotent(c->ex.method) && may_try_another(c) &&
                       (c->ex.is_retry ||

@@ -42,6 +42,9 @@ struct moat_metrics {
     _Atomic uint64_t handshakes[MOAT_METRICS_HS_KINDS];
     _Atomic uint64_t client_timeouts[MOAT_METRICS_CT_KINDS];
     _Atomic int is_listening;
+    /* Per backend slot: the backend's own responses by class, and the time to their heads. */
+    _Atomic uint64_t backend_responses[MOAT_METRICS_MAX_BACKENDS][N_CLASSES];
+    _Atomic uint64_t backend_first_byte_ms[MOAT_METRICS_MAX_BACKENDS];
     struct pool_counters pools[MOAT_METRICS_MAX_POOLS];
 };
 
@@ -83,6 +86,15 @@ void moat_metrics_request(struct moat_metrics *m, size_t pool, int status, uint6
         b++;
     add(&p->buckets[b], 1);
     add(&p->duration_ms_sum, duration_ms);
+}
+
+void moat_metrics_backend_response(struct moat_metrics *m, size_t backend, int status,
+                                   uint64_t first_byte_ms)
+{
+    if (m == NULL || backend >= MOAT_METRICS_MAX_BACKENDS || status < 100 || status > 599)
+        return;
+    add(&m->backend_responses[backend][status / 100 - 1], 1);
+    add(&m->backend_first_byte_ms[backend], first_byte_ms);
 }
 
 void moat_metrics_bytes_in(struct moat_metrics *m, uint64_t n)
@@ -407,6 +419,85 @@ static void put_pool_kinds(struct text *t, const struct moat_metrics_set *set, c
     }
 }
 
+static void put_backend_labels(struct text *t, const struct moat_metrics_set *set, size_t b)
+{
+    put_pool_label(t, set, set->backend_pool[b]);
+    put(t, ",backend=\"");
+    put_label(t, set->backend_names[b]);
+    put(t, "\"");
+}
+
+/* The state of a backend's target, as /backends names it. */
+static const char *target_state(const struct moat_target *t, uint64_t now_ms)
+{
+    int admin = atomic_load(&t->admin_state);
+    if (admin == MOAT_TARGET_MAINT)
+        return "maint";
+    if (atomic_load(&t->check_down) || atomic_load(&t->down_until_ms) > now_ms)
+        return "down";
+    if (atomic_load(&t->ejected_until_ms) > now_ms)
+        return "ejected";
+    if (atomic_load(&t->paused_until_ms) > now_ms)
+        return "paused";
+    return admin == MOAT_TARGET_DRAIN ? "draining" : "up";
+}
+
+/* Per backend: its responses, time to first byte, state, connections, ejections. */
+static void render_backends(struct text *t, const struct moat_metrics_set *set, uint64_t now_ms)
+{
+    put_family(t, "moat_backend_responses_total", "counter",
+               "Responses from the backend itself, by status class (moat's own errors not "
+               "included).");
+    for (size_t i = 0; i < set->n_cur_backends; i++) {
+        size_t b = set->cur_backends[i];
+        for (size_t k = 0; k < N_CLASSES; k++) {
+            put(t, "moat_backend_responses_total{");
+            put_backend_labels(t, set, b);
+            put(t, ",code=\"%zuxx\"} %llu\n", k + 1,
+                (unsigned long long)SUM(set, backend_responses[b][k]));
+        }
+    }
+    put_family(t, "moat_backend_first_byte_seconds_sum", "counter",
+               "Time from choosing the backend to its response head (connect and upload "
+               "included), summed over its responses (divide by their count for the mean).");
+    for (size_t i = 0; i < set->n_cur_backends; i++) {
+        size_t b = set->cur_backends[i];
+        put(t, "moat_backend_first_byte_seconds_sum{");
+        put_backend_labels(t, set, b);
+        put(t, "} %.3f\n", (double)SUM(set, backend_first_byte_ms[b]) / 1000.0);
+    }
+    static const char *const states[] = {"up", "down", "ejected", "paused", "draining",
+                                         "maint"};
+    put_family(t, "moat_backend_state", "gauge",
+               "1 for the backend's state now (up, down: a failed connect or health check, "
+               "ejected: passive health, paused: Retry-After, draining, maint: the admin API).");
+    for (size_t i = 0; i < set->n_cur_backends; i++) {
+        size_t b = set->cur_backends[i];
+        const char *now = set->backend_target[b] != NULL
+                              ? target_state(set->backend_target[b], now_ms) : "up";
+        for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++) {
+            put(t, "moat_backend_state{");
+            put_backend_labels(t, set, b);
+            put(t, ",state=\"%s\"} %d\n", states[k], strcmp(states[k], now) == 0);
+        }
+    }
+    put_family(t, "moat_backend_connections", "gauge",
+               "Connections open to the backend, every worker's and the health checks'.");
+    put_family(t, "moat_backend_ejections_total", "counter",
+               "Times passive health ejected the backend.");
+    for (size_t i = 0; i < set->n_cur_backends; i++) {
+        size_t b = set->cur_backends[i];
+        const struct moat_target *tg = set->backend_target[b];
+        put(t, "moat_backend_connections{");
+        put_backend_labels(t, set, b);
+        put(t, "} %d\n", tg != NULL ? atomic_load(&tg->connections) : 0);
+        put(t, "moat_backend_ejections_total{");
+        put_backend_labels(t, set, b);
+        put(t, "} %llu\n", tg != NULL ? (unsigned long long)atomic_load(&tg->ejections_total)
+                                       : 0ull);
+    }
+}
+
 static void render_pools(struct text *t, const struct moat_metrics_set *set)
 {
     put_family(t, "moat_requests_total", "counter",
@@ -502,6 +593,8 @@ int moat_metrics_set_render(const struct moat_metrics_set *set, uint64_t now_ms,
             (unsigned long long)SUM(set, client_timeouts[k]));
 
     render_pools(&t, set);
+
+    render_backends(&t, set, now_ms);
 
     put_family(&t, "moat_backend_up", "gauge",
                "1 if the workers send requests to the backend, 0 while they pass it by after "

@@ -98,6 +98,10 @@ int moat_metrics_set_is_ready(const struct moat_metrics_set *set, uint64_t now_m
  * A request was answered with status after duration_ms (loop time since its first byte). */
 void moat_metrics_request(struct moat_metrics *m, size_t pool, int status, uint64_t duration_ms);
 
+/* A response head from the backend in this slot: its status, and the ms since it was chosen. */
+void moat_metrics_backend_response(struct moat_metrics *m, size_t backend, int status,
+                                   uint64_t first_byte_ms);
+
 void moat_metrics_bytes_in(struct moat_metrics *m, uint64_t n);  /* from clients (on the wire) */
 void moat_metrics_bytes_out(struct moat_metrics *m, uint64_t n); /* to clients (on the wire) */
 

@@ -31,6 +31,15 @@ class NoKeepAlive(EchoHandler):
     do_GET = do_POST = do_HEAD = handle_any
 
 
+class AlwaysFails(EchoHandler):
+    """Every answer is a 500: a backend passive health takes out."""
+
+    def handle_any(self):
+        self.reply(500, b"no\n")
+
+    do_GET = do_POST = handle_any
+
+
 def parse_metrics(text):
     """Prometheus text format 0.0.4 -> {(name, frozenset(labels)): value}; checks that every
     sample's family was announced by # HELP and # TYPE lines first."""
@@ -153,6 +162,31 @@ class TestAdmin(MoatTestCase):
             if not wrong or time.monotonic() > deadline:
                 return got, wrong
             time.sleep(0.05)
+
+    def test_per_backend_series(self):
+        """Each backend's own responses, its state and ejections, its connections."""
+        good, bad = self.backend(), self.backend(handler=AlwaysFails)
+        m, admin = self.start("--backend", good.addr, "--backend", bad.addr, "--workers", "2")
+        client = Client(m.port)
+        for _ in range(20):
+            client.get("/")
+        pool = ("pool", "default")
+        want = {
+            ("moat_backend_responses_total",
+             frozenset([pool, ("backend", bad.addr), ("code", "5xx")])): 5,
+            ("moat_backend_responses_total",
+             frozenset([pool, ("backend", good.addr), ("code", "2xx")])): 15,
+            ("moat_backend_state", frozenset([pool, ("backend", bad.addr),
+                                              ("state", "ejected")])): 1,
+            ("moat_backend_state", frozenset([pool, ("backend", good.addr),
+                                              ("state", "up")])): 1,
+            ("moat_backend_ejections_total", frozenset([pool, ("backend", bad.addr)])): 1,
+        }
+        got, wrong = self.wait_metrics(admin, want)
+        self.assertEqual(wrong, {}, "metrics that differ (got, want)")
+        self.assertGreaterEqual(
+            got[("moat_backend_connections", frozenset([pool, ("backend", good.addr)]))], 1)
+        self.stop_clean(m)
 
     def test_counters_match_traffic_and_readiness(self):
         backend = self.backend(handler=NoKeepAlive)
