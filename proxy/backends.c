@@ -1,50 +1,18 @@
 /* proxy/backends.c: see backends.h. */
 #include "proxy/backends.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proxy/balance.h"
+#include "proxy/base/text.h"
 #include "proxy/runtime.h"
 
-struct text {
-    char *buf; /* owned */
-    size_t len, cap;
-    int failed;
-};
-
-static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void put(struct text *t, const char *fmt, ...)
-{
-    for (int pass = 0; pass < 2 && !t->failed; pass++) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            t->failed = 1;
-            return;
-        }
-        if ((size_t)n < t->cap - t->len) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = (t->cap + (size_t)n + 1) * 2;
-        char *grown = realloc(t->buf, cap);
-        if (grown == NULL) {
-            t->failed = 1;
-            return;
-        }
-        t->buf = grown;
-        t->cap = cap;
-    }
-}
+#define put moat_text_put /* the answer is printed into a struct moat_text */
 
 /* s as a JSON string, quotes included. */
-static void put_string(struct text *t, const char *s)
+static void put_string(struct moat_text *t, const char *s)
 {
     put(t, "\"");
     for (; *s != '\0'; s++) {
@@ -101,7 +69,7 @@ static uint64_t remaining_ms(_Atomic uint64_t *until, uint64_t now_ms)
 
 int moat_backends_json(const struct moat_runtime *rt, uint64_t now_ms, char **out, size_t *len)
 {
-    struct text t = {0};
+    struct moat_text t = {0};
     put(&t, "{\"pools\": [");
     for (size_t p = 0; p < rt->n_pools; p++) {
         const struct moat_rt_pool *rp = &rt->pools[p];

@@ -5,7 +5,6 @@
 #include "proxy/metrics.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 
 #include "config/config.h"
 #include "proxy/balance.h"
+#include "proxy/base/text.h"
 
 /* Upper bounds of the request duration buckets, in milliseconds (loop time has no finer
  * resolution), and as Prometheus writes them, in seconds. */
@@ -320,42 +320,10 @@ int moat_metrics_set_is_ready(const struct moat_metrics_set *set, uint64_t now_m
 
 /* ---- rendering ---------------------------------------------------------------------------- */
 
-struct text {
-    char *buf; /* owned */
-    size_t len, cap;
-    int failed; /* out of memory: the rest is dropped */
-};
-
-static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void put(struct text *t, const char *fmt, ...)
-{
-    for (int round = 0; round < 2 && !t->failed; round++) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            t->failed = 1;
-            return;
-        }
-        if ((size_t)n < t->cap - t->len) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = t->cap * 2 > t->len + (size_t)n + 1 ? t->cap * 2 : t->len + (size_t)n + 1;
-        char *b = realloc(t->buf, cap);
-        if (b == NULL) {
-            t->failed = 1;
-            return;
-        }
-        t->buf = b;
-        t->cap = cap;
-    }
-}
+#define put moat_text_put /* the renderers print into a struct moat_text */
 
 /* A label value with the text format's escapes: backslash, double quote and line feed. */
-static void put_label(struct text *t, const char *s)
+static void put_label(struct moat_text *t, const char *s)
 {
     for (; *s != '\0' && !t->failed; s++) {
         if (*s == '\\')
@@ -369,7 +337,7 @@ static void put_label(struct text *t, const char *s)
     }
 }
 
-static void put_family(struct text *t, const char *name, const char *type, const char *help)
+static void put_family(struct moat_text *t, const char *name, const char *type, const char *help)
 {
     put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
@@ -393,7 +361,7 @@ static const char *const retry_names[MOAT_METRICS_RETRY_KINDS] = {"connect", "st
                                                                    "status_503",
                                                                    "refused_by_budget"};
 
-static void put_pool_label(struct text *t, const struct moat_metrics_set *set, size_t p)
+static void put_pool_label(struct moat_text *t, const struct moat_metrics_set *set, size_t p)
 {
     put(t, "pool=\"");
     put_label(t, set->pool_names[p]);
@@ -403,7 +371,7 @@ static void put_pool_label(struct text *t, const struct moat_metrics_set *set, s
 static const char *const class_names[N_CLASSES] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 
 /* One sample per current pool and kind: counters[kind] sits at offset in struct pool_counters. */
-static void put_pool_kinds(struct text *t, const struct moat_metrics_set *set, const char *metric,
+static void put_pool_kinds(struct moat_text *t, const struct moat_metrics_set *set, const char *metric,
                            const char *label, const char *const *kinds, size_t n_kinds,
                            size_t offset)
 {
@@ -419,7 +387,7 @@ static void put_pool_kinds(struct text *t, const struct moat_metrics_set *set, c
     }
 }
 
-static void put_backend_labels(struct text *t, const struct moat_metrics_set *set, size_t b)
+static void put_backend_labels(struct moat_text *t, const struct moat_metrics_set *set, size_t b)
 {
     put_pool_label(t, set, set->backend_pool[b]);
     put(t, ",backend=\"");
@@ -443,7 +411,7 @@ static const char *target_state(const struct moat_target *t, uint64_t now_ms)
 }
 
 /* Per backend: its responses, time to first byte, state, connections, ejections. */
-static void render_backends(struct text *t, const struct moat_metrics_set *set, uint64_t now_ms)
+static void render_backends(struct moat_text *t, const struct moat_metrics_set *set, uint64_t now_ms)
 {
     put_family(t, "moat_backend_responses_total", "counter",
                "Responses from the backend itself, by status class (moat's own errors not "
@@ -498,7 +466,7 @@ static void render_backends(struct text *t, const struct moat_metrics_set *set, 
     }
 }
 
-static void render_pools(struct text *t, const struct moat_metrics_set *set)
+static void render_pools(struct moat_text *t, const struct moat_metrics_set *set)
 {
     put_family(t, "moat_requests_total", "counter",
                "Requests answered, by pool and status class (moat's own error responses "
@@ -544,7 +512,7 @@ static void render_pools(struct text *t, const struct moat_metrics_set *set)
 int moat_metrics_set_render(const struct moat_metrics_set *set, uint64_t now_ms, char **out,
                             size_t *len)
 {
-    struct text t = {.cap = 8192};
+    struct moat_text t = {.cap = 8192};
     t.buf = malloc(t.cap);
     if (t.buf == NULL)
         return -ENOMEM;

@@ -41,7 +41,8 @@ static void check_model(const struct moat_cfg *cfg)
         if (cfg->pools[p].name == NULL || cfg->pools[p].n_backends == 0)
             abort();
         for (size_t b = 0; b < cfg->pools[p].n_backends; b++)
-            if (cfg->pools[p].backends[b].port == 0)
+            if (cfg->pools[p].backends[b].addr.port == 0 ||
+                cfg->pools[p].backends[b].weight > MOAT_CFG_MAX_WEIGHT)
                 abort();
     }
     for (size_t r = 0; r < cfg->n_routes; r++) {
