@@ -243,6 +243,22 @@ backend_port=$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/backen
 [ -n "$backend_port" ] || die "backend did not start: $(cat "$work/backend.out")"
 log "backend on 127.0.0.1:$backend_port"
 
+# Four more backends for the load-balancing figure (keepalive_lb): weights 1 to 4, reached by
+# Host: lb.test; moat also checks them (GET /small every second).
+lb_ports=()
+for k in 1 2 3 4; do
+    taskset -c "$client_cpu" "$work/backend" >"$work/backend-lb$k.out" 2>&1 &
+    started_pids+=($!)
+    for _ in $(seq 50); do
+        grep -q '^listening ' "$work/backend-lb$k.out" && break
+        sleep 0.1
+    done
+    lb_port=$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/backend-lb$k.out")
+    [ -n "$lb_port" ] || die "backend lb$k did not start"
+    lb_ports+=("$lb_port")
+done
+log "load-balancing backends on ${lb_ports[*]}"
+
 # The same TLS choices everywhere, moat's: TLS 1.2 and 1.3; TLS 1.3 suites AES-128-GCM,
 # AES-256-GCM, ChaCha20-Poly1305, picked in the client's order (every client here is OpenSSL,
 # which lists AES-256-GCM first); ECDHE-ECDSA AEAD suites for TLS 1.2; groups X25519, P-256,
@@ -277,6 +293,14 @@ http {
         keepalive 64;
         keepalive_requests 1000000;
     }
+    upstream lb {
+        server 127.0.0.1:${lb_ports[0]} weight=1;
+        server 127.0.0.1:${lb_ports[1]} weight=2;
+        server 127.0.0.1:${lb_ports[2]} weight=3;
+        server 127.0.0.1:${lb_ports[3]} weight=4;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
     server {
         listen 127.0.0.1:$port ssl;
         ssl_certificate $work/cert.pem;
@@ -293,6 +317,37 @@ http {
         client_body_buffer_size 128k;
         location / {
             proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto https;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header Via "1.1 nginx";
+            proxy_request_buffering off;
+            proxy_buffering on;
+            proxy_buffer_size 16k;
+            proxy_buffers 16 16k;
+            proxy_max_temp_file_size 0;
+        }
+    }
+    server {
+        listen 127.0.0.1:$port ssl;
+        server_name lb.test;
+        ssl_certificate $work/cert.pem;
+        ssl_certificate_key $work/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers $tls12_suites;
+        ssl_conf_command Ciphersuites $tls13_suites;
+        ssl_conf_command NumTickets 1;
+        ssl_prefer_server_ciphers off;
+        ssl_ecdh_curve $groups;
+        keepalive_requests 1000000;
+        keepalive_timeout 60s;
+        client_max_body_size 0;
+        client_body_buffer_size 128k;
+        location / {
+            proxy_pass http://lb;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host \$http_host;
@@ -395,6 +450,16 @@ listeners:
     tls: {certificates: [{cert: $work/rsa-cert.pem, key: $work/rsa-key.pem}]}
 pools:
   default: {backends: [127.0.0.1:$backend_port]}
+  lb:
+    backends:
+      - {address: 127.0.0.1:${lb_ports[0]}, weight: 1}
+      - {address: 127.0.0.1:${lb_ports[1]}, weight: 2}
+      - {address: 127.0.0.1:${lb_ports[2]}, weight: 3}
+      - {address: 127.0.0.1:${lb_ports[3]}, weight: 4}
+    health_check: {path: /small, interval: 1s}
+routes:
+  - {host: lb.test, pool: lb}
+default_pool: default
 timeouts: {head: 60s, drain: 1s}
 logging: {level: warn, access_log: false}
 END
@@ -644,12 +709,16 @@ for ((round = 1; round <= rounds; round++)); do
     read -r -a order <<<"$proxies"
     shift_by=$(((round - 1) % ${#order[@]}))
     order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
-    for test in keepalive handshakes handshakes_rsa download upload; do
+    for test in keepalive keepalive_lb handshakes handshakes_rsa download upload; do
         for p in "${order[@]}"; do
             [[ " $proxies " == *" $p "* ]] || continue
+            # Load balancing: moat against nginx with the equivalent upstream block only.
+            [[ $test != keepalive_lb || $p == moat || $p == nginx ]] || continue
             log "round $round/$rounds: $test on $p (${dur_s} s)"
             case "$test" in
             keepalive) run_wrk "$round" "$p" keepalive "$ka_conns" /small "$dur_s" ;;
+            keepalive_lb)
+                run_wrk "$round" "$p" keepalive_lb "$ka_conns" /small "$dur_s" -H "Host: lb.test" ;;
             handshakes) run_handshakes "$round" "$p" handshakes "${port_of[$p]}" ;;
             handshakes_rsa) run_handshakes "$round" "$p" handshakes_rsa "${rsa_port_of[$p]}" ;;
             download) run_wrk "$round" "$p" download "$bulk_conns" /1m "$dur_s" ;;
