@@ -34,13 +34,19 @@ void moat_format_addr(const struct sockaddr *sa, char *out, size_t cap)
     }
 }
 
-int moat_resolve(const struct moat_cfg_hostport *hp, int passive, struct sockaddr_storage *out)
+/* getaddrinfo() for a stream socket to hp. */
+static int lookup(const struct moat_cfg_hostport *hp, int passive, struct addrinfo **res)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0};
     char port[8];
     snprintf(port, sizeof(port), "%u", hp->port);
+    return getaddrinfo(hp->host, port, &hints, res);
+}
+
+int moat_resolve(const struct moat_cfg_hostport *hp, int passive, struct sockaddr_storage *out)
+{
     struct addrinfo *res;
-    int rc = getaddrinfo(hp->host, port, &hints, &res);
+    int rc = lookup(hp, passive, &res);
     if (rc != 0)
         return rc;
     memcpy(out, res->ai_addr, res->ai_addrlen);
@@ -51,11 +57,8 @@ int moat_resolve(const struct moat_cfg_hostport *hp, int passive, struct sockadd
 int moat_resolve_all(const struct moat_cfg_hostport *hp, struct sockaddr_storage *out,
                      size_t cap, size_t *n)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
-    char port[8];
-    snprintf(port, sizeof(port), "%u", hp->port);
     struct addrinfo *res;
-    int rc = getaddrinfo(hp->host, port, &hints, &res);
+    int rc = lookup(hp, 0, &res);
     *n = 0;
     if (rc != 0)
         return rc;
