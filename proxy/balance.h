@@ -2,8 +2,9 @@
  * pool, once per process: every configuration snapshot that lists it shares it, so what moat
  * learnt about a backend (a failed connect) survives a reload, and every worker sees it at once.
  * Workers read a target's state with relaxed atomic loads at pick time (no lock on the request
- * path) and store into it only on a failure or a recovery. Choosing a backend for a request, and
- * whether a failed attempt may go to another one, is decided here too. */
+ * path) and store into it only on a failure or a recovery; the control thread stores the health
+ * checks' results and the admin's word. Choosing a backend for a request, and whether a failed
+ * attempt may go to another one, is decided here too. */
 #ifndef MOAT_BALANCE_H
 #define MOAT_BALANCE_H
 #include <stdatomic.h>
@@ -52,7 +53,7 @@ struct moat_target {
 enum moat_target_admin {
     MOAT_TARGET_READY = 0, /* takes requests */
     MOAT_TARGET_DRAIN,     /* no new clients; pinned ones and requests in flight go on */
-    MOAT_TARGET_MAINT,     /* nothing new at all; its idle connections close */
+    MOAT_TARGET_MAINT,     /* nothing new at all; its connections are not pooled again */
 };
 
 /* Passive health settings of a pool. */
