@@ -88,6 +88,8 @@ struct moat_cfg_pool {
     unsigned passive_errors;           /* failures in a row that eject a backend; 0: never */
     uint64_t passive_ejection_ms;      /* its first ejection; repeats are longer */
     struct moat_cfg_health health;
+    uint64_t slow_start_ms;            /* a backend back from a failure ramps up over this;
+                                        * 0: at once */
     unsigned retry_attempts;           /* tries on other backends after the first (0-5) */
     unsigned retry_budget_pct;         /* retries at once: this share of requests in flight */
 };

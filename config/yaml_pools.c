@@ -308,14 +308,30 @@ static void apply_health_check(struct walk *w, struct moat_yaml_node *v, const c
     yw_require(w, v, path, "path", "path: /healthz");
 }
 
+static void apply_slow_start(struct walk *w, struct moat_yaml_node *v, const char *path,
+                             void *target)
+{
+    struct moat_cfg_pool *pool = target;
+    const char *text = yw_word(w, v, path, "a duration");
+    uint64_t ms = 0;
+    if (text == NULL)
+        return;
+    if (strcmp(text, "0") != 0 && (moat_cfg_duration_parse(text, &ms) != 0 || ms > 3600000)) {
+        yw_fail(w, v, path, "expected a duration from 0 to 1h (e.g. 30s), got '%s'", text);
+        return;
+    }
+    pool->slow_start_ms = ms;
+}
+
 static const struct key pool_keys[] = {{"backends", apply_backends},
+                                       {"slow_start", apply_slow_start},
                                        {"balance", apply_balance},
                                        {"hash_key", apply_hash_key},
                                        {"sticky", apply_sticky},
                                        {"passive", apply_passive},
                                        {"retries", apply_retries},
                                        {"health_check", apply_health_check}};
-static const struct section pool_section = {pool_keys, 7, NULL};
+static const struct section pool_section = {pool_keys, 8, NULL};
 
 void yw_apply_pools(struct walk *w, struct moat_yaml_node *v, const char *path, void *target)
 {

@@ -90,6 +90,7 @@ struct moat_target *moat_target_get(const char *pool, const struct sockaddr_stor
         atomic_init(&t->admin_weight, -1);
         atomic_init(&t->connections, 0);
         atomic_init(&t->check_down, 0);
+        atomic_init(&t->up_since_ms, 0);
         atomic_init(&t->last_check_status, 0);
         registry[free_slot] = t;
     }
@@ -121,15 +122,29 @@ int moat_target_is_up(const struct moat_target *t, uint64_t now_ms)
            atomic_load_explicit(&t->paused_until_ms, memory_order_relaxed) <= now_ms;
 }
 
+#define WEIGHT_SCALE 100 /* weights are compared scaled, so that slow start can take a part */
+
 /* m's weight now: the admin's, or the configuration's; 0 while it drains or is in
  * maintenance (a draining member still takes its pinned clients: see moat_pick()). */
-static unsigned weight_of(const struct moat_balance_pool *pool, size_t m)
+static unsigned weight_of(const struct moat_balance_pool *pool, size_t m, uint64_t now_ms)
 {
     const struct moat_target *t = pool->targets[m];
     if (atomic_load_explicit(&t->admin_state, memory_order_relaxed) != MOAT_TARGET_READY)
         return 0;
-    int32_t w = atomic_load_explicit(&t->admin_weight, memory_order_relaxed);
-    return w >= 0 ? (unsigned)w : pool->weights[m];
+    int32_t aw = atomic_load_explicit(&t->admin_weight, memory_order_relaxed);
+    unsigned w = (aw >= 0 ? (unsigned)aw : pool->weights[m]) * WEIGHT_SCALE;
+    if (pool->slow_start_ms == 0 || w == 0)
+        return w;
+    /* Slow start: back from a failure (or an ejection's end), the share grows from a tenth to
+     * all of it over the window. */
+    uint64_t since = atomic_load_explicit(&t->up_since_ms, memory_order_relaxed);
+    uint64_t ejected = atomic_load_explicit(&t->ejected_until_ms, memory_order_relaxed);
+    if (ejected <= now_ms && ejected > since)
+        since = ejected;
+    if (since == 0 || now_ms >= since + pool->slow_start_ms)
+        return w;
+    uint64_t part = (uint64_t)w * (now_ms - since) / pool->slow_start_ms;
+    return part > w / 10 ? (unsigned)part : (w / 10 > 0 ? w / 10 : 1);
 }
 
 /* How many of pool's members other than t are usable, and how many are ejected. */
@@ -143,7 +158,7 @@ static void count_others(const struct moat_balance_pool *pool, const struct moat
             continue;
         if (atomic_load_explicit(&o->ejected_until_ms, memory_order_relaxed) > now_ms)
             (*ejected_n)++;
-        else if (weight_of(pool, m) > 0 && moat_target_is_up(o, now_ms))
+        else if (weight_of(pool, m, now_ms) > 0 && moat_target_is_up(o, now_ms))
             (*usable_n)++;
     }
 }
@@ -210,10 +225,19 @@ int moat_target_mark(struct moat_target *t, int status, uint64_t now_ms)
          * bounce the line between the workers' cores. */
         if (atomic_load_explicit(&t->down_until_ms, memory_order_relaxed) == 0)
             return 0;
-        return atomic_exchange_explicit(&t->down_until_ms, 0, memory_order_relaxed) != 0;
+        if (atomic_exchange_explicit(&t->down_until_ms, 0, memory_order_relaxed) == 0)
+            return 0;
+        atomic_store_explicit(&t->up_since_ms, now_ms, memory_order_relaxed);
+        return 1;
     }
     uint64_t until = now_ms + MOAT_TARGET_DOWN_MS;
     return atomic_exchange_explicit(&t->down_until_ms, until, memory_order_relaxed) == 0;
+}
+
+void moat_target_check_up(struct moat_target *t, uint64_t now_ms)
+{
+    atomic_store_explicit(&t->up_since_ms, now_ms, memory_order_relaxed);
+    atomic_store_explicit(&t->check_down, 0, memory_order_relaxed);
 }
 
 struct moat_picker {
@@ -366,7 +390,7 @@ void moat_pick_req_make(const struct moat_balance_pool *pool, const struct moat_
 /* May m take this request: other than avoid, a weight, not passed over. */
 static int usable(const struct moat_balance_pool *pool, size_t m, size_t avoid, uint64_t now_ms)
 {
-    return m != avoid && weight_of(pool, m) > 0 && moat_target_is_up(pool->targets[m], now_ms);
+    return m != avoid && weight_of(pool, m, now_ms) > 0 && moat_target_is_up(pool->targets[m], now_ms);
 }
 
 /* Every usable member gains its weight; the one with the most wins and gives back the total,
@@ -380,8 +404,8 @@ static size_t pick_round_robin(struct moat_picker *p, const struct moat_balance_
     for (size_t m = 0; m < pool->n; m++) {
         if (!usable(pool, m, avoid, now_ms))
             continue;
-        current[m] += weight_of(pool, m);
-        total += weight_of(pool, m);
+        current[m] += weight_of(pool, m, now_ms);
+        total += weight_of(pool, m, now_ms);
         if (best == SIZE_MAX || current[m] > current[best])
             best = m;
     }
@@ -398,9 +422,9 @@ static size_t nth_by_weight(const struct moat_balance_pool *pool, uint64_t r, si
     for (size_t m = 0; m < pool->n; m++) {
         if (m == skip || !usable(pool, m, avoid, now_ms))
             continue;
-        if (r < weight_of(pool, m))
+        if (r < weight_of(pool, m, now_ms))
             return m;
-        r -= weight_of(pool, m);
+        r -= weight_of(pool, m, now_ms);
     }
     return SIZE_MAX;
 }
@@ -411,7 +435,7 @@ static uint64_t usable_weight(const struct moat_balance_pool *pool, size_t avoid
     uint64_t total = 0;
     for (size_t m = 0; m < pool->n; m++)
         if (usable(pool, m, avoid, now_ms))
-            total += weight_of(pool, m);
+            total += weight_of(pool, m, now_ms);
     return total;
 }
 
@@ -424,12 +448,12 @@ static size_t pick_least_request(struct moat_picker *p, const struct moat_balanc
     if (total == 0)
         return SIZE_MAX;
     size_t a = nth_by_weight(pool, next_random(p) % total, avoid, SIZE_MAX, now_ms);
-    if (total == weight_of(pool, a))
+    if (total == weight_of(pool, a, now_ms))
         return a; /* the only usable member */
-    size_t b = nth_by_weight(pool, next_random(p) % (total - weight_of(pool, a)), avoid, a, now_ms);
+    size_t b = nth_by_weight(pool, next_random(p) % (total - weight_of(pool, a, now_ms)), avoid, a, now_ms);
     const uint32_t *in_flight = &p->in_flight[pool->first];
-    uint64_t cost_a = (uint64_t)in_flight[a] * weight_of(pool, b);
-    uint64_t cost_b = (uint64_t)in_flight[b] * weight_of(pool, a);
+    uint64_t cost_a = (uint64_t)in_flight[a] * weight_of(pool, b, now_ms);
+    uint64_t cost_b = (uint64_t)in_flight[b] * weight_of(pool, a, now_ms);
     return cost_b < cost_a ? b : a;
 }
 
@@ -446,7 +470,7 @@ static size_t pick_hash(const struct moat_balance_pool *pool, uint64_t key, size
             continue;
         uint64_t h = mix(key ^ pool->targets[m]->seed);
         double u = ((double)(h >> 11) + 1.0) / 9007199254740993.0; /* (0, 1) */
-        double score = -(double)weight_of(pool, m) / log(u);
+        double score = -(double)weight_of(pool, m, now_ms) / log(u);
         if (best == SIZE_MAX || score > best_score) {
             best = m;
             best_score = score;
@@ -492,7 +516,7 @@ size_t moat_pick(struct moat_picker *p, size_t pool_idx, const struct moat_balan
         return m;
     for (size_t i = 0; i < pool->n; i++) {
         m = p->next[pool_idx]++ % pool->n;
-        if (m != avoid && weight_of(pool, m) > 0)
+        if (m != avoid && weight_of(pool, m, now_ms) > 0)
             return m;
     }
     return SIZE_MAX;

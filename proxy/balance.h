@@ -48,6 +48,9 @@ struct moat_target {
      * the last check's status (-1: no answer; 0: never checked). */
     _Atomic int check_down;
     _Atomic int last_check_status;
+    /* When it last came back (a connect or a health check after failures; uv_now() time; 0:
+     * never left): slow start ramps its share from then. */
+    _Atomic uint64_t up_since_ms;
 };
 
 enum moat_target_admin {
@@ -79,6 +82,9 @@ int moat_target_is_up(const struct moat_target *t, uint64_t now_ms);
  * the transition: only one worker does), else 0. */
 #define MOAT_TARGET_DOWN_MS 10000
 int moat_target_mark(struct moat_target *t, int status, uint64_t now_ms);
+
+/* The health check passes again after failing (the control thread). */
+void moat_target_check_up(struct moat_target *t, uint64_t now_ms);
 
 /* Passive health, from any worker. An exchange with t failed (connect refused or timed out,
  * reset or closed before the response ended, backend silence, or a 500, 502, 503 or 504):
@@ -112,6 +118,7 @@ struct moat_balance_pool {
     enum moat_cfg_hash_by hash_by;      /* alg hash */
     const char *hash_name;              /* borrowed: hash_by header or cookie */
     const char *sticky_cookie;          /* borrowed: the sticky cookie's name, or NULL */
+    uint64_t slow_start_ms;             /* a member back from a failure ramps up over this */
 };
 
 /* What the request offers the choice. */

@@ -78,7 +78,7 @@ static void end_probe(struct check *k, int passed, const char *why)
         k->failures = 0;
         k->passes++;
         if (was_down && (k->passes >= k->cfg->rise || !is_known)) {
-            atomic_store(&t->check_down, 0);
+            moat_target_check_up(t, uv_now(hc.loop));
             moat_log(MOAT_LOG_INFO, "main backend %s passes its health check again (%u in a "
                      "row)", t->addr_text, k->passes);
         }

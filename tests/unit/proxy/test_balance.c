@@ -326,6 +326,35 @@ static void test_passive_ejection_rules(void **state)
     pool3_free(&p);
 }
 
+/* Back from a failure, a member's share grows over the slow-start window; not at start. */
+static void test_slow_start(void **state)
+{
+    (void)state;
+    struct pool3 p;
+    pool3_make(&p, "slow", 1, 1, 0);
+    p.pool.slow_start_ms = 10000;
+    struct moat_picker *k = moat_picker_new(1, 3);
+    int seen[3] = {0, 0, 0};
+    for (int i = 0; i < 100; i++) /* never failed: full share at once */
+        seen[moat_pick(k, 0, &p.pool, NULL, SIZE_MAX, 0)]++;
+    assert_int_equal(seen[0], 50);
+    moat_target_mark(p.t[1], -111, 1000);
+    assert_int_equal(moat_target_mark(p.t[1], 0, 20000), 1); /* back at 20 s */
+    int at_start[3] = {0, 0, 0}, later[3] = {0, 0, 0};
+    for (int i = 0; i < 1100; i++) /* a tenth of its share at first */
+        at_start[moat_pick(k, 0, &p.pool, NULL, SIZE_MAX, 20000)]++;
+    for (int i = 0; i < 1500; i++) /* half of it at 25 s */
+        later[moat_pick(k, 0, &p.pool, NULL, SIZE_MAX, 25000)]++;
+    assert_int_equal(at_start[1], 100);
+    assert_int_equal(later[1], 500);
+    seen[1] = 0;
+    for (int i = 0; i < 100; i++) /* all of it after the window */
+        seen[moat_pick(k, 0, &p.pool, NULL, SIZE_MAX, 30000)]++;
+    assert_int_equal(seen[1], 50);
+    moat_picker_free(k);
+    pool3_free(&p);
+}
+
 static void test_retry_rule(void **state)
 {
     (void)state;
@@ -360,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_hash_is_stable_and_moves_little),
         cmocka_unit_test(test_sticky_cookie_pins),
         cmocka_unit_test(test_passive_ejection_rules),
+        cmocka_unit_test(test_slow_start),
         cmocka_unit_test(test_retry_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
