@@ -269,6 +269,45 @@ tls12_suites=$tls12_suites:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SH
 tls12_suites=$tls12_suites:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305
 groups=X25519:P-256:P-384
 
+# One nginx server block: listen port, certificate and key, upstream, and a server_name when
+# it shares its port with the default one.
+nginx_server() {
+    local port=$1 cert=$2 key=$3 upstream=$4 name=${5:-}
+    cat <<EOF
+    server {
+        listen 127.0.0.1:$port ssl;${name:+
+        server_name $name;}
+        ssl_certificate $cert;
+        ssl_certificate_key $key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers $tls12_suites;
+        ssl_conf_command Ciphersuites $tls13_suites;
+        ssl_conf_command NumTickets 1;
+        ssl_prefer_server_ciphers off;
+        ssl_ecdh_curve $groups;
+        keepalive_requests 1000000;
+        keepalive_timeout 60s;
+        client_max_body_size 0;
+        client_body_buffer_size 128k;
+        location / {
+            proxy_pass http://$upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto https;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header Via "1.1 nginx";
+            proxy_request_buffering off;
+            proxy_buffering on;
+            proxy_buffer_size 16k;
+            proxy_buffers 16 16k;
+            proxy_max_temp_file_size 0;
+        }
+    }
+EOF
+}
+
 write_nginx_conf() {
     local port=$1 rsa_port=$2
     mkdir -p "$work/nginx"
@@ -301,97 +340,9 @@ http {
         keepalive 64;
         keepalive_requests 1000000;
     }
-    server {
-        listen 127.0.0.1:$port ssl;
-        ssl_certificate $work/cert.pem;
-        ssl_certificate_key $work/key.pem;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_ciphers $tls12_suites;
-        ssl_conf_command Ciphersuites $tls13_suites;
-        ssl_conf_command NumTickets 1;
-        ssl_prefer_server_ciphers off;
-        ssl_ecdh_curve $groups;
-        keepalive_requests 1000000;
-        keepalive_timeout 60s;
-        client_max_body_size 0;
-        client_body_buffer_size 128k;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$http_host;
-            proxy_set_header X-Forwarded-For \$remote_addr;
-            proxy_set_header X-Forwarded-Proto https;
-            proxy_set_header X-Forwarded-Host \$http_host;
-            proxy_set_header Via "1.1 nginx";
-            proxy_request_buffering off;
-            proxy_buffering on;
-            proxy_buffer_size 16k;
-            proxy_buffers 16 16k;
-            proxy_max_temp_file_size 0;
-        }
-    }
-    server {
-        listen 127.0.0.1:$port ssl;
-        server_name lb.test;
-        ssl_certificate $work/cert.pem;
-        ssl_certificate_key $work/key.pem;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_ciphers $tls12_suites;
-        ssl_conf_command Ciphersuites $tls13_suites;
-        ssl_conf_command NumTickets 1;
-        ssl_prefer_server_ciphers off;
-        ssl_ecdh_curve $groups;
-        keepalive_requests 1000000;
-        keepalive_timeout 60s;
-        client_max_body_size 0;
-        client_body_buffer_size 128k;
-        location / {
-            proxy_pass http://lb;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$http_host;
-            proxy_set_header X-Forwarded-For \$remote_addr;
-            proxy_set_header X-Forwarded-Proto https;
-            proxy_set_header X-Forwarded-Host \$http_host;
-            proxy_set_header Via "1.1 nginx";
-            proxy_request_buffering off;
-            proxy_buffering on;
-            proxy_buffer_size 16k;
-            proxy_buffers 16 16k;
-            proxy_max_temp_file_size 0;
-        }
-    }
-    server {
-        listen 127.0.0.1:$rsa_port ssl;
-        ssl_certificate $work/rsa-cert.pem;
-        ssl_certificate_key $work/rsa-key.pem;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_ciphers $tls12_suites;
-        ssl_conf_command Ciphersuites $tls13_suites;
-        ssl_conf_command NumTickets 1;
-        ssl_prefer_server_ciphers off;
-        ssl_ecdh_curve $groups;
-        keepalive_requests 1000000;
-        keepalive_timeout 60s;
-        client_max_body_size 0;
-        client_body_buffer_size 128k;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$http_host;
-            proxy_set_header X-Forwarded-For \$remote_addr;
-            proxy_set_header X-Forwarded-Proto https;
-            proxy_set_header X-Forwarded-Host \$http_host;
-            proxy_set_header Via "1.1 nginx";
-            proxy_request_buffering off;
-            proxy_buffering on;
-            proxy_buffer_size 16k;
-            proxy_buffers 16 16k;
-            proxy_max_temp_file_size 0;
-        }
-    }
+$(nginx_server "$port" "$work/cert.pem" "$work/key.pem" backend)
+$(nginx_server "$port" "$work/cert.pem" "$work/key.pem" lb lb.test)
+$(nginx_server "$rsa_port" "$work/rsa-cert.pem" "$work/rsa-key.pem" backend)
 }
 EOF
 }

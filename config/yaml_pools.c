@@ -125,47 +125,6 @@ static void apply_sticky(struct walk *w, struct moat_yaml_node *v, const char *p
     yw_require(w, v, path, "cookie", "cookie: moat_backend");
 }
 
-static void apply_passive_errors(struct walk *w, struct moat_yaml_node *v, const char *path,
-                                 void *target)
-{
-    struct moat_cfg_pool *pool = target;
-    const char *text = yw_word(w, v, path, "a number");
-    char *end = NULL;
-    unsigned long n = text != NULL ? strtoul(text, &end, 10) : 0;
-    if (text == NULL)
-        return;
-    if (end == text || *end != '\0' || text[0] == '-' || n > 1000) {
-        yw_fail(w, v, path, "expected a number from 0 (off) to 1000, got '%s'", text);
-        return;
-    }
-    pool->passive_errors = (unsigned)n;
-}
-
-static void apply_passive_ejection(struct walk *w, struct moat_yaml_node *v, const char *path,
-                                   void *target)
-{
-    struct moat_cfg_pool *pool = target;
-    const char *text = yw_word(w, v, path, "a duration");
-    uint64_t ms;
-    if (text == NULL)
-        return;
-    if (moat_cfg_duration_parse(text, &ms) != 0 || ms < 100 || ms > 3600000) {
-        yw_fail(w, v, path, "expected a duration from 100ms to 1h (e.g. 10s), got '%s'", text);
-        return;
-    }
-    pool->passive_ejection_ms = ms;
-}
-
-static const struct key passive_keys[] = {{"consecutive_errors", apply_passive_errors},
-                                          {"ejection", apply_passive_ejection}};
-static const struct section passive_section = {passive_keys, 2, NULL};
-
-static void apply_passive(struct walk *w, struct moat_yaml_node *v, const char *path,
-                          void *target)
-{
-    yw_walk_map(w, v, path, &passive_section, target);
-}
-
 /* A whole number from lo to hi, or -1 after saying why. */
 static long small_number(struct walk *w, struct moat_yaml_node *v, const char *path, long lo,
                          long hi)
@@ -180,6 +139,48 @@ static long small_number(struct walk *w, struct moat_yaml_node *v, const char *p
         return -1;
     }
     return n;
+}
+
+/* A duration from min_ms to 1 h into *out ("0" too when min_ms is 0), or nothing after saying
+ * why. */
+static void small_duration(struct walk *w, struct moat_yaml_node *v, const char *path,
+                           uint64_t min_ms, uint64_t *out)
+{
+    const char *text = yw_word(w, v, path, "a duration");
+    uint64_t ms = 0;
+    if (text == NULL)
+        return;
+    int is_zero = min_ms == 0 && strcmp(text, "0") == 0;
+    if (!is_zero && (moat_cfg_duration_parse(text, &ms) != 0 || ms < min_ms || ms > 3600000)) {
+        yw_fail(w, v, path, "expected a duration from %s to 1h (e.g. 10s), got '%s'",
+                min_ms == 0 ? "0" : "100ms", text);
+        return;
+    }
+    *out = ms;
+}
+
+static void apply_passive_errors(struct walk *w, struct moat_yaml_node *v, const char *path,
+                                 void *target)
+{
+    long n = small_number(w, v, path, 0, 1000);
+    if (n >= 0)
+        ((struct moat_cfg_pool *)target)->passive_errors = (unsigned)n;
+}
+
+static void apply_passive_ejection(struct walk *w, struct moat_yaml_node *v, const char *path,
+                                   void *target)
+{
+    small_duration(w, v, path, 100, &((struct moat_cfg_pool *)target)->passive_ejection_ms);
+}
+
+static const struct key passive_keys[] = {{"consecutive_errors", apply_passive_errors},
+                                          {"ejection", apply_passive_ejection}};
+static const struct section passive_section = {passive_keys, 2, NULL};
+
+static void apply_passive(struct walk *w, struct moat_yaml_node *v, const char *path,
+                          void *target)
+{
+    yw_walk_map(w, v, path, &passive_section, target);
 }
 
 static void apply_retry_attempts(struct walk *w, struct moat_yaml_node *v, const char *path,
@@ -230,30 +231,16 @@ static void apply_hc_host(struct walk *w, struct moat_yaml_node *v, const char *
     yw_set_string(w, v, path, "a host name", &((struct moat_cfg_health *)target)->host);
 }
 
-static void hc_duration(struct walk *w, struct moat_yaml_node *v, const char *path,
-                        uint64_t *out)
-{
-    const char *text = yw_word(w, v, path, "a duration");
-    uint64_t ms;
-    if (text == NULL)
-        return;
-    if (moat_cfg_duration_parse(text, &ms) != 0 || ms < 100 || ms > 3600000) {
-        yw_fail(w, v, path, "expected a duration from 100ms to 1h (e.g. 5s), got '%s'", text);
-        return;
-    }
-    *out = ms;
-}
-
 static void apply_hc_interval(struct walk *w, struct moat_yaml_node *v, const char *path,
                               void *target)
 {
-    hc_duration(w, v, path, &((struct moat_cfg_health *)target)->interval_ms);
+    small_duration(w, v, path, 100, &((struct moat_cfg_health *)target)->interval_ms);
 }
 
 static void apply_hc_timeout(struct walk *w, struct moat_yaml_node *v, const char *path,
                              void *target)
 {
-    hc_duration(w, v, path, &((struct moat_cfg_health *)target)->timeout_ms);
+    small_duration(w, v, path, 100, &((struct moat_cfg_health *)target)->timeout_ms);
 }
 
 static void apply_hc_rise(struct walk *w, struct moat_yaml_node *v, const char *path,
@@ -287,7 +274,7 @@ static void apply_hc_expect(struct walk *w, struct moat_yaml_node *v, const char
         hi = lo;
     if ((n != 1 && n != 2) || lo < 100 || hi > 599 || lo > hi) {
         yw_fail(w, v, path, "expected a status or a range of statuses (e.g. 200-399), got '%s'",
-             text);
+                text);
         return;
     }
     hc->expect_lo = lo;
@@ -311,16 +298,7 @@ static void apply_health_check(struct walk *w, struct moat_yaml_node *v, const c
 static void apply_slow_start(struct walk *w, struct moat_yaml_node *v, const char *path,
                              void *target)
 {
-    struct moat_cfg_pool *pool = target;
-    const char *text = yw_word(w, v, path, "a duration");
-    uint64_t ms = 0;
-    if (text == NULL)
-        return;
-    if (strcmp(text, "0") != 0 && (moat_cfg_duration_parse(text, &ms) != 0 || ms > 3600000)) {
-        yw_fail(w, v, path, "expected a duration from 0 to 1h (e.g. 30s), got '%s'", text);
-        return;
-    }
-    pool->slow_start_ms = ms;
+    small_duration(w, v, path, 0, &((struct moat_cfg_pool *)target)->slow_start_ms);
 }
 
 static const struct key pool_keys[] = {{"backends", apply_backends},

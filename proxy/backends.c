@@ -29,38 +29,6 @@ static void put_string(struct moat_text *t, const char *s)
 
 static const char *const admin_names[] = {"ready", "drain", "maint"};
 
-/* What a target is now, and why (for /backends). */
-static const char *state_of(const struct moat_target *t, uint64_t now_ms, const char **why)
-{
-    int admin_state = atomic_load(&t->admin_state);
-    *why = "";
-    if (admin_state == MOAT_TARGET_MAINT) {
-        *why = "put in maintenance by the admin API";
-        return "maint";
-    }
-    if (atomic_load(&t->check_down)) {
-        *why = "fails its health check";
-        return "down";
-    }
-    if (atomic_load(&t->down_until_ms) > now_ms) {
-        *why = "a connect failed or timed out";
-        return "down";
-    }
-    if (atomic_load(&t->ejected_until_ms) > now_ms) {
-        *why = "failures in a row (passive health)";
-        return "ejected";
-    }
-    if (atomic_load(&t->paused_until_ms) > now_ms) {
-        *why = "503 with Retry-After";
-        return "paused";
-    }
-    if (admin_state == MOAT_TARGET_DRAIN) {
-        *why = "draining by the admin API: pinned clients only";
-        return "draining";
-    }
-    return "up";
-}
-
 static uint64_t remaining_ms(_Atomic uint64_t *until, uint64_t now_ms)
 {
     uint64_t u = atomic_load(until);
@@ -81,7 +49,7 @@ int moat_backends_json(const struct moat_runtime *rt, uint64_t now_ms, char **ou
             const struct moat_backend *b = &rt->backends[rp->first + i];
             struct moat_target *tg = b->target;
             const char *why;
-            const char *state = state_of(tg, now_ms, &why);
+            const char *state = moat_target_state(tg, now_ms, &why);
             int32_t aw = atomic_load(&tg->admin_weight);
             put(&t, "%s\n    {\"name\": ", i ? "," : "");
             put_string(&t, b->name);

@@ -147,6 +147,40 @@ static unsigned weight_of(const struct moat_balance_pool *pool, size_t m, uint64
     return part > w / 10 ? (unsigned)part : (w / 10 > 0 ? w / 10 : 1);
 }
 
+const char *moat_target_state(const struct moat_target *t, uint64_t now_ms, const char **why)
+{
+    const char *unused;
+    if (why == NULL)
+        why = &unused;
+    int admin_state = atomic_load_explicit(&t->admin_state, memory_order_relaxed);
+    *why = "";
+    if (admin_state == MOAT_TARGET_MAINT) {
+        *why = "put in maintenance by the admin API";
+        return "maint";
+    }
+    if (atomic_load_explicit(&t->check_down, memory_order_relaxed)) {
+        *why = "fails its health check";
+        return "down";
+    }
+    if (atomic_load_explicit(&t->down_until_ms, memory_order_relaxed) > now_ms) {
+        *why = "a connect failed or timed out";
+        return "down";
+    }
+    if (atomic_load_explicit(&t->ejected_until_ms, memory_order_relaxed) > now_ms) {
+        *why = "failures in a row (passive health)";
+        return "ejected";
+    }
+    if (atomic_load_explicit(&t->paused_until_ms, memory_order_relaxed) > now_ms) {
+        *why = "503 with Retry-After";
+        return "paused";
+    }
+    if (admin_state == MOAT_TARGET_DRAIN) {
+        *why = "draining by the admin API: pinned clients only";
+        return "draining";
+    }
+    return "up";
+}
+
 /* How many of pool's members other than t are usable, and how many are ejected. */
 static void count_others(const struct moat_balance_pool *pool, const struct moat_target *t,
                          uint64_t now_ms, size_t *usable_n, size_t *ejected_n)
@@ -242,8 +276,8 @@ void moat_target_check_up(struct moat_target *t, uint64_t now_ms)
 
 struct moat_picker {
     size_t *next;       /* owned: per pool, the round-robin cursor when nobody is usable */
-    signed char *panic; /* owned: per pool, 1 while nobody is usable; +2/-2 marks a change
-                         * not yet taken by moat_picker_panic_change() */
+    unsigned char *panic; /* owned: per pool, 1 while nobody is usable (the last first try) */
+    unsigned char *panic_told; /* owned: per pool, what moat_picker_panic_change() said last */
     uint32_t *in_flight; /* owned: per member, this worker's requests on it */
     uint32_t *pool_in_flight; /* owned: per pool, the same summed */
     uint32_t *retrying;  /* owned: per pool, retries under way (the budget) */
@@ -259,9 +293,10 @@ struct moat_picker *moat_picker_new(size_t n_pools, size_t n_members)
     p->next = calloc(n_pools + 1, sizeof(*p->next));
     p->in_flight = calloc(n_members + 1, sizeof(*p->in_flight));
     p->panic = calloc(n_pools + 1, sizeof(*p->panic));
+    p->panic_told = calloc(n_pools + 1, sizeof(*p->panic_told));
     p->pool_in_flight = calloc(n_pools + 1, sizeof(*p->pool_in_flight));
     p->retrying = calloc(n_pools + 1, sizeof(*p->retrying));
-    if (p->next == NULL || p->in_flight == NULL || p->panic == NULL ||
+    if (p->next == NULL || p->in_flight == NULL || p->panic == NULL || p->panic_told == NULL ||
         p->pool_in_flight == NULL || p->retrying == NULL) {
         moat_picker_free(p);
         return NULL;
@@ -279,6 +314,7 @@ void moat_picker_free(struct moat_picker *p)
     free(p->next);
     free(p->in_flight);
     free(p->panic);
+    free(p->panic_told);
     free(p->pool_in_flight);
     free(p->retrying);
     free(p);
@@ -286,12 +322,9 @@ void moat_picker_free(struct moat_picker *p)
 
 int moat_picker_panic_change(struct moat_picker *p, size_t pool_idx)
 {
-    signed char v = p->panic[pool_idx];
-    if (v == 2 || v == -2) {
-        p->panic[pool_idx] = v > 0 ? 1 : 0;
-        return v / 2;
-    }
-    return 0;
+    int now = p->panic[pool_idx], told = p->panic_told[pool_idx];
+    p->panic_told[pool_idx] = (unsigned char)now;
+    return now - told;
 }
 
 void moat_picker_started(struct moat_picker *p, size_t pool_idx, size_t member)
@@ -387,10 +420,14 @@ void moat_pick_req_make(const struct moat_balance_pool *pool, const struct moat_
     }
 }
 
-/* May m take this request: other than avoid, a weight, not passed over. */
-static int usable(const struct moat_balance_pool *pool, size_t m, size_t avoid, uint64_t now_ms)
+/* What m may take of this request: its weight now, or 0 when it is avoid, has no weight or is
+ * passed over. Read once per member and pick: each read is a few atomic loads. */
+static unsigned share(const struct moat_balance_pool *pool, size_t m, size_t avoid,
+                      uint64_t now_ms)
 {
-    return m != avoid && weight_of(pool, m, now_ms) > 0 && moat_target_is_up(pool->targets[m], now_ms);
+    if (m == avoid || !moat_target_is_up(pool->targets[m], now_ms))
+        return 0;
+    return weight_of(pool, m, now_ms);
 }
 
 /* Every usable member gains its weight; the one with the most wins and gives back the total,
@@ -402,10 +439,11 @@ static size_t pick_round_robin(struct moat_picker *p, const struct moat_balance_
     int64_t total = 0;
     size_t best = SIZE_MAX;
     for (size_t m = 0; m < pool->n; m++) {
-        if (!usable(pool, m, avoid, now_ms))
+        unsigned w = share(pool, m, avoid, now_ms);
+        if (w == 0)
             continue;
-        current[m] += weight_of(pool, m, now_ms);
-        total += weight_of(pool, m, now_ms);
+        current[m] += w;
+        total += w;
         if (best == SIZE_MAX || current[m] > current[best])
             best = m;
     }
@@ -414,17 +452,18 @@ static size_t pick_round_robin(struct moat_picker *p, const struct moat_balance_
     return best;
 }
 
-/* The usable member other than skip at which the running sum of weights passes r (r < the
- * total of those). */
+/* The usable member other than skip at which the running sum of shares passes r (r < the total
+ * of those); *w gets its share. */
 static size_t nth_by_weight(const struct moat_balance_pool *pool, uint64_t r, size_t avoid,
-                            size_t skip, uint64_t now_ms)
+                            size_t skip, uint64_t now_ms, unsigned *w)
 {
     for (size_t m = 0; m < pool->n; m++) {
-        if (m == skip || !usable(pool, m, avoid, now_ms))
-            continue;
-        if (r < weight_of(pool, m, now_ms))
+        unsigned s = m == skip ? 0 : share(pool, m, avoid, now_ms);
+        if (r < s) {
+            *w = s;
             return m;
-        r -= weight_of(pool, m, now_ms);
+        }
+        r -= s;
     }
     return SIZE_MAX;
 }
@@ -434,8 +473,7 @@ static uint64_t usable_weight(const struct moat_balance_pool *pool, size_t avoid
 {
     uint64_t total = 0;
     for (size_t m = 0; m < pool->n; m++)
-        if (usable(pool, m, avoid, now_ms))
-            total += weight_of(pool, m, now_ms);
+        total += share(pool, m, avoid, now_ms);
     return total;
 }
 
@@ -447,13 +485,14 @@ static size_t pick_least_request(struct moat_picker *p, const struct moat_balanc
     uint64_t total = usable_weight(pool, avoid, now_ms);
     if (total == 0)
         return SIZE_MAX;
-    size_t a = nth_by_weight(pool, next_random(p) % total, avoid, SIZE_MAX, now_ms);
-    if (total == weight_of(pool, a, now_ms))
+    unsigned wa = 0, wb = 0;
+    size_t a = nth_by_weight(pool, next_random(p) % total, avoid, SIZE_MAX, now_ms, &wa);
+    if (total == wa)
         return a; /* the only usable member */
-    size_t b = nth_by_weight(pool, next_random(p) % (total - weight_of(pool, a, now_ms)), avoid, a, now_ms);
+    size_t b = nth_by_weight(pool, next_random(p) % (total - wa), avoid, a, now_ms, &wb);
     const uint32_t *in_flight = &p->in_flight[pool->first];
-    uint64_t cost_a = (uint64_t)in_flight[a] * weight_of(pool, b, now_ms);
-    uint64_t cost_b = (uint64_t)in_flight[b] * weight_of(pool, a, now_ms);
+    uint64_t cost_a = (uint64_t)in_flight[a] * wb;
+    uint64_t cost_b = (uint64_t)in_flight[b] * wa;
     return cost_b < cost_a ? b : a;
 }
 
@@ -466,11 +505,12 @@ static size_t pick_hash(const struct moat_balance_pool *pool, uint64_t key, size
     size_t best = SIZE_MAX;
     double best_score = 0;
     for (size_t m = 0; m < pool->n; m++) {
-        if (!usable(pool, m, avoid, now_ms))
+        unsigned w = share(pool, m, avoid, now_ms);
+        if (w == 0)
             continue;
         uint64_t h = mix(key ^ pool->targets[m]->seed);
         double u = ((double)(h >> 11) + 1.0) / 9007199254740993.0; /* (0, 1) */
-        double score = -(double)weight_of(pool, m, now_ms) / log(u);
+        double score = -(double)w / log(u);
         if (best == SIZE_MAX || score > best_score) {
             best = m;
             best_score = score;
@@ -497,8 +537,9 @@ size_t moat_pick(struct moat_picker *p, size_t pool_idx, const struct moat_balan
         break;
     case MOAT_CFG_BALANCE_RANDOM: {
         uint64_t total = usable_weight(pool, avoid, now_ms);
+        unsigned w = 0;
         if (total > 0)
-            m = nth_by_weight(pool, next_random(p) % total, avoid, SIZE_MAX, now_ms);
+            m = nth_by_weight(pool, next_random(p) % total, avoid, SIZE_MAX, now_ms, &w);
         break;
     }
     case MOAT_CFG_BALANCE_LEAST_REQUEST:
@@ -509,9 +550,8 @@ size_t moat_pick(struct moat_picker *p, size_t pool_idx, const struct moat_balan
                                         : pick_round_robin(p, pool, avoid, now_ms);
         break;
     }
-    int was = p->panic[pool_idx] > 0;
-    if (avoid == SIZE_MAX && (m == SIZE_MAX) != was) /* a first try says how the pool is */
-        p->panic[pool_idx] = m == SIZE_MAX ? 2 : -2;
+    if (avoid == SIZE_MAX) /* a first try says how the pool is */
+        p->panic[pool_idx] = m == SIZE_MAX;
     if (m != SIZE_MAX)
         return m;
     for (size_t i = 0; i < pool->n; i++) {

@@ -74,6 +74,11 @@ struct moat_target *moat_target_get(const char *pool, const struct sockaddr_stor
 void moat_target_ref(struct moat_target *t);   /* atomic */
 void moat_target_unref(struct moat_target *t); /* atomic; frees at 0 (its slot too); NULL: nothing */
 
+/* What t is at now_ms, as /backends and /metrics name it: "maint", "down" (a failed connect
+ * or health check), "ejected", "paused", "draining" or "up"; *why (when why is not NULL) says
+ * it in words. */
+const char *moat_target_state(const struct moat_target *t, uint64_t now_ms, const char **why);
+
 /* 1 if t is not passed over at now_ms (failed connect, ejection, pause). */
 int moat_target_is_up(const struct moat_target *t, uint64_t now_ms);
 

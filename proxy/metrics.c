@@ -395,21 +395,6 @@ static void put_backend_labels(struct moat_text *t, const struct moat_metrics_se
     put(t, "\"");
 }
 
-/* The state of a backend's target, as /backends names it. */
-static const char *target_state(const struct moat_target *t, uint64_t now_ms)
-{
-    int admin = atomic_load(&t->admin_state);
-    if (admin == MOAT_TARGET_MAINT)
-        return "maint";
-    if (atomic_load(&t->check_down) || atomic_load(&t->down_until_ms) > now_ms)
-        return "down";
-    if (atomic_load(&t->ejected_until_ms) > now_ms)
-        return "ejected";
-    if (atomic_load(&t->paused_until_ms) > now_ms)
-        return "paused";
-    return admin == MOAT_TARGET_DRAIN ? "draining" : "up";
-}
-
 /* Per backend: its responses, time to first byte, state, connections, ejections. */
 static void render_backends(struct moat_text *t, const struct moat_metrics_set *set, uint64_t now_ms)
 {
@@ -442,7 +427,7 @@ static void render_backends(struct moat_text *t, const struct moat_metrics_set *
     for (size_t i = 0; i < set->n_cur_backends; i++) {
         size_t b = set->cur_backends[i];
         const char *now = set->backend_target[b] != NULL
-                              ? target_state(set->backend_target[b], now_ms) : "up";
+                              ? moat_target_state(set->backend_target[b], now_ms, NULL) : "up";
         for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++) {
             put(t, "moat_backend_state{");
             put_backend_labels(t, set, b);

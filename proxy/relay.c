@@ -15,7 +15,7 @@
 
 static const char *up_name(const struct moat_conn *c);
 static void tunnel_end(struct moat_conn *c, const char *why);
-static int may_try_another(struct moat_conn *c);
+static int may_try_another(const struct moat_conn *c);
 
 /* ---- toward the backend ------------------------------------------------------------------- */
 
@@ -143,10 +143,36 @@ void conn_on_backend_slot(struct moat_up_waiter *waiter)
 }
 
 /* A failed connect may go to another backend (any method: nothing was sent). */
-static int may_try_another(struct moat_conn *c)
+static int may_try_another(const struct moat_conn *c)
 {
     const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
     return moat_may_try_another((size_t)c->ex.tries, rp->n, rp->retry_attempts);
+}
+
+/* Drops the leased upstream and queues the held request again, whole. 0, or -1 (memory). */
+static int requeue_held(struct moat_conn *c)
+{
+    moat_upstream_release(c->up, 0);
+    c->up = NULL;
+    moat_bufq_clear(&c->to_up);
+    return moat_bufq_append(&c->to_up, c->ex.replay, c->ex.replay_len);
+}
+
+/* Whether the request may go to another backend, the retry budget aside: idempotent, held
+ * whole, no byte of the response sent to the client, and an attempt left. */
+static int is_retryable(const struct moat_conn *c)
+{
+    return !c->ex.head_sent && c->ex.replay_ok && c->ex.req_done &&
+           moat_http_method_is_idempotent(c->ex.method) && may_try_another(c);
+}
+
+/* Whether retry_elsewhere() would send it on: retryable, with a place in the budget. */
+static int can_retry_elsewhere(const struct moat_conn *c)
+{
+    const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
+    return is_retryable(c) &&
+           (c->ex.is_retry ||
+            moat_picker_retry_allowed(c->gen->picker, c->ex.pool, rp->retry_budget_pct));
 }
 
 /* After an attempt that produced no response a client may see (the backend closed without a
@@ -155,8 +181,7 @@ static int may_try_another(struct moat_conn *c)
 static int retry_elsewhere(struct moat_conn *c, enum moat_metrics_retry kind)
 {
     const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
-    if (c->ex.head_sent || !c->ex.replay_ok || !c->ex.req_done ||
-        !moat_http_method_is_idempotent(c->ex.method) || !may_try_another(c))
+    if (!is_retryable(c))
         return 0;
     if (!c->ex.is_retry) {
         if (!moat_picker_retry_begin(c->gen->picker, c->ex.pool, rp->retry_budget_pct)) {
@@ -168,13 +193,10 @@ static int retry_elsewhere(struct moat_conn *c, enum moat_metrics_retry kind)
     conn_log(c, MOAT_LOG_INFO, "backend %s: %s; trying another", up_name(c),
              kind == MOAT_METRICS_RETRY_503 ? "503" : "closed without answering");
     moat_metrics_retry(c->w->metrics, conn_metrics_pool(c), kind);
-    moat_upstream_release(c->up, 0);
-    c->up = NULL;
     moat_http_parser_reset(c->resp);
     c->ex.resp_started = 0;
     c->ex.retry_503 = 0;
-    moat_bufq_clear(&c->to_up);
-    if (moat_bufq_append(&c->to_up, c->ex.replay, c->ex.replay_len) != 0)
+    if (requeue_held(c) != 0)
         return 0;
     conn_start_upstream(c);
     return 1;
@@ -290,10 +312,7 @@ static int retry_stale(struct moat_conn *c)
              up_name(c));
     size_t be = moat_upstream_backend(up);
     moat_metrics_retry(c->w->metrics, conn_metrics_pool(c), MOAT_METRICS_RETRY_STALE);
-    moat_upstream_release(up, 0);
-    c->up = NULL;
-    moat_bufq_clear(&c->to_up);
-    if (moat_bufq_append(&c->to_up, c->ex.replay, c->ex.replay_len) != 0)
+    if (requeue_held(c) != 0)
         return 0;
     return lease_upstream(c, be, 1) == 0;
 }
@@ -493,11 +512,7 @@ static void judge_response(struct moat_conn *c, const struct moat_http_head *h)
     if (c->ex.tries > 0)
         moat_metrics_backend_response(c->w->metrics, c->rt->backends[c->ex.backend].metrics_slot,
                                       st, uv_now(&c->w->loop) - c->ex.up_start_ms);
-    c->ex.retry_503 = st == 503 && c->ex.replay_ok && c->ex.req_done &&
-                      moat_http_method_is_idempotent(c->ex.method) && may_try_another(c) &&
-                      (c->ex.is_retry ||
-                       moat_picker_retry_allowed(c->gen->picker, c->ex.pool,
-                                                 c->rt->pools[c->ex.pool].retry_budget_pct));
+    c->ex.retry_503 = st == 503 && can_retry_elsewhere(c);
     uint64_t pause = st == 503 ? retry_after_ms(h) : 0;
     if (pause != 0) {
         const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];

@@ -609,6 +609,31 @@ static void test_cli_backend_weights(void **state)
     expect_bad(ARGS("--backend", "a,weight=2"), "--backend: missing port in 'a'", NULL, NULL);
 }
 
+static void test_cli_pool_choices(void **state)
+{
+    (void)state;
+    struct moat_cfg *cfg = load_ok(ARGS("--backend", "a:1", "--balance", "hash", "--hash-key",
+                                        "header:X-User", "--sticky-cookie", "pin",
+                                        "--health-check", "/healthz"));
+    const struct moat_cfg_pool *p = &cfg->pools[0];
+    assert_int_equal(p->balance, MOAT_CFG_BALANCE_HASH);
+    assert_int_equal(p->hash_by, MOAT_CFG_HASH_HEADER);
+    assert_string_equal(p->hash_name, "X-User");
+    assert_string_equal(p->sticky_cookie, "pin");
+    assert_string_equal(p->health.path, "/healthz");
+    assert_int_equal(p->health.interval_ms, 5000); /* the pool defaults around the flags */
+    assert_int_equal(p->passive_errors, MOAT_CFG_PASSIVE_ERRORS);
+    moat_cfg_free(cfg);
+    expect_bad(ARGS("--backend", "a:1", "--hash-key", "uri"),
+               "--hash-key: only with --balance hash", NULL, NULL);
+    expect_bad(ARGS("--backend", "a:1", "--balance", "fair"), "--balance: unknown balance 'fair'",
+               NULL, NULL);
+    expect_bad(ARGS("--backend", "a:1", "--sticky-cookie", "a b"),
+               "--sticky-cookie: 'a b' is not a cookie name", NULL, NULL);
+    expect_bad(ARGS("--backend", "a:1", "--health-check", "healthz"),
+               "--health-check: expected a path starting with '/'", NULL, NULL);
+}
+
 static void test_cli_bad_state_dir(void **state)
 {
     (void)state;
@@ -656,6 +681,7 @@ int run_cli_tests(void)
         cmocka_unit_test(test_cli_repeated_listen),
         cmocka_unit_test(test_cli_many_backends),
         cmocka_unit_test(test_cli_backend_weights),
+        cmocka_unit_test(test_cli_pool_choices),
         cmocka_unit_test(test_cli_repeated_trusted_proxy),
         cmocka_unit_test(test_cli_last_value_wins),
         cmocka_unit_test(test_cli_log_levels),

@@ -569,6 +569,77 @@ static void test_yaml_backend_weights(void **state)
                   "address, weight)");
 }
 
+/* A pool's choice and health keys, their defaults, and their mistakes. */
+static void test_yaml_pool_choices(void **state)
+{
+    (void)state;
+    struct moat_cfg *cfg = load_ok("pools:\n"
+                                   "  plain: {backends: [10.0.0.1:80]}\n"
+                                   "  app:\n"
+                                   "    backends: [10.0.0.2:80]\n"
+                                   "    balance: hash\n"
+                                   "    hash_key: cookie:session\n"
+                                   "    sticky: {cookie: pin, same_site: strict}\n"
+                                   "    passive: {consecutive_errors: 0, ejection: 2s}\n"
+                                   "    retries: {attempts: 2, budget_percent: 50}\n"
+                                   "    slow_start: 30s\n"
+                                   "    health_check: {path: /hz, interval: 1s, timeout: 500ms,\n"
+                                   "                   rise: 4, fall: 5, expect: 204, host: a.b}\n"
+                                   "default_pool: plain\n");
+    const struct moat_cfg_pool *plain = &cfg->pools[0], *app = &cfg->pools[1];
+    assert_int_equal(plain->balance, MOAT_CFG_BALANCE_ROUND_ROBIN);
+    assert_int_equal(plain->passive_errors, MOAT_CFG_PASSIVE_ERRORS); /* on by default */
+    assert_int_equal(plain->passive_ejection_ms, MOAT_CFG_PASSIVE_EJECTION_MS);
+    assert_int_equal(plain->retry_attempts, 1);
+    assert_int_equal(plain->retry_budget_pct, 20);
+    assert_int_equal(plain->slow_start_ms, 0);
+    assert_null(plain->health.path); /* checks are opt-in */
+    assert_null(plain->sticky_cookie);
+    assert_int_equal(app->balance, MOAT_CFG_BALANCE_HASH);
+    assert_int_equal(app->hash_by, MOAT_CFG_HASH_COOKIE);
+    assert_string_equal(app->hash_name, "session");
+    assert_string_equal(app->sticky_cookie, "pin");
+    assert_int_equal(app->sticky_same_site, MOAT_CFG_SAME_SITE_STRICT);
+    assert_int_equal(app->passive_errors, 0);
+    assert_int_equal(app->passive_ejection_ms, 2000);
+    assert_int_equal(app->retry_attempts, 2);
+    assert_int_equal(app->retry_budget_pct, 50);
+    assert_int_equal(app->slow_start_ms, 30000);
+    assert_string_equal(app->health.path, "/hz");
+    assert_string_equal(app->health.host, "a.b");
+    assert_int_equal(app->health.interval_ms, 1000);
+    assert_int_equal(app->health.timeout_ms, 500);
+    assert_int_equal(app->health.rise, 4);
+    assert_int_equal(app->health.fall, 5);
+    assert_int_equal(app->health.expect_lo, 204);
+    assert_int_equal(app->health.expect_hi, 204);
+    moat_cfg_free(cfg);
+    expect_errors("pools:\n"
+                  "  app:\n"
+                  "    backends: [10.0.0.2:80]\n"
+                  "    balance: fastest\n"
+                  "    hash_key: ip\n"
+                  "    sticky: {same_site: lax}\n"
+                  "    retries: {attempts: 9}\n"
+                  "    slow_start: 2h\n"
+                  "    health_check: {interval: 10ms, expect: 300-200}\n",
+                  "t.yaml:4:14: pools.app.balance: unknown balance 'fastest' (expected "
+                  "round_robin, random, least_request or hash)\n"
+                  "t.yaml:5:15: pools.app.hash_key: unknown hash key 'ip' (expected client_ip, "
+                  "header:NAME, cookie:NAME, uri, path or host)\n"
+                  "t.yaml:5:15: pools.app.hash_key: only with balance: hash\n"
+                  "t.yaml:6:13: pools.app.sticky.cookie: required (e.g. cookie: moat_backend)\n"
+                  "t.yaml:7:25: pools.app.retries.attempts: expected a number from 0 to 5, got "
+                  "'9'\n"
+                  "t.yaml:8:17: pools.app.slow_start: expected a duration from 0 to 1h (e.g. "
+                  "10s), got '2h'\n"
+                  "t.yaml:9:19: pools.app.health_check.path: required (e.g. path: /healthz)\n"
+                  "t.yaml:9:30: pools.app.health_check.interval: expected a duration from "
+                  "100ms to 1h (e.g. 10s), got '10ms'\n"
+                  "t.yaml:9:44: pools.app.health_check.expect: expected a status or a range "
+                  "of statuses (e.g. 200-399), got '300-200'");
+}
+
 /* Every error of a file comes back, in file order, whatever order the checks ran in. */
 static void test_yaml_many_errors_together(void **state)
 {
@@ -721,6 +792,7 @@ int run_yaml_tests(void)
         cmocka_unit_test(test_yaml_syntax_errors),
         cmocka_unit_test(test_yaml_multiline_value_in_message),
         cmocka_unit_test(test_yaml_backend_weights),
+        cmocka_unit_test(test_yaml_pool_choices),
         cmocka_unit_test(test_yaml_many_errors_together),
         cmocka_unit_test(test_yaml_small_err_buffer),
         cmocka_unit_test(test_yaml_unreadable_file),

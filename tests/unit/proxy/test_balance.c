@@ -355,6 +355,53 @@ static void test_slow_start(void **state)
     pool3_free(&p);
 }
 
+/* The key hash takes from a request, for each hash_key; no key, no hash (round robin). */
+static void test_hash_keys_from_a_request(void **state)
+{
+    (void)state;
+    struct moat_http_field fields[] = {{"X-User", 6, "alice", 5},
+                                       {"Cookie", 6, "sid=42; pin=0123456789abcdef", 28}};
+    struct moat_http_head h = {.fields = fields, .n_fields = 2, .target = "/a/b?x=1",
+                               .target_len = 8, .host = "example.com", .host_len = 11};
+    struct moat_balance_pool pool = {.alg = MOAT_CFG_BALANCE_HASH};
+    struct moat_pick_req r1, r2;
+    const struct {
+        enum moat_cfg_hash_by by;
+        const char *name;
+    } kinds[] = {{MOAT_CFG_HASH_CLIENT_IP, NULL}, {MOAT_CFG_HASH_HEADER, "X-User"},
+                 {MOAT_CFG_HASH_COOKIE, "sid"},   {MOAT_CFG_HASH_URI, NULL},
+                 {MOAT_CFG_HASH_PATH, NULL},      {MOAT_CFG_HASH_HOST, NULL}};
+    uint64_t keys[6];
+    for (size_t i = 0; i < 6; i++) {
+        pool.hash_by = kinds[i].by;
+        pool.hash_name = kinds[i].name;
+        moat_pick_req_make(&pool, &h, "192.0.2.7", &r1);
+        moat_pick_req_make(&pool, &h, "192.0.2.7", &r2);
+        assert_true(r1.has_key);
+        assert_true(r1.key == r2.key); /* the same request, the same key */
+        keys[i] = r1.key;
+        for (size_t j = 0; j < i; j++)
+            assert_true(keys[j] != keys[i]); /* each kind reads a different part */
+    }
+    /* The path is the target without its query: another query, the same key. */
+    pool.hash_by = MOAT_CFG_HASH_PATH;
+    h.target = "/a/b?y=2";
+    moat_pick_req_make(&pool, &h, "192.0.2.7", &r1);
+    assert_true(r1.key == keys[4]);
+    /* A header or cookie the request lacks: no key. */
+    pool.hash_by = MOAT_CFG_HASH_HEADER;
+    pool.hash_name = "X-Tenant";
+    moat_pick_req_make(&pool, &h, "192.0.2.7", &r1);
+    assert_false(r1.has_key);
+    /* The sticky cookie is read whatever the algorithm. */
+    pool.alg = MOAT_CFG_BALANCE_ROUND_ROBIN;
+    pool.sticky_cookie = "pin";
+    moat_pick_req_make(&pool, &h, "192.0.2.7", &r1);
+    assert_false(r1.has_key);
+    assert_int_equal(r1.pinned_len, 16);
+    assert_memory_equal(r1.pinned, "0123456789abcdef", 16);
+}
+
 static void test_retry_rule(void **state)
 {
     (void)state;
@@ -390,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_sticky_cookie_pins),
         cmocka_unit_test(test_passive_ejection_rules),
         cmocka_unit_test(test_slow_start),
+        cmocka_unit_test(test_hash_keys_from_a_request),
         cmocka_unit_test(test_retry_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
