@@ -11,8 +11,9 @@
 #include "proxy/conn.h"
 #include "proxy/log.h"
 
-/* Requests up to this size are kept whole until the first response byte, so one whose pooled
- * connection turns out dead can be sent again (see ARCHITECTURE.md, Retries). */
+/* Requests up to this size are kept whole until the final response head, so one whose pooled
+ * connection turns out dead, or whose backend closes without answering or answers 503, can be
+ * sent again (see ARCHITECTURE.md, Retries). */
 #define REPLAY_MAX 65536
 
 extern const char *const conn_state_names[];
