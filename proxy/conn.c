@@ -319,8 +319,10 @@ static void on_cli_closed(uv_handle_t *h)
     free(c->ex.replay);
     free(c->ex.log_req);
     moat_list_remove(&c->node);
-    struct moat_gen *g = c->gen;
+    struct moat_gen *g = c->gen, *ex_gen = c->ex.gen;
     free(c);
+    if (ex_gen != NULL)
+        moat_gen_release(ex_gen);
     moat_gen_release(g);
     moat_worker_conn_gone(w);
 }
@@ -727,7 +729,8 @@ void moat_conn_accept(struct moat_worker *w, uv_stream_t *server)
         return;
     }
     describe_peer(c);
-    c->tls = moat_tls_session_new(c->gen->tls[(uv_tcp_t *)server - w->listeners], on_tls_emit, c);
+    size_t listener = (size_t)((uv_tcp_t *)server - w->listeners);
+    c->tls = moat_tls_session_new(c->gen->tls->srv[listener], on_tls_emit, c);
     c->req = moat_http_parser_new(MOAT_HTTP_REQUEST, &c->rt->http_limits, &conn_req_cbs, c);
     c->resp = conn_new_resp_parser(c);
     if (c->tls == NULL || c->req == NULL || c->resp == NULL) {

@@ -44,8 +44,13 @@ struct moat_exchange {
     int up_reusable;          /* the backend allows another request on its connection */
     int status;               /* status sent to the client, 0 before */
     struct moat_http_resp_plan plan; /* how the response body is framed to the client */
+    /* Held from the head on: the backends this request chooses among. The worker's newest
+     * snapshot when it differs from the connection's only by DNS answers, so a keep-alive
+     * client follows a backend's new address; else the connection's own. */
+    struct moat_gen *gen;
+    const struct moat_runtime *rt; /* gen->rt: pools, backends (the rest is the conn's rt) */
     size_t pool;              /* the routes' choice: an index into rt->pools */
-    size_t backend;           /* the backend tried last (and named in the access log) */
+    size_t backend;           /* the backend tried last (an index into rt->backends) */
     int req_chunked;          /* the request body is re-chunked toward the backend */
     int is_upgrade;           /* the request asks for a protocol upgrade (Upgrade: websocket) */
     int is_waiting;           /* queued for a backend slot (--max-backend-connections) */

@@ -27,8 +27,8 @@ void conn_report_backend(struct moat_conn *c, int failed)
     if (c->ex.tries == 0 || c->ex.is_reported)
         return;
     c->ex.is_reported = 1;
-    const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
-    struct moat_target *t = c->rt->backends[c->ex.backend].target;
+    const struct moat_rt_pool *rp = &c->ex.rt->pools[c->ex.pool];
+    struct moat_target *t = c->ex.rt->backends[c->ex.backend].target;
     uint64_t now = uv_now(&c->w->loop);
     if (!failed) {
         moat_target_succeeded(t, &rp->passive, now);
@@ -44,7 +44,7 @@ void conn_report_backend(struct moat_conn *c, int failed)
 void conn_pick_end(struct moat_conn *c)
 {
     if (c->ex.is_counted)
-        moat_picker_ended(c->gen->picker, c->ex.pool, c->ex.backend);
+        moat_picker_ended(c->ex.gen->picker, c->ex.pool, c->ex.backend);
     c->ex.is_counted = 0;
 }
 
@@ -53,13 +53,16 @@ void conn_exchange_release(struct moat_conn *c)
 {
     conn_pick_end(c);
     if (c->ex.is_retry)
-        moat_picker_retry_end(c->gen->picker, c->ex.pool);
+        moat_picker_retry_end(c->ex.gen->picker, c->ex.pool);
     c->ex.is_retry = 0;
 }
 
+/* After the upstream went back: it used ex.rt while leased. */
 static void exchange_reset(struct moat_conn *c)
 {
     conn_exchange_release(c);
+    if (c->ex.gen != NULL)
+        moat_gen_release(c->ex.gen);
     free(c->ex.replay);
     free(c->ex.log_req);
     memset(&c->ex, 0, sizeof(c->ex));
@@ -119,9 +122,9 @@ void conn_write_access_log(struct moat_conn *c)
         .bytes_in = c->ex.body_bytes_in,
         .bytes_out = c->ex.body_bytes_out,
         .duration_ms = loop_now - c->ex.start_ms,
-        .upstream = c->ex.tries > 0 ? c->rt->backends[c->ex.backend].target->addr_text : NULL,
+        .upstream = c->ex.tries > 0 ? c->ex.rt->backends[c->ex.backend].target->addr_text : NULL,
         .upstream_ms = c->ex.tries > 0 ? (int64_t)(loop_now - c->ex.up_start_ms) : -1,
-        .pool = c->ex.tries > 0 ? c->rt->pools[c->ex.pool].name : NULL,
+        .pool = c->ex.tries > 0 ? c->ex.rt->pools[c->ex.pool].name : NULL,
         .tls_version = moat_tls_session_version(c->tls),
         .tls_cipher = moat_tls_session_cipher(c->tls),
         .request_id = c->ex.request_id,
@@ -223,8 +226,11 @@ static int on_req_head(void *ctx, const struct moat_http_head *h)
     c->ex.minor = h->version_minor;
     c->ex.is_keep_alive = h->is_keep_alive && !w->is_draining;
     c->ex.replay_ok = 1;
+    c->ex.gen = moat_worker_members(w, c->gen);
+    moat_gen_hold(c->ex.gen);
+    c->ex.rt = c->ex.gen->rt;
     c->ex.pool = pick_pool(c->rt->cfg, h);
-    const struct moat_balance_pool *members = &c->rt->pools[c->ex.pool].members;
+    const struct moat_balance_pool *members = &c->ex.rt->pools[c->ex.pool].members;
     moat_pick_req_make(members, h, c->peer_ip, &c->ex.pick);
     if (c->ex.pick.pinned != NULL && c->ex.pick.pinned_len < sizeof(c->ex.pinned)) {
         memcpy(c->ex.pinned, c->ex.pick.pinned, c->ex.pick.pinned_len); /* h goes away */

@@ -60,7 +60,7 @@ static const struct moat_upstream_ops up_ops = {
 /* The leased backend's address, for logs. */
 static const char *up_name(const struct moat_conn *c)
 {
-    return c->rt->backends[moat_upstream_backend(c->up)].target->addr_text;
+    return c->ex.rt->backends[moat_upstream_backend(c->up)].target->addr_text;
 }
 
 size_t conn_up_pending(const struct moat_conn *c)
@@ -107,7 +107,7 @@ static int lease_upstream(struct moat_conn *c, size_t backend, int fresh_only)
                         moat_http_method_is_idempotent(c->ex.method);
     unsigned flags = (fresh_only ? MOAT_LEASE_FRESH : 0u) |
                      (is_resendable ? MOAT_LEASE_RESENDABLE : 0u);
-    int err = moat_upstream_lease(c->w->pools, c->rt, backend, flags, &up_ops, c, &c->waiter,
+    int err = moat_upstream_lease(c->w->pools, c->ex.rt, backend, flags, &up_ops, c, &c->waiter,
                                   &up);
     if (err == MOAT_UP_WAIT) {
         /* Every slot of this backend is busy: wait (as long as a connect may take) for one. */
@@ -116,7 +116,7 @@ static int lease_upstream(struct moat_conn *c, size_t backend, int fresh_only)
         return 0;
     }
     if (err != 0) {
-        conn_log(c, MOAT_LOG_WARN, "backend %s: %s", c->rt->backends[backend].target->addr_text,
+        conn_log(c, MOAT_LOG_WARN, "backend %s: %s", c->ex.rt->backends[backend].target->addr_text,
                  uv_strerror(err));
         return err;
     }
@@ -145,7 +145,7 @@ void conn_on_backend_slot(struct moat_up_waiter *waiter)
 /* A failed connect may go to another backend (any method: nothing was sent). */
 static int may_try_another(const struct moat_conn *c)
 {
-    const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
+    const struct moat_rt_pool *rp = &c->ex.rt->pools[c->ex.pool];
     return moat_may_try_another((size_t)c->ex.tries, rp->n, rp->retry_attempts);
 }
 
@@ -169,10 +169,10 @@ static int is_retryable(const struct moat_conn *c)
 /* Whether retry_elsewhere() would send it on: retryable, with a place in the budget. */
 static int can_retry_elsewhere(const struct moat_conn *c)
 {
-    const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
+    const struct moat_rt_pool *rp = &c->ex.rt->pools[c->ex.pool];
     return is_retryable(c) &&
            (c->ex.is_retry ||
-            moat_picker_retry_allowed(c->gen->picker, c->ex.pool, rp->retry_budget_pct));
+            moat_picker_retry_allowed(c->ex.gen->picker, c->ex.pool, rp->retry_budget_pct));
 }
 
 /* After an attempt that produced no response a client may see (the backend closed without a
@@ -180,11 +180,11 @@ static int can_retry_elsewhere(const struct moat_conn *c)
  * the attempts and the retry budget allow. Returns 1 when it went. */
 static int retry_elsewhere(struct moat_conn *c, enum moat_metrics_retry kind)
 {
-    const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
+    const struct moat_rt_pool *rp = &c->ex.rt->pools[c->ex.pool];
     if (!is_retryable(c))
         return 0;
     if (!c->ex.is_retry) {
-        if (!moat_picker_retry_begin(c->gen->picker, c->ex.pool, rp->retry_budget_pct)) {
+        if (!moat_picker_retry_begin(c->ex.gen->picker, c->ex.pool, rp->retry_budget_pct)) {
             moat_metrics_retry(c->w->metrics, conn_metrics_pool(c), MOAT_METRICS_RETRY_REFUSED);
             return 0;
         }
@@ -206,15 +206,15 @@ static int retry_elsewhere(struct moat_conn *c, enum moat_metrics_retry kind)
 void conn_start_upstream(struct moat_conn *c)
 {
     for (;;) {
-        const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
+        const struct moat_rt_pool *rp = &c->ex.rt->pools[c->ex.pool];
         size_t avoid = c->ex.tries == 0 ? SIZE_MAX : c->ex.backend - rp->first;
         struct moat_pick_req req = c->ex.pick;
         req.pinned = c->ex.pinned[0] != '\0' ? c->ex.pinned : NULL;
         req.pinned_len = req.pinned != NULL ? strlen(c->ex.pinned) : 0;
-        size_t m = moat_pick(c->gen->picker, c->ex.pool, &rp->members, &req, avoid,
+        size_t m = moat_pick(c->ex.gen->picker, c->ex.pool, &rp->members, &req, avoid,
                              uv_now(&c->w->loop));
         conn_pick_end(c);
-        int change = moat_picker_panic_change(c->gen->picker, c->ex.pool);
+        int change = moat_picker_panic_change(c->ex.gen->picker, c->ex.pool);
         if (change != 0)
             conn_log(c, change > 0 ? MOAT_LOG_WARN : MOAT_LOG_INFO, "pool %s: %s", rp->name,
                      change > 0 ? "no backend is usable (all passed over or weight 0); "
@@ -229,7 +229,7 @@ void conn_start_upstream(struct moat_conn *c)
         }
         c->ex.backend = rp->first + m;
         c->ex.is_reported = 0;
-        moat_picker_started(c->gen->picker, c->ex.pool, c->ex.backend);
+        moat_picker_started(c->ex.gen->picker, c->ex.pool, c->ex.backend);
         c->ex.is_counted = 1;
         if (c->ex.tries++ == 0)
             c->ex.up_start_ms = uv_now(&c->w->loop); /* the access log's upstream time */
@@ -510,13 +510,13 @@ static void judge_response(struct moat_conn *c, const struct moat_http_head *h)
 {
     int st = h->status;
     if (c->ex.tries > 0)
-        moat_metrics_backend_response(c->w->metrics, c->rt->backends[c->ex.backend].metrics_slot,
+        moat_metrics_backend_response(c->w->metrics, c->ex.rt->backends[c->ex.backend].metrics_slot,
                                       st, uv_now(&c->w->loop) - c->ex.up_start_ms);
     c->ex.retry_503 = st == 503 && can_retry_elsewhere(c);
     uint64_t pause = st == 503 ? retry_after_ms(h) : 0;
     if (pause != 0) {
-        const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
-        struct moat_target *t = c->rt->backends[c->ex.backend].target;
+        const struct moat_rt_pool *rp = &c->ex.rt->pools[c->ex.pool];
+        struct moat_target *t = c->ex.rt->backends[c->ex.backend].target;
         if (c->ex.tries > 0 &&
             moat_target_pause(t, &rp->members, pause, uv_now(&c->w->loop)))
             conn_log(c, MOAT_LOG_INFO, "backend %s paused for %llu ms (503, Retry-After)",
@@ -532,10 +532,10 @@ static void judge_response(struct moat_conn *c, const struct moat_http_head *h)
  * cookie already says so. Returns the head's new length (unchanged if it does not fit). */
 static long add_sticky_cookie(struct moat_conn *c, char *head, size_t len, size_t cap)
 {
-    const struct moat_rt_pool *rp = &c->rt->pools[c->ex.pool];
+    const struct moat_rt_pool *rp = &c->ex.rt->pools[c->ex.pool];
     if (rp->members.sticky_cookie == NULL || c->ex.tries == 0)
         return (long)len;
-    const struct moat_target *t = c->rt->backends[c->ex.backend].target;
+    const struct moat_target *t = c->ex.rt->backends[c->ex.backend].target;
     if (strcmp(c->ex.pinned, t->cookie) == 0)
         return (long)len;
     static const char *const same_site[] = {"None", "Lax", "Strict"};

@@ -292,15 +292,19 @@ void moat_runtime_unref(struct moat_runtime *rt)
 {
     if (rt == NULL || atomic_fetch_sub_explicit(&rt->refs, 1, memory_order_acq_rel) != 1)
         return;
-    for (size_t l = 0; rt->tls != NULL && l < rt->cfg->n_listeners; l++)
-        moat_tls_ctx_unref(rt->tls[l]);
-    free(rt->tls);
+    if (rt->root == NULL) {
+        for (size_t l = 0; rt->tls != NULL && l < rt->cfg->n_listeners; l++)
+            moat_tls_ctx_unref(rt->tls[l]);
+        free(rt->tls);
+    }
     for (size_t i = 0; i < rt->n_backends; i++)
         moat_target_unref(rt->targets[i]);
     free(rt->targets);
     free(rt->weights);
     free(rt->backends);
     free(rt->pools);
-    moat_cfg_free(rt->cfg);
+    if (rt->root == NULL)
+        moat_cfg_free(rt->cfg);
+    moat_runtime_unref(rt->root);
     free(rt);
 }

@@ -41,14 +41,17 @@ struct moat_rt_pool {
 
 struct moat_runtime {
     atomic_int refs;
-    struct moat_cfg *cfg;          /* owned */
+    /* NULL, or (a snapshot rebuilt for new DNS answers) one reference on the snapshot that was
+     * built from the configuration: cfg and tls are its, only the backends are this one's. */
+    struct moat_runtime *root;
+    struct moat_cfg *cfg;          /* owned (borrowed from root when there is one) */
     struct moat_backend *backends; /* owned: every pool's backends, pool after pool */
     struct moat_target **targets;  /* owned array, a reference on each: backends[i].target */
     unsigned *weights;             /* owned array: backends[i].weight */
     size_t n_backends;
     struct moat_rt_pool *pools;    /* owned: one per cfg->pools entry */
     size_t n_pools;
-    struct moat_tls_ctx **tls;     /* owned references: one per cfg->listeners entry */
+    struct moat_tls_ctx **tls;     /* owned references: one per cfg->listeners entry (root's) */
     struct moat_http_limits http_limits;
     uint64_t handshake_timeout_ms; /* TLS handshake must finish within */
     uint64_t head_timeout_ms;      /* a request head must arrive within, from its first byte */
@@ -68,6 +71,7 @@ struct moat_runtime {
     size_t max_backend_conns;      /* per backend per worker; then requests wait; 0: none */
     /* Set by main() before publishing; only the counter changes afterwards. */
     uint64_t generation;           /* 1 for the start's configuration, then +1 per reload */
+    uint64_t view;                 /* 0 as built, then +1 per rebuild for DNS answers */
     unsigned n_workers;            /* the workers it is published to */
     atomic_uint n_installed;       /* workers whose new connections take it */
 };
@@ -77,6 +81,13 @@ struct moat_runtime {
  * read, resolves every backend. NULL with err naming the file or name that failed. The result
  * holds one reference. */
 struct moat_runtime *moat_runtime_build(struct moat_cfg *cfg, char *err, size_t err_len);
+
+/* The snapshot built from rt's configuration: rt itself, or the one rt was rebuilt from. Two
+ * snapshots with the same root differ only by their backends' addresses. */
+static inline const struct moat_runtime *moat_runtime_root(const struct moat_runtime *rt)
+{
+    return rt->root != NULL ? rt->root : rt;
+}
 
 void moat_runtime_ref(struct moat_runtime *rt);   /* atomic */
 void moat_runtime_unref(struct moat_runtime *rt); /* atomic; frees at 0; NULL: nothing */

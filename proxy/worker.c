@@ -50,43 +50,78 @@ static void resume_accepting(struct moat_worker *w)
     }
 }
 
+static void tls_servers_unref(struct moat_tls_servers *s)
+{
+    if (s == NULL || --s->refs > 0)
+        return;
+    for (size_t i = 0; i < s->n; i++)
+        moat_tls_server_free(s->srv[i]);
+    free(s);
+}
+
+/* Every listener's TLS server for rt. NULL after logging why. */
+static struct moat_tls_servers *tls_servers_new(struct moat_worker *w, struct moat_runtime *rt)
+{
+    struct moat_tls_servers *s = calloc(1, sizeof(*s) + w->n_listeners * sizeof(s->srv[0]));
+    if (s == NULL) {
+        moat_log(MOAT_LOG_ERROR, "w%u out of memory for a configuration", w->id);
+        return NULL;
+    }
+    s->refs = 1;
+    for (; s->n < w->n_listeners; s->n++) {
+        char err[256];
+        s->srv[s->n] = moat_tls_server_new(rt->tls[s->n], err, sizeof(err));
+        if (s->srv[s->n] == NULL) {
+            moat_log(MOAT_LOG_ERROR, "w%u tls: %s", w->id, err);
+            tls_servers_unref(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
 static void gen_free(struct moat_gen *g)
 {
-    for (size_t i = 0; g->tls != NULL && i < g->w->n_listeners; i++)
-        moat_tls_server_free(g->tls[i]);
-    free(g->tls);
+    tls_servers_unref(g->tls);
     moat_picker_free(g->picker);
     moat_runtime_unref(g->rt);
     free(g);
 }
 
-/* This worker's TLS servers and choosing state for rt. NULL after logging why. */
-static struct moat_gen *gen_new(struct moat_worker *w, struct moat_runtime *rt)
+/* This worker's TLS servers and choosing state for rt; the TLS servers are prev's when rt has
+ * prev's configuration (prev: NULL or the current generation). NULL after logging why. */
+static struct moat_gen *gen_new(struct moat_worker *w, struct moat_runtime *rt,
+                                const struct moat_gen *prev)
 {
     struct moat_gen *g = calloc(1, sizeof(*g));
-    if (g == NULL)
+    if (g == NULL) {
+        moat_log(MOAT_LOG_ERROR, "w%u out of memory for a configuration", w->id);
         return NULL;
+    }
     moat_list_init(&g->node);
     g->w = w;
     g->rt = rt;
     moat_runtime_ref(rt);
-    g->tls = calloc(w->n_listeners, sizeof(*g->tls));
+    if (prev != NULL && moat_runtime_root(prev->rt) == moat_runtime_root(rt)) {
+        g->tls = prev->tls;
+        g->tls->refs++;
+    } else {
+        g->tls = tls_servers_new(w, rt);
+    }
     g->picker = moat_picker_new(rt->n_pools, rt->n_backends);
     if (g->tls == NULL || g->picker == NULL) {
-        moat_log(MOAT_LOG_ERROR, "w%u out of memory for a configuration", w->id);
+        if (g->picker == NULL)
+            moat_log(MOAT_LOG_ERROR, "w%u out of memory for a configuration", w->id);
         gen_free(g);
         return NULL;
     }
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        char err[256];
-        g->tls[i] = moat_tls_server_new(rt->tls[i], err, sizeof(err));
-        if (g->tls[i] == NULL) {
-            moat_log(MOAT_LOG_ERROR, "w%u tls: %s", w->id, err);
-            gen_free(g);
-            return NULL;
-        }
-    }
     return g;
+}
+
+struct moat_gen *moat_worker_members(struct moat_worker *w, struct moat_gen *g)
+{
+    /* Both are alive, so equal roots are one configuration, not a reused address. */
+    return moat_runtime_root(w->gen->rt) == moat_runtime_root(g->rt) ? w->gen : g;
 }
 
 void moat_gen_hold(struct moat_gen *g)
@@ -126,7 +161,7 @@ int moat_worker_init(struct moat_worker *w, unsigned id, struct moat_runtime *rt
     w->pools = moat_pools_new(&w->loop, id, w->slab, sizeof(w->slab));
     if (w->pools == NULL)
         return -1;
-    w->gen = gen_new(w, rt);
+    w->gen = gen_new(w, rt, NULL);
     if (w->gen == NULL)
         return -1;
     w->listeners = calloc(n_listeners, sizeof(*w->listeners));
@@ -191,7 +226,7 @@ static void on_drain_timeout(uv_timer_t *t)
 /* A reload: new connections take the new generation, the old one serves its own to the end. */
 static void install(struct moat_worker *w, struct moat_runtime *rt)
 {
-    struct moat_gen *g = gen_new(w, rt);
+    struct moat_gen *g = gen_new(w, rt, w->gen);
     if (g == NULL)
         return; /* logged; the running configuration stays */
     gen_retire(w->gen);

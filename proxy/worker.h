@@ -29,15 +29,28 @@ struct moat_gen {
     struct moat_list node;          /* in w->old_gens once retired */
     struct moat_worker *w;          /* borrowed */
     struct moat_runtime *rt;        /* one reference held */
-    struct moat_tls_server **tls;   /* owned: one per listener */
+    struct moat_tls_servers *tls;   /* one reference: the listeners' TLS servers, shared by the
+                                     * generations of one configuration (a DNS rebuild keeps
+                                     * their session ticket keys) */
     struct moat_picker *picker;     /* owned: this worker's backend choice for rt's pools */
     size_t n_users;                 /* connections and upstreams started under it */
     int is_retired;                 /* no longer current: freed at n_users 0 */
 };
 
+/* One TLS server per listener (srv[i] for listener i), built for one configuration. */
+struct moat_tls_servers {
+    size_t refs; /* generations using it (the worker's thread only) */
+    size_t n;
+    struct moat_tls_server *srv[];
+};
+
 /* Connections and upstreams take and drop their generation with these. */
 void moat_gen_hold(struct moat_gen *g);
 void moat_gen_release(struct moat_gen *g);
+
+/* The generation whose backends a new request of a connection started under g chooses among:
+ * the worker's current one when it differs from g only by DNS answers, else g. */
+struct moat_gen *moat_worker_members(struct moat_worker *w, struct moat_gen *g);
 
 struct moat_worker {
     unsigned id;                       /* 1-based, for logs */

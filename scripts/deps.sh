@@ -20,7 +20,8 @@ export DEBIAN_FRONTEND=noninteractive
 # dpkg-dev (apt-get source unpacks with dpkg-source; dpkg-buildflags), libssl-dev (the
 # accelerator's libcrypto), python3-jinja2 + python3-jsonschema (mbedTLS's driver-wrapper
 # generator), patch. python3-yaml: the test of deploy/ parses its Compose and Kubernetes files.
-base_pkgs=(build-essential cmake pkg-config libuv1-dev libyaml-dev libcmocka-dev clang libclang-rt-dev
+# libc-ares-dev: backend names are resolved (and re-resolved at their TTL) with c-ares.
+base_pkgs=(build-essential cmake pkg-config libuv1-dev libyaml-dev libc-ares-dev libcmocka-dev clang libclang-rt-dev
            curl openssl python3 ca-certificates dpkg-dev libssl-dev python3-jinja2
            python3-jsonschema python3-yaml patch)
 bench_pkgs=(nginx-light haproxy wrk)
