@@ -13,7 +13,7 @@ FROM debian:trixie-slim AS build
 RUN sed -i 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources \
  && apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake pkg-config \
-        libuv1-dev libyaml-dev libmbedtls-dev libllhttp-dev \
+        libuv1-dev libyaml-dev libc-ares-dev libmbedtls-dev libllhttp-dev \
         dpkg-dev libssl-dev python3 python3-jinja2 python3-jsonschema patch
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -32,7 +32,8 @@ FROM debian:trixie-slim
 # Only the shared libraries moat links against (names as of Debian 13); mbedTLS is linked in
 # statically (the TLS engine), its accelerator uses OpenSSL's libcrypto.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libuv1t64 libyaml-0-2 libssl3t64 libllhttp9.2 \
+ && apt-get install -y --no-install-recommends libuv1t64 libyaml-0-2 libcares2 libssl3t64 \
+        libllhttp9.2 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --home-dir /var/lib/moat --create-home --shell /usr/sbin/nologin moat
 COPY --from=build /src/build/moat /usr/local/bin/moat

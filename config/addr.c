@@ -88,6 +88,16 @@ static int check_host(const char *text, const char *host, size_t len, char *err,
     return 0;
 }
 
+int moat_cfg_host_is_ip(const struct moat_cfg_hostport *hp)
+{
+    if (hp->is_ipv6)
+        return 1;
+    for (const char *p = hp->host; *p != '\0'; p++)
+        if (!is_digit(*p) && *p != '.')
+            return 0;
+    return hp->host[0] != '\0'; /* the parser took only a four-part dotted quad */
+}
+
 int moat_cfg_hostport_parse(const char *text, int allow_port_zero, struct moat_cfg_hostport *out,
                             char *err, size_t err_len)
 {

@@ -38,6 +38,10 @@ static const char usage[] =
     "                          cookie:NAME, uri, path or host\n"
     "  --sticky-cookie NAME    pin each client to a backend with this cookie\n"
     "  --health-check PATH     check every backend with GET PATH every 5 s (2xx-3xx pass)\n"
+    "  --resolver IP:PORT      the DNS server backend names are resolved with; repeatable\n"
+    "                          (default: the system's, from /etc/resolv.conf)\n"
+    "  --dns-refresh DUR       ask again for a backend name after min(its TTL, DUR), at\n"
+    "                          least 1s; 0: only at start and reload (default: 5s)\n"
     "  --workers N             worker threads, 1 to 256 (default: the number of CPUs)\n"
     "  --trusted-proxy CIDR    a front proxy whose X-Forwarded-* fields are kept (its\n"
     "                          X-Forwarded-For chain extended) rather than replaced, as\n"
@@ -117,6 +121,8 @@ enum flag_id {
     F_HASH_KEY,
     F_STICKY_COOKIE,
     F_HEALTH_CHECK,
+    F_RESOLVER,
+    F_DNS_REFRESH,
     F_TRUSTED_PROXY,
     F_STATE_DIR,
     F_LOG_LEVEL,
@@ -153,6 +159,8 @@ static const struct flag flags[] = {
     FLAG("--hash-key", NULL, 1, F_HASH_KEY),
     FLAG("--sticky-cookie", NULL, 1, F_STICKY_COOKIE),
     FLAG("--health-check", NULL, 1, F_HEALTH_CHECK),
+    FLAG("--resolver", NULL, 1, F_RESOLVER),
+    FLAG("--dns-refresh", NULL, 1, F_DNS_REFRESH),
     TUNABLE("--workers"),
     FLAG("--trusted-proxy", NULL, 1, F_TRUSTED_PROXY),
     FLAG("--state-dir", NULL, 1, F_STATE_DIR),
@@ -478,6 +486,41 @@ static int parse_one_hostport(struct loader *l, const char *flag, const char *va
     return 0;
 }
 
+static int add_resolver(struct loader *l, const char *flag, const char *value)
+{
+    struct moat_cfg_resolver *r = &l->cfg->resolver;
+    if (r->n_servers == MOAT_CFG_MAX_RESOLVERS) {
+        snprintf(l->err, l->err_len, "%s: at most %d DNS servers", flag, MOAT_CFG_MAX_RESOLVERS);
+        return -1;
+    }
+    char why[512];
+    struct moat_cfg_hostport *hp = &r->servers[r->n_servers];
+    if (moat_cfg_hostport_parse(value, 0, hp, why, sizeof(why)) != 0) {
+        snprintf(l->err, l->err_len, "%s: %s", flag, why);
+        return -1;
+    }
+    if (!moat_cfg_host_is_ip(hp)) {
+        snprintf(l->err, l->err_len, "%s: expected an IP address and port (a DNS server cannot "
+                 "be a name), got '%s'", flag, value);
+        return -1;
+    }
+    r->n_servers++;
+    return 0;
+}
+
+static int parse_dns_refresh(struct loader *l, const char *flag, const char *value)
+{
+    uint64_t ms = 0;
+    if (strcmp(value, "0") != 0 &&
+        (moat_cfg_duration_parse(value, &ms) != 0 || ms < 1000 || ms > 3600000)) {
+        snprintf(l->err, l->err_len, "%s: expected 0 (resolve once) or a duration from 1s to "
+                 "1h, got '%s'", flag, value);
+        return -1;
+    }
+    l->cfg->resolver.refresh_ms = ms;
+    return 0;
+}
+
 /* --workers, a timeout or a limit: parsed and stored as settings.c says. */
 static int parse_tunable(struct loader *l, const struct flag *f, const char *value)
 {
@@ -511,6 +554,10 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
             return -1;
         }
         return set_string(l, f->name, value, &l->choice.health.path);
+    case F_RESOLVER:
+        return add_resolver(l, f->name, value);
+    case F_DNS_REFRESH:
+        return parse_dns_refresh(l, f->name, value);
     case F_CERT:
         return add_cert_file(l, f->name, value, 0);
     case F_KEY:

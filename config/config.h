@@ -108,6 +108,20 @@ struct moat_cfg_route {
     size_t pool;       /* index into moat_cfg.pools */
 };
 
+/* Where and how often backend names are resolved while moat runs. */
+#define MOAT_CFG_MAX_RESOLVERS 4
+struct moat_cfg_resolver {
+    struct moat_cfg_hostport servers[MOAT_CFG_MAX_RESOLVERS]; /* DNS servers, tried in order */
+    size_t n_servers;    /* 0: the system's (/etc/resolv.conf) */
+    uint64_t refresh_ms; /* a name is asked again after min(its TTL, this), never under 1 s;
+                          * 0: once, at start and reload (default 5000) */
+    uint64_t hold_ms;    /* a name that stops existing keeps its addresses this long
+                          * (default 30000) */
+};
+
+#define MOAT_CFG_DEFAULT_DNS_REFRESH_MS 5000
+#define MOAT_CFG_DEFAULT_DNS_HOLD_MS 30000
+
 enum moat_cfg_access_format {
     MOAT_CFG_ACCESS_MOAT = 0, /* moat's own key=value line (default) */
     MOAT_CFG_ACCESS_COMBINED, /* nginx's and Apache's "combined" */
@@ -123,6 +137,7 @@ struct moat_cfg {
     struct moat_cfg_route *routes;       /* owned array; tried in order, first match wins */
     size_t n_routes;
     size_t default_pool;                 /* index into pools: requests no route matches */
+    struct moat_cfg_resolver resolver;
     struct moat_cfg_cidr *trusted_proxies; /* owned array */
     size_t n_trusted_proxies;
     unsigned workers;          /* >= 1; default: number of CPUs (set by the caller's default) */
@@ -251,6 +266,9 @@ void moat_cfg_free(struct moat_cfg *cfg); /* NULL: nothing */
  * ephemeral port. Returns 0, or -1 with err set ("missing port in 'x'", ...). */
 int moat_cfg_hostport_parse(const char *text, int allow_port_zero, struct moat_cfg_hostport *out,
                             char *err, size_t err_len);
+
+/* 1 if hp's host is an IP address (nothing to resolve), 0 if it is a name. */
+int moat_cfg_host_is_ip(const struct moat_cfg_hostport *hp);
 
 /* Parses a backend as --backend gives it: "HOST:PORT" or "HOST:PORT,weight=N". Returns 0, or
  * -1 with err set. */

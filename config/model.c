@@ -18,6 +18,8 @@ struct moat_cfg *moat_cfg_new(unsigned default_workers)
     cfg->admin.port = MOAT_CFG_DEFAULT_ADMIN_PORT;
     memcpy(cfg->admin.host, "127.0.0.1", sizeof("127.0.0.1"));
     cfg->drain_timeout_ms = 30000;
+    cfg->resolver.refresh_ms = MOAT_CFG_DEFAULT_DNS_REFRESH_MS;
+    cfg->resolver.hold_ms = MOAT_CFG_DEFAULT_DNS_HOLD_MS;
     cfg->handshake_timeout_ms = MOAT_CFG_DEFAULT_HANDSHAKE_TIMEOUT_MS;
     cfg->head_timeout_ms = MOAT_CFG_DEFAULT_HEAD_TIMEOUT_MS;
     cfg->idle_timeout_ms = MOAT_CFG_DEFAULT_IDLE_TIMEOUT_MS;

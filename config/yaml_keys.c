@@ -640,6 +640,7 @@ static const struct key top_keys[] = {
     {"group", apply_group},
     {"listeners", apply_listeners},
     {"pools", yw_apply_pools},
+    {"resolver", yw_apply_resolver},
     {"routes", defer_routes},
     {"default_pool", defer_default_pool},
     {"trusted_proxies", apply_trusted_proxies},

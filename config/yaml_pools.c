@@ -153,7 +153,7 @@ static void small_duration(struct walk *w, struct moat_yaml_node *v, const char 
     int is_zero = min_ms == 0 && strcmp(text, "0") == 0;
     if (!is_zero && (moat_cfg_duration_parse(text, &ms) != 0 || ms < min_ms || ms > 3600000)) {
         yw_fail(w, v, path, "expected a duration from %s to 1h (e.g. 10s), got '%s'",
-                min_ms == 0 ? "0" : "100ms", text);
+                min_ms == 0 ? "0" : min_ms >= 1000 ? "1s" : "100ms", text);
         return;
     }
     *out = ms;
@@ -360,3 +360,58 @@ void yw_apply_pools(struct walk *w, struct moat_yaml_node *v, const char *path, 
     }
 }
 
+
+/* ---- resolver: where backend names are resolved --------------------------------------------- */
+
+static void apply_resolver_servers(struct walk *w, struct moat_yaml_node *v, const char *path,
+                                   void *target)
+{
+    struct moat_cfg_resolver *r = target;
+    size_t n = 0;
+    struct moat_yaml_node **item = yw_items(w, v, path, "DNS servers (HOST:PORT)", &n);
+    if (n > MOAT_CFG_MAX_RESOLVERS) {
+        yw_fail(w, v, path, "at most %d DNS servers", MOAT_CFG_MAX_RESOLVERS);
+        return;
+    }
+    r->n_servers = 0;
+    for (size_t i = 0; item != NULL && i < n; i++) {
+        char ipath[PATH_LEN];
+        yw_join_index(ipath, path, i);
+        if (yw_set_hostport(w, item[i], ipath, 0, &r->servers[r->n_servers]) != 0)
+            continue;
+        if (moat_cfg_host_is_ip(&r->servers[r->n_servers]))
+            r->n_servers++;
+        else
+            yw_fail(w, item[i], ipath, "expected an IP address and port (a DNS server cannot "
+                    "be a name), got '%s'", item[i]->text);
+    }
+}
+
+static void apply_resolver_refresh(struct walk *w, struct moat_yaml_node *v, const char *path,
+                                   void *target)
+{
+    struct moat_cfg_resolver *r = target;
+    uint64_t ms = r->refresh_ms;
+    small_duration(w, v, path, 0, &ms);
+    if (ms != 0 && ms < 1000)
+        yw_fail(w, v, path, "expected 0 (resolve once) or at least 1s, got '%s'", v->text);
+    else
+        r->refresh_ms = ms;
+}
+
+static void apply_resolver_hold(struct walk *w, struct moat_yaml_node *v, const char *path,
+                                void *target)
+{
+    small_duration(w, v, path, 0, &((struct moat_cfg_resolver *)target)->hold_ms);
+}
+
+static const struct key resolver_keys[] = {{"servers", apply_resolver_servers},
+                                           {"refresh", apply_resolver_refresh},
+                                           {"hold", apply_resolver_hold}};
+static const struct section resolver_section = {resolver_keys, 3, NULL};
+
+void yw_apply_resolver(struct walk *w, struct moat_yaml_node *v, const char *path, void *target)
+{
+    (void)target;
+    yw_walk_map(w, v, path, &resolver_section, &w->cfg->resolver);
+}

@@ -58,5 +58,6 @@ void *yw_items_array(struct walk *w, struct moat_yaml_node *v, const char *path,
 
 /* pools: {NAME: {backends, balance, hash_key, sticky, passive, retries, health_check}} */
 void yw_apply_pools(struct walk *w, struct moat_yaml_node *v, const char *path, void *target);
+void yw_apply_resolver(struct walk *w, struct moat_yaml_node *v, const char *path, void *target);
 
 #endif

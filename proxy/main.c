@@ -20,6 +20,7 @@
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
 #include "proxy/admin.h"
+#include "proxy/dns.h"
 #include "proxy/health.h"
 #include "tls/tls.h"
 
@@ -29,6 +30,7 @@ struct control {
     unsigned default_workers;
     struct moat_runtime *rt;     /* one reference: the snapshot new connections get */
     uint64_t generation;         /* 1 at start, +1 per successful reload */
+    struct moat_dns *dns;        /* owned: the backends' names, kept fresh */
     struct moat_worker *workers; /* owned array */
     size_t n_workers;
     uv_signal_t sigterm;
@@ -134,9 +136,28 @@ static void keep_start_settings(const struct moat_cfg *a, struct moat_cfg *b)
     if (a->has_admin != b->has_admin || a->admin.port != b->admin.port ||
         strcmp(a->admin.host, b->admin.host) != 0)
         kept[n++] = "admin listener";
+    int same_servers = a->resolver.n_servers == b->resolver.n_servers;
+    for (size_t i = 0; same_servers && i < a->resolver.n_servers; i++)
+        same_servers = a->resolver.servers[i].port == b->resolver.servers[i].port &&
+                       strcmp(a->resolver.servers[i].host, b->resolver.servers[i].host) == 0;
+    if (!same_servers)
+        kept[n++] = "resolver servers";
     for (size_t i = 0; i < n; i++)
         moat_log(MOAT_LOG_WARN, "main reload: %s can only change at a restart; keeping the "
                  "running value", kept[i]);
+}
+
+/* rt (its one reference taken over) becomes the snapshot of every new connection, and of every
+ * new request that differs from it only by DNS answers. */
+static void publish(struct control *ctl, struct moat_runtime *rt)
+{
+    moat_admin_map(rt); /* before any worker sees it: the snapshot is read-only from then on */
+    moat_health_apply(uv_default_loop(), rt);
+    rt->n_workers = (unsigned)ctl->n_workers;
+    for (size_t i = 0; i < ctl->n_workers; i++)
+        moat_worker_reload(&ctl->workers[i], rt);
+    moat_runtime_unref(ctl->rt);
+    ctl->rt = rt;
 }
 
 /* Builds a new snapshot from the same command line (and so the same --config file, re-read)
@@ -162,23 +183,35 @@ static void reload(struct control *ctl)
         return;
     }
     keep_start_settings(ctl->rt->cfg, cfg);
-    struct moat_runtime *rt = moat_runtime_build(cfg, err, sizeof(err));
+    moat_dns_track(ctl->dns, cfg); /* new names are resolved now (blocking) */
+    struct moat_runtime *rt = moat_runtime_build(cfg, ctl->dns, err, sizeof(err));
     if (rt == NULL) {
         moat_log(MOAT_LOG_ERROR, "main reload failed, the running configuration stays: %s", err);
         return;
     }
-    moat_admin_map(rt); /* before any worker sees it: the snapshot is read-only from then on */
-    moat_health_apply(uv_default_loop(), rt);
     rt->generation = ++ctl->generation;
-    rt->n_workers = (unsigned)ctl->n_workers;
     /* Before the workers get it: the last to take it logs "in use by every worker". */
     moat_log(MOAT_LOG_INFO, "main configuration %llu loaded: %zu pool(s), %zu backend(s), "
              "%zu route(s)", (unsigned long long)ctl->generation, rt->n_pools, rt->n_backends,
              rt->cfg->n_routes);
-    for (size_t i = 0; i < ctl->n_workers; i++)
-        moat_worker_reload(&ctl->workers[i], rt);
-    moat_runtime_unref(ctl->rt);
-    ctl->rt = rt;
+    publish(ctl, rt);
+}
+
+/* A backend name's addresses changed: the same configuration with the new backends. */
+static void on_dns_change(void *arg)
+{
+    struct control *ctl = arg;
+    char err[256];
+    if (ctl->stopping)
+        return;
+    struct moat_runtime *rt = moat_runtime_rebuild(ctl->rt, ctl->dns, err, sizeof(err));
+    if (rt == NULL) {
+        moat_log(MOAT_LOG_ERROR, "main dns: the backends stay as they were: %s", err);
+        return;
+    }
+    moat_log(MOAT_LOG_INFO, "main configuration %llu, DNS view %llu: %zu backend(s)",
+             (unsigned long long)rt->generation, (unsigned long long)rt->view, rt->n_backends);
+    publish(ctl, rt);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -206,6 +239,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&ctl->sigusr1, NULL);
     moat_admin_stop();
     moat_health_stop();
+    moat_dns_stop(ctl->dns);
 }
 
 static void describe_start(const struct moat_runtime *rt, const char *listen_names,
@@ -290,6 +324,7 @@ static int serve(struct control *ctl, const struct moat_privs *privs)
         }
     }
     moat_health_apply(loop, ctl->rt);
+    moat_dns_start(ctl->dns);
     uv_run(loop, UV_RUN_DEFAULT); /* returns once a signal closed the watchers */
     for (size_t w = 0; w < n_workers; w++)
         moat_worker_join(&ctl->workers[w]);
@@ -313,6 +348,17 @@ static int open_access_log(const struct moat_cfg *cfg)
     return -1;
 }
 
+/* After serving (the resolver stopped with the control loop) or instead of it. */
+static void stop_dns(struct control *ctl)
+{
+    if (!ctl->stopping) {
+        moat_dns_stop(ctl->dns);
+        uv_run(uv_default_loop(), UV_RUN_NOWAIT); /* the close callbacks */
+    }
+    moat_dns_free(ctl->dns);
+    ctl->dns = NULL;
+}
+
 /* Loads certificates, resolves backends and users, opens the access log, then serves until a
  * signal (or, checking, says so). Takes over cfg. 0, or 1 after saying why. Start-up failures
  * free what they made, so sanitizer builds stay leak-free on every path. */
@@ -325,9 +371,18 @@ static int run(struct control *ctl, struct moat_cfg *cfg, int is_check)
         moat_cfg_free(cfg);
         return 1;
     }
-    ctl->rt = moat_runtime_build(cfg, err, sizeof(err));
+    ctl->dns = moat_dns_new(uv_default_loop(), &cfg->resolver, on_dns_change, ctl, err,
+                            sizeof(err));
+    if (ctl->dns == NULL) {
+        fprintf(stderr, "moat: error: %s\n", err);
+        moat_cfg_free(cfg);
+        return 1;
+    }
+    moat_dns_track(ctl->dns, cfg);
+    ctl->rt = moat_runtime_build(cfg, ctl->dns, err, sizeof(err));
     if (ctl->rt == NULL) {
         fprintf(stderr, "moat: error: %s\n", err);
+        stop_dns(ctl);
         return 1;
     }
     ctl->rt->generation = ctl->generation;
@@ -342,6 +397,7 @@ static int run(struct control *ctl, struct moat_cfg *cfg, int is_check)
     }
     moat_runtime_unref(ctl->rt);
     moat_log_access_close();
+    stop_dns(ctl);
     return rc;
 }
 

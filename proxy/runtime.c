@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "proxy/devcert.h"
+#include "proxy/dns.h"
 #include "proxy/log.h"
 #include "tls/tls.h"
 
@@ -177,9 +178,22 @@ static int load_tls(struct moat_runtime *rt, char *err, size_t err_len)
 
 /* Every address of every backend name becomes a backend (a Compose service scaled to three
  * answers with three). A name that does not resolve is a warning, not an error: its pool has
- * fewer members, none at all answers 503 and /readyz says not ready, until a reload finds it. */
-#define MAX_ADDRS_PER_NAME 64
-static int resolve_backends(struct moat_runtime *rt, char *err, size_t err_len)
+ * fewer members, none at all answers 503 and /readyz says not ready, until DNS answers (a
+ * rebuild, which says nothing here: proxy/dns.c logs what changed). */
+#define MAX_ADDRS_PER_NAME MOAT_DNS_MAX_ADDRS
+static size_t backend_addrs(const struct moat_dns *dns, const struct moat_cfg_hostport *hp,
+                            struct sockaddr_storage *out, const char **why)
+{
+    size_t n = 0;
+    if (!moat_cfg_host_is_ip(hp))
+        return moat_dns_addresses(dns, hp->host, hp->port, out, MAX_ADDRS_PER_NAME, why);
+    int rc = moat_resolve_all(hp, out, 1, &n); /* a numeric host: no lookup */
+    *why = rc != 0 ? gai_strerror(rc) : "no address";
+    return n;
+}
+
+static int resolve_backends(struct moat_runtime *rt, const struct moat_dns *dns, int is_rebuild,
+                            char *err, size_t err_len)
 {
     const struct moat_cfg *cfg = rt->cfg;
     size_t n_cfg = 0;
@@ -197,13 +211,13 @@ static int resolve_backends(struct moat_runtime *rt, char *err, size_t err_len)
     for (size_t p = 0; p < cfg->n_pools; p++) {
         for (size_t i = 0; i < cfg->pools[p].n_backends; i++, k++) {
             const struct moat_cfg_hostport *hp = &cfg->pools[p].backends[i].addr;
-            int rc = moat_resolve_all(hp, &addrs[k * MAX_ADDRS_PER_NAME], MAX_ADDRS_PER_NAME,
-                                      &n_addrs[k]);
-            if (rc != 0 || n_addrs[k] == 0)
+            const char *why = NULL;
+            n_addrs[k] = backend_addrs(dns, hp, &addrs[k * MAX_ADDRS_PER_NAME], &why);
+            if (n_addrs[k] == 0 && !is_rebuild)
                 moat_log(MOAT_LOG_WARN, "main backend %s%s%s:%u (pool %s) does not resolve: %s; "
-                         "it gets no requests until a reload resolves it",
+                         "it gets no requests until it does",
                          hp->is_ipv6 ? "[" : "", hp->host, hp->is_ipv6 ? "]" : "", hp->port,
-                         cfg->pools[p].name, rc != 0 ? gai_strerror(rc) : "no address");
+                         cfg->pools[p].name, why);
             total += n_addrs[k];
         }
     }
@@ -264,7 +278,36 @@ static int resolve_backends(struct moat_runtime *rt, char *err, size_t err_len)
     return rc;
 }
 
-struct moat_runtime *moat_runtime_build(struct moat_cfg *cfg, char *err, size_t err_len)
+struct moat_runtime *moat_runtime_rebuild(struct moat_runtime *cur, const struct moat_dns *dns,
+                                          char *err, size_t err_len)
+{
+    struct moat_runtime *root = cur->root != NULL ? cur->root : cur;
+    struct moat_runtime *rt = malloc(sizeof(*rt));
+    if (rt == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    *rt = *root; /* configuration, certificates and limits */
+    atomic_init(&rt->refs, 1);
+    atomic_init(&rt->n_installed, 0);
+    moat_runtime_ref(root);
+    rt->root = root;
+    rt->backends = NULL;
+    rt->targets = NULL;
+    rt->weights = NULL;
+    rt->pools = NULL;
+    rt->n_backends = rt->n_pools = 0;
+    rt->generation = cur->generation;
+    rt->view = cur->view + 1;
+    if (resolve_backends(rt, dns, 1, err, err_len) != 0) {
+        moat_runtime_unref(rt);
+        return NULL;
+    }
+    return rt;
+}
+
+struct moat_runtime *moat_runtime_build(struct moat_cfg *cfg, const struct moat_dns *dns,
+                                        char *err, size_t err_len)
 {
     struct moat_runtime *rt = malloc(sizeof(*rt));
     if (rt == NULL) {
@@ -276,7 +319,7 @@ struct moat_runtime *moat_runtime_build(struct moat_cfg *cfg, char *err, size_t 
     atomic_init(&rt->refs, 1);
     rt->cfg = cfg;
     copy_limits(cfg, rt);
-    if (load_tls(rt, err, err_len) != 0 || resolve_backends(rt, err, err_len) != 0) {
+    if (load_tls(rt, err, err_len) != 0 || resolve_backends(rt, dns, 0, err, err_len) != 0) {
         moat_runtime_unref(rt);
         return NULL;
     }

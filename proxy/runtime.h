@@ -76,11 +76,19 @@ struct moat_runtime {
     atomic_uint n_installed;       /* workers whose new connections take it */
 };
 
+struct moat_dns;
+
 /* Builds a snapshot from cfg (taken over, freed on failure too): loads every listener's
  * certificates (or the development certificate), warns about private keys other users can
- * read, resolves every backend. NULL with err naming the file or name that failed. The result
- * holds one reference. */
-struct moat_runtime *moat_runtime_build(struct moat_cfg *cfg, char *err, size_t err_len);
+ * read, makes every address dns has for a backend name (moat_dns_track() has seen cfg) a
+ * backend. NULL with err naming the file that failed. The result holds one reference. */
+struct moat_runtime *moat_runtime_build(struct moat_cfg *cfg, const struct moat_dns *dns,
+                                        char *err, size_t err_len);
+
+/* A snapshot of cur's configuration with the backends' addresses dns has now: what moat keeps
+ * of a backend (its state, pooled connections) follows its address. NULL with err set. */
+struct moat_runtime *moat_runtime_rebuild(struct moat_runtime *cur, const struct moat_dns *dns,
+                                          char *err, size_t err_len);
 
 /* The snapshot built from rt's configuration: rt itself, or the one rt was rebuilt from. Two
  * snapshots with the same root differ only by their backends' addresses. */

@@ -234,9 +234,14 @@ static void install(struct moat_worker *w, struct moat_runtime *rt)
     moat_pools_adopt(w->pools, rt); /* idle connections to the backends rt keeps stay */
     /* What "configuration N loaded" cannot say (main logs it on posting): from here on, every
      * new connection of every worker is served by it. */
-    if (atomic_fetch_add(&rt->n_installed, 1) + 1 == rt->n_workers)
+    if (atomic_fetch_add(&rt->n_installed, 1) + 1 != rt->n_workers)
+        return;
+    if (rt->view == 0)
         moat_log(MOAT_LOG_INFO, "w%u configuration %llu in use by every worker", w->id,
                  (unsigned long long)rt->generation);
+    else
+        moat_log(MOAT_LOG_INFO, "w%u configuration %llu, DNS view %llu, in use by every worker",
+                 w->id, (unsigned long long)rt->generation, (unsigned long long)rt->view);
 }
 
 void moat_worker_reload(struct moat_worker *w, struct moat_runtime *rt)

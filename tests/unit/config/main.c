@@ -7,6 +7,7 @@ int main(void)
     failed += run_addr_tests();
     failed += run_cli_tests();
     failed += run_limits_tests();
+    failed += run_resolver_tests();
     failed += run_yaml_tests();
     return failed != 0;
 }

@@ -5,6 +5,7 @@
 int run_addr_tests(void);
 int run_cli_tests(void);
 int run_limits_tests(void);
+int run_resolver_tests(void);
 int run_yaml_tests(void);
 
 #endif

@@ -370,8 +370,8 @@ static void test_yaml_unknown_keys(void **state)
                        "admin: {port: 1}\n"
                        "pools2: {}\n",
                   "t.yaml:4:1: wokers: unknown key (expected one of: workers, state_dir, user, "
-                  "group, listeners, pools, routes, default_pool, trusted_proxies, timeouts, "
-                  "limits, logging, admin)\n"
+                  "group, listeners, pools, resolver, routes, default_pool, trusted_proxies, "
+                  "timeouts, limits, logging, admin)\n"
                   "t.yaml:7:11: listeners[0].tls.min: unknown key (expected one of: min_version, "
                   "certificates)\n"
                   "t.yaml:8:5: listeners[0].port: unknown key (expected one of: listen, tls)\n"
@@ -383,8 +383,8 @@ static void test_yaml_unknown_keys(void **state)
                   "access_log, access_log_format, access_log_target)\n"
                   "t.yaml:12:9: admin.port: unknown key (expected one of: listen)\n"
                   "t.yaml:13:1: pools2: unknown key (expected one of: workers, state_dir, user, "
-                  "group, listeners, pools, routes, default_pool, trusted_proxies, timeouts, "
-                  "limits, logging, admin)");
+                  "group, listeners, pools, resolver, routes, default_pool, trusted_proxies, "
+                  "timeouts, limits, logging, admin)");
 }
 
 static void test_yaml_out_of_range(void **state)
