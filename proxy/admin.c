@@ -318,10 +318,8 @@ void moat_admin_map(struct moat_runtime *rt)
     size_t *pool_slot = calloc(rt->n_pools + 1, sizeof(*pool_slot));
     const char **names = calloc(rt->n_backends + 1, sizeof(*names));
     size_t *pools = calloc(rt->n_backends + 1, sizeof(*pools));
-    size_t *slots = calloc(rt->n_backends + 1, sizeof(*slots));
     int missed = -ENOMEM;
-    if (pool_names != NULL && pool_slot != NULL && names != NULL && pools != NULL &&
-        slots != NULL) {
+    if (pool_names != NULL && pool_slot != NULL && names != NULL && pools != NULL) {
         for (size_t p = 0; p < rt->n_pools; p++)
             pool_names[p] = rt->pools[p].name;
         for (size_t b = 0; b < rt->n_backends; b++) {
@@ -332,23 +330,19 @@ void moat_admin_map(struct moat_runtime *rt)
                                              .backend_names = names, .backend_pool = pools,
                                              .backend_targets = rt->targets,
                                              .n_backends = rt->n_backends};
-        missed = moat_metrics_set_layout(admin.metrics, &layout, pool_slot, slots);
+        missed = moat_metrics_set_layout(admin.metrics, &layout, pool_slot);
     }
-    if (missed >= 0) {
+    if (missed >= 0)
         for (size_t p = 0; p < rt->n_pools; p++)
             rt->pools[p].metrics_slot = pool_slot[p];
-        for (size_t b = 0; b < rt->n_backends; b++)
-            rt->backends[b].metrics_slot = slots[b];
-    }
     if (missed != 0)
         moat_log(MOAT_LOG_WARN, "main admin: %s; their requests are not counted in /metrics",
                  missed < 0 ? "out of memory for the pools' metrics"
-                            : "more pools or backends than metrics slots since the start");
+                            : "more pools than metrics slots since the start");
     free(pool_names);
     free(pool_slot);
     free(names);
     free(pools);
-    free(slots);
 }
 
 static int is_loopback(const struct sockaddr *sa)

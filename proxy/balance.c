@@ -12,6 +12,7 @@
 /* The live targets, by slot. The mutex guards the table and the slots, never a target's state. */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct moat_target *registry[MOAT_MAX_TARGETS];
+static uint64_t last_id; /* under the mutex */
 
 static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
@@ -74,6 +75,7 @@ struct moat_target *moat_target_get(const char *pool, const struct sockaddr_stor
     if (t == NULL && free_slot < MOAT_MAX_TARGETS && (t = calloc(1, sizeof(*t))) != NULL) {
         atomic_init(&t->refs, 1);
         t->slot = (unsigned)free_slot;
+        t->id = ++last_id;
         snprintf(t->pool, sizeof(t->pool), "%s", pool);
         t->addr = *addr;
         snprintf(t->addr_text, sizeof(t->addr_text), "%s", addr_text);

@@ -21,6 +21,7 @@
 struct moat_target {
     atomic_int refs;               /* snapshots and upstream connections holding it */
     unsigned slot;                 /* < MOAT_MAX_TARGETS, unique among live targets */
+    uint64_t id;                   /* unique for the process's life (a slot is reused) */
     char pool[128];                /* the pool's name: with addr, the target's identity */
     struct sockaddr_storage addr;  /* where to connect */
     char addr_text[64];            /* "127.0.0.1:8080" / "[::1]:8080", for logs */

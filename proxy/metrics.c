@@ -16,6 +16,8 @@
 #include "proxy/balance.h"
 #include "proxy/base/text.h"
 
+#define MAX_BACKENDS MOAT_MAX_TARGETS /* backend counters are by target slot */
+
 /* Upper bounds of the request duration buckets, in milliseconds (loop time has no finer
  * resolution), and as Prometheus writes them, in seconds. */
 static const uint64_t bucket_ms[] = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
@@ -42,10 +44,28 @@ struct moat_metrics {
     _Atomic uint64_t handshakes[MOAT_METRICS_HS_KINDS];
     _Atomic uint64_t client_timeouts[MOAT_METRICS_CT_KINDS];
     _Atomic int is_listening;
-    /* Per backend slot: the backend's own responses by class, and the time to their heads. */
-    _Atomic uint64_t backend_responses[MOAT_METRICS_MAX_BACKENDS][N_CLASSES];
-    _Atomic uint64_t backend_first_byte_ms[MOAT_METRICS_MAX_BACKENDS];
+    /* Per target slot: the backend's own responses by class, and the time to their heads
+     * (a histogram: per bucket, not cumulative; last: above 10 s). */
+    _Atomic uint64_t backend_responses[MAX_BACKENDS][N_CLASSES];
+    _Atomic uint64_t backend_first_byte[MAX_BACKENDS][N_BUCKETS + 1];
+    _Atomic uint64_t backend_first_byte_ms[MAX_BACKENDS];
     struct pool_counters pools[MOAT_METRICS_MAX_POOLS];
+};
+
+/* A backend of the current layout. */
+struct cur_backend {
+    struct moat_target *target; /* held: its slot, address and shared state */
+    size_t pool;                /* its pool's slot */
+    char *name;                 /* owned: as configured ("app:8080") */
+};
+
+/* What a target slot's counters held when its current target took it: subtracted, so that
+ * target's series start from zero. */
+struct slot_base {
+    uint64_t owner_id; /* the target the slot counts for (0: none yet) */
+    uint64_t responses[N_CLASSES];
+    uint64_t first_byte[N_BUCKETS + 1];
+    uint64_t first_byte_ms;
 };
 
 /* Slots are written by the control thread alone (layout) and read by it alone (render). */
@@ -54,15 +74,11 @@ struct moat_metrics_set {
     size_t n_workers;
     char *pool_names[MOAT_METRICS_MAX_POOLS];       /* owned: slot names */
     size_t n_pool_slots;
-    char *backend_names[MOAT_METRICS_MAX_BACKENDS]; /* owned: slot names */
-    size_t backend_pool[MOAT_METRICS_MAX_BACKENDS]; /* a backend slot's pool slot */
-    struct moat_target *backend_target[MOAT_METRICS_MAX_BACKENDS]; /* held: its state, from
-                                                    * the last layout that listed it */
-    size_t n_backend_slots;
     size_t cur_pools[MOAT_METRICS_MAX_POOLS];       /* the current layout's pool slots */
     size_t n_cur_pools;
-    size_t cur_backends[MOAT_METRICS_MAX_BACKENDS]; /* and its backend slots */
+    struct cur_backend cur_backends[MAX_BACKENDS];  /* and its backends, each target once */
     size_t n_cur_backends;
+    struct slot_base base[MAX_BACKENDS];            /* by target slot */
     double start_time_s;                            /* wall clock at creation */
 };
 
@@ -75,26 +91,32 @@ static inline void add(_Atomic uint64_t *c, uint64_t n)
                           memory_order_relaxed);
 }
 
+static size_t bucket_of(uint64_t ms)
+{
+    size_t b = 0;
+    while (b < N_BUCKETS && ms > bucket_ms[b])
+        b++;
+    return b;
+}
+
 void moat_metrics_request(struct moat_metrics *m, size_t pool, int status, uint64_t duration_ms)
 {
     if (m == NULL || pool >= MOAT_METRICS_MAX_POOLS || status < 100 || status > 599)
         return;
     struct pool_counters *p = &m->pools[pool];
     add(&p->requests[status / 100 - 1], 1);
-    size_t b = 0;
-    while (b < N_BUCKETS && duration_ms > bucket_ms[b])
-        b++;
-    add(&p->buckets[b], 1);
+    add(&p->buckets[bucket_of(duration_ms)], 1);
     add(&p->duration_ms_sum, duration_ms);
 }
 
-void moat_metrics_backend_response(struct moat_metrics *m, size_t backend, int status,
+void moat_metrics_backend_response(struct moat_metrics *m, size_t target_slot, int status,
                                    uint64_t first_byte_ms)
 {
-    if (m == NULL || backend >= MOAT_METRICS_MAX_BACKENDS || status < 100 || status > 599)
+    if (m == NULL || target_slot >= MAX_BACKENDS || status < 100 || status > 599)
         return;
-    add(&m->backend_responses[backend][status / 100 - 1], 1);
-    add(&m->backend_first_byte_ms[backend], first_byte_ms);
+    add(&m->backend_responses[target_slot][status / 100 - 1], 1);
+    add(&m->backend_first_byte[target_slot][bucket_of(first_byte_ms)], 1);
+    add(&m->backend_first_byte_ms[target_slot], first_byte_ms);
 }
 
 void moat_metrics_bytes_in(struct moat_metrics *m, uint64_t n)
@@ -218,39 +240,61 @@ void moat_metrics_set_free(struct moat_metrics_set *set)
     free(set->workers);
     for (size_t i = 0; i < set->n_pool_slots; i++)
         free(set->pool_names[i]);
-    for (size_t i = 0; i < set->n_backend_slots; i++) {
-        free(set->backend_names[i]);
-        moat_target_unref(set->backend_target[i]);
+    for (size_t i = 0; i < set->n_cur_backends; i++) {
+        free(set->cur_backends[i].name);
+        moat_target_unref(set->cur_backends[i].target);
     }
     free(set);
 }
 
-/* The slot named name (whose pool slot is pool, for backends), taken now if new. NO_SLOT when
- * every slot is taken; -ENOMEM as a slot when the name cannot be copied. */
-static size_t slot_for(char **names, size_t *pool_of, size_t *n_slots, size_t max,
-                       const char *name, size_t pool)
+/* A counter summed over the workers: offset is where it sits inside struct moat_metrics. */
+static uint64_t sum(const struct moat_metrics_set *set, size_t offset)
 {
-    for (size_t i = 0; i < *n_slots; i++)
-        if (strcmp(names[i], name) == 0 && (pool_of == NULL || pool_of[i] == pool))
+    uint64_t total = 0;
+    for (size_t w = 0; w < set->n_workers; w++)
+        total += get((const _Atomic uint64_t *)((const char *)set->workers[w] + offset));
+    return total;
+}
+
+#define SUM(set, field) sum((set), offsetof(struct moat_metrics, field))
+
+/* The pool slot named name, taken now if new. NO_SLOT when every slot is taken; -ENOMEM as a
+ * slot when the name cannot be copied. */
+static size_t pool_slot_for(struct moat_metrics_set *set, const char *name)
+{
+    for (size_t i = 0; i < set->n_pool_slots; i++)
+        if (strcmp(set->pool_names[i], name) == 0)
             return i;
-    if (*n_slots == max)
+    if (set->n_pool_slots == MOAT_METRICS_MAX_POOLS)
         return MOAT_METRICS_NO_SLOT;
-    names[*n_slots] = strdup(name);
-    if (names[*n_slots] == NULL)
+    set->pool_names[set->n_pool_slots] = strdup(name);
+    if (set->pool_names[set->n_pool_slots] == NULL)
         return (size_t)-ENOMEM;
-    if (pool_of != NULL)
-        pool_of[*n_slots] = pool;
-    return (*n_slots)++;
+    return set->n_pool_slots++;
+}
+
+/* Target t counts in its slot from now on: what the slot holds (a freed target's counts) is
+ * its base. */
+static void claim_slot(struct moat_metrics_set *set, const struct moat_target *t)
+{
+    struct slot_base *b = &set->base[t->slot];
+    if (b->owner_id == t->id)
+        return;
+    b->owner_id = t->id;
+    for (size_t k = 0; k < N_CLASSES; k++)
+        b->responses[k] = SUM(set, backend_responses[t->slot][k]);
+    for (size_t k = 0; k <= N_BUCKETS; k++)
+        b->first_byte[k] = SUM(set, backend_first_byte[t->slot][k]);
+    b->first_byte_ms = SUM(set, backend_first_byte_ms[t->slot]);
 }
 
 int moat_metrics_set_layout(struct moat_metrics_set *set, const struct moat_metrics_layout *layout,
-                            size_t *pool_slot, size_t *backend_slot)
+                            size_t *pool_slot)
 {
     int missed = 0;
-    set->n_cur_pools = set->n_cur_backends = 0;
+    set->n_cur_pools = 0;
     for (size_t p = 0; p < layout->n_pools; p++) {
-        size_t slot = slot_for(set->pool_names, NULL, &set->n_pool_slots, MOAT_METRICS_MAX_POOLS,
-                               layout->pool_names[p], 0);
+        size_t slot = pool_slot_for(set, layout->pool_names[p]);
         if (slot == (size_t)-ENOMEM)
             return -ENOMEM;
         pool_slot[p] = slot;
@@ -259,24 +303,26 @@ int moat_metrics_set_layout(struct moat_metrics_set *set, const struct moat_metr
         else
             set->cur_pools[set->n_cur_pools++] = slot;
     }
+    for (size_t i = 0; i < set->n_cur_backends; i++) {
+        free(set->cur_backends[i].name);
+        moat_target_unref(set->cur_backends[i].target);
+    }
+    set->n_cur_backends = 0;
     for (size_t b = 0; b < layout->n_backends; b++) {
+        struct moat_target *t = layout->backend_targets[b];
         size_t pool = pool_slot[layout->backend_pool[b]];
-        size_t slot = MOAT_METRICS_NO_SLOT;
-        if (pool != MOAT_METRICS_NO_SLOT)
-            slot = slot_for(set->backend_names, set->backend_pool, &set->n_backend_slots,
-                            MOAT_METRICS_MAX_BACKENDS, layout->backend_names[b], pool);
-        if (slot == (size_t)-ENOMEM)
-            return -ENOMEM;
-        backend_slot[b] = slot;
-        if (slot == MOAT_METRICS_NO_SLOT) {
-            missed++;
+        int seen = pool == MOAT_METRICS_NO_SLOT; /* its pool is not counted */
+        for (size_t i = 0; i < set->n_cur_backends && !seen; i++)
+            seen = set->cur_backends[i].target == t; /* two names for one address */
+        char *name = seen ? NULL : strdup(layout->backend_names[b]);
+        if (seen || name == NULL) {
+            if (!seen)
+                missed++;
             continue;
         }
-        set->cur_backends[set->n_cur_backends++] = slot;
-        struct moat_target *t = layout->backend_targets[b];
+        claim_slot(set, t);
         moat_target_ref(t);
-        moat_target_unref(set->backend_target[slot]);
-        set->backend_target[slot] = t;
+        set->cur_backends[set->n_cur_backends++] = (struct cur_backend){t, pool, name};
     }
     return missed;
 }
@@ -286,10 +332,10 @@ struct moat_metrics *moat_metrics_set_worker(struct moat_metrics_set *set, size_
     return i < set->n_workers ? set->workers[i] : NULL;
 }
 
-/* 1 if the workers do not pass backend slot b by at now_ms (its state is shared by all). */
-static int backend_is_up(const struct moat_metrics_set *set, size_t b, uint64_t now_ms)
+/* 1 if the workers do not pass current backend i by at now_ms (its state is shared by all). */
+static int backend_is_up(const struct moat_metrics_set *set, size_t i, uint64_t now_ms)
 {
-    return set->backend_target[b] == NULL || moat_target_is_up(set->backend_target[b], now_ms);
+    return moat_target_is_up(set->cur_backends[i].target, now_ms);
 }
 
 int moat_metrics_set_is_ready(const struct moat_metrics_set *set, uint64_t now_ms, char *why,
@@ -304,10 +350,8 @@ int moat_metrics_set_is_ready(const struct moat_metrics_set *set, uint64_t now_m
     for (size_t i = 0; i < set->n_cur_pools; i++) {
         size_t p = set->cur_pools[i];
         int usable = 0;
-        for (size_t j = 0; !usable && j < set->n_cur_backends; j++) {
-            size_t b = set->cur_backends[j];
-            usable = set->backend_pool[b] == p && backend_is_up(set, b, now_ms);
-        }
+        for (size_t j = 0; !usable && j < set->n_cur_backends; j++)
+            usable = set->cur_backends[j].pool == p && backend_is_up(set, j, now_ms);
         if (!usable) {
             snprintf(why, why_cap, "pool %s has no usable backend (all marked down)",
                      set->pool_names[p]);
@@ -342,16 +386,6 @@ static void put_family(struct moat_text *t, const char *name, const char *type, 
     put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* A counter summed over the workers: offset is where it sits inside struct moat_metrics. */
-static uint64_t sum(const struct moat_metrics_set *set, size_t offset)
-{
-    uint64_t total = 0;
-    for (size_t w = 0; w < set->n_workers; w++)
-        total += get((const _Atomic uint64_t *)((const char *)set->workers[w] + offset));
-    return total;
-}
-
-#define SUM(set, field) sum((set), offsetof(struct moat_metrics, field))
 
 static const char *const hs_names[MOAT_METRICS_HS_KINDS] = {"full", "resumed", "failed"};
 static const char *const ct_names[MOAT_METRICS_CT_KINDS] = {"handshake", "head", "body", "send"};
@@ -387,50 +421,71 @@ static void put_pool_kinds(struct moat_text *t, const struct moat_metrics_set *s
     }
 }
 
-static void put_backend_labels(struct moat_text *t, const struct moat_metrics_set *set, size_t b)
+/* pool="...",backend="app:8080",address="172.18.0.5:8080" of current backend i. */
+static void put_backend_labels(struct moat_text *t, const struct moat_metrics_set *set, size_t i)
 {
-    put_pool_label(t, set, set->backend_pool[b]);
+    const struct cur_backend *cb = &set->cur_backends[i];
+    put_pool_label(t, set, cb->pool);
     put(t, ",backend=\"");
-    put_label(t, set->backend_names[b]);
+    put_label(t, cb->name);
+    put(t, "\",address=\"");
+    put_label(t, cb->target->addr_text);
     put(t, "\"");
 }
 
-/* Per backend: its responses, time to first byte, state, connections, ejections. */
-static void render_backends(struct moat_text *t, const struct moat_metrics_set *set, uint64_t now_ms)
+/* Per backend: its responses and their time to first byte. */
+static void render_backend_responses(struct moat_text *t, const struct moat_metrics_set *set)
 {
     put_family(t, "moat_backend_responses_total", "counter",
                "Responses from the backend itself, by status class (moat's own errors not "
                "included).");
     for (size_t i = 0; i < set->n_cur_backends; i++) {
-        size_t b = set->cur_backends[i];
+        unsigned slot = set->cur_backends[i].target->slot;
         for (size_t k = 0; k < N_CLASSES; k++) {
             put(t, "moat_backend_responses_total{");
-            put_backend_labels(t, set, b);
+            put_backend_labels(t, set, i);
             put(t, ",code=\"%zuxx\"} %llu\n", k + 1,
-                (unsigned long long)SUM(set, backend_responses[b][k]));
+                (unsigned long long)(SUM(set, backend_responses[slot][k]) -
+                                     set->base[slot].responses[k]));
         }
     }
-    put_family(t, "moat_backend_first_byte_seconds_sum", "counter",
+    put_family(t, "moat_backend_first_byte_seconds", "histogram",
                "Time from choosing the backend to its response head (connect and upload "
-               "included), summed over its responses (divide by their count for the mean).");
+               "included), per response.");
     for (size_t i = 0; i < set->n_cur_backends; i++) {
-        size_t b = set->cur_backends[i];
+        unsigned slot = set->cur_backends[i].target->slot;
+        uint64_t cumulative = 0;
+        for (size_t k = 0; k <= N_BUCKETS; k++) {
+            cumulative += SUM(set, backend_first_byte[slot][k]) - set->base[slot].first_byte[k];
+            put(t, "moat_backend_first_byte_seconds_bucket{");
+            put_backend_labels(t, set, i);
+            put(t, ",le=\"%s\"} %llu\n", k < N_BUCKETS ? bucket_le[k] : "+Inf",
+                (unsigned long long)cumulative);
+        }
+        uint64_t ms = SUM(set, backend_first_byte_ms[slot]) - set->base[slot].first_byte_ms;
         put(t, "moat_backend_first_byte_seconds_sum{");
-        put_backend_labels(t, set, b);
-        put(t, "} %.3f\n", (double)SUM(set, backend_first_byte_ms[b]) / 1000.0);
+        put_backend_labels(t, set, i);
+        put(t, "} %llu.%03u\n", (unsigned long long)(ms / 1000), (unsigned)(ms % 1000));
+        put(t, "moat_backend_first_byte_seconds_count{");
+        put_backend_labels(t, set, i);
+        put(t, "} %llu\n", (unsigned long long)cumulative);
     }
+}
+
+/* Per backend: its state, connections and ejections, from its shared state. */
+static void render_backends(struct moat_text *t, const struct moat_metrics_set *set, uint64_t now_ms)
+{
+    render_backend_responses(t, set);
     static const char *const states[] = {"up", "down", "ejected", "paused", "draining",
                                          "maint"};
     put_family(t, "moat_backend_state", "gauge",
                "1 for the backend's state now (up, down: a failed connect or health check, "
                "ejected: passive health, paused: Retry-After, draining, maint: the admin API).");
     for (size_t i = 0; i < set->n_cur_backends; i++) {
-        size_t b = set->cur_backends[i];
-        const char *now = set->backend_target[b] != NULL
-                              ? moat_target_state(set->backend_target[b], now_ms, NULL) : "up";
+        const char *now = moat_target_state(set->cur_backends[i].target, now_ms, NULL);
         for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++) {
             put(t, "moat_backend_state{");
-            put_backend_labels(t, set, b);
+            put_backend_labels(t, set, i);
             put(t, ",state=\"%s\"} %d\n", states[k], strcmp(states[k], now) == 0);
         }
     }
@@ -439,15 +494,21 @@ static void render_backends(struct moat_text *t, const struct moat_metrics_set *
     put_family(t, "moat_backend_ejections_total", "counter",
                "Times passive health ejected the backend.");
     for (size_t i = 0; i < set->n_cur_backends; i++) {
-        size_t b = set->cur_backends[i];
-        const struct moat_target *tg = set->backend_target[b];
+        const struct moat_target *tg = set->cur_backends[i].target;
         put(t, "moat_backend_connections{");
-        put_backend_labels(t, set, b);
-        put(t, "} %d\n", tg != NULL ? atomic_load(&tg->connections) : 0);
+        put_backend_labels(t, set, i);
+        put(t, "} %d\n", atomic_load(&tg->connections));
         put(t, "moat_backend_ejections_total{");
-        put_backend_labels(t, set, b);
-        put(t, "} %llu\n", tg != NULL ? (unsigned long long)atomic_load(&tg->ejections_total)
-                                       : 0ull);
+        put_backend_labels(t, set, i);
+        put(t, "} %llu\n", (unsigned long long)atomic_load(&tg->ejections_total));
+    }
+    put_family(t, "moat_backend_up", "gauge",
+               "1 if the workers send requests to the backend, 0 while they pass it by (a "
+               "failed connect or health check, an ejection, a pause).");
+    for (size_t i = 0; i < set->n_cur_backends; i++) {
+        put(t, "moat_backend_up{");
+        put_backend_labels(t, set, i);
+        put(t, "} %d\n", backend_is_up(set, i, now_ms));
     }
 }
 
@@ -548,18 +609,6 @@ int moat_metrics_set_render(const struct moat_metrics_set *set, uint64_t now_ms,
     render_pools(&t, set);
 
     render_backends(&t, set, now_ms);
-
-    put_family(&t, "moat_backend_up", "gauge",
-               "1 if the workers send requests to the backend, 0 while they pass it by after "
-               "a failed connect (for 10 s after the last one).");
-    for (size_t i = 0; i < set->n_cur_backends; i++) {
-        size_t b = set->cur_backends[i];
-        put(&t, "moat_backend_up{");
-        put_pool_label(&t, set, set->backend_pool[b]);
-        put(&t, ",backend=\"");
-        put_label(&t, set->backend_names[b]);
-        put(&t, "\"} %d\n", backend_is_up(set, b, now_ms));
-    }
 
     if (t.failed) {
         free(t.buf);

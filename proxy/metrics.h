@@ -7,13 +7,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Counters are kept in slots named by pool (and backend within its pool). A reload maps its
- * snapshot's pools and backends onto slots by name, so a pool's counters go on across reloads
- * (Prometheus counters never go back) and a renamed pool starts its own. Slots are never freed
- * while the process runs: a writer holding an old snapshot still writes a valid slot. Names
- * beyond these bounds are not counted (MOAT_METRICS_NO_SLOT). */
+/* Pool counters are kept in slots named by pool. A reload maps its snapshot's pools onto slots
+ * by name, so a pool's counters go on across reloads (Prometheus counters never go back) and a
+ * renamed pool starts its own. Pool slots are never freed while the process runs: a writer
+ * holding an old snapshot still writes a valid slot. Pools beyond this bound are not counted
+ * (MOAT_METRICS_NO_SLOT). A backend's counters are its target's (proxy/balance.h), by the
+ * target's slot: they go on as long as some snapshot or connection keeps the target, and a
+ * target that takes a freed slot starts from zero (nobody writes a freed target's slot). */
 #define MOAT_METRICS_MAX_POOLS 64
-#define MOAT_METRICS_MAX_BACKENDS 1024
 #define MOAT_METRICS_NO_SLOT SIZE_MAX
 
 struct moat_metrics;     /* opaque; one per worker, written by that worker's thread only */
@@ -28,7 +29,7 @@ struct moat_metrics_layout {
     size_t n_pools;
     const char *const *backend_names; /* "host:port" as configured */
     const size_t *backend_pool;
-    struct moat_target *const *backend_targets; /* their shared state (/readyz, moat_backend_up) */
+    struct moat_target *const *backend_targets; /* address, slot, shared state */
     size_t n_backends;
 };
 
@@ -69,11 +70,11 @@ enum moat_metrics_retry {
 struct moat_metrics_set *moat_metrics_set_new(size_t n_workers);
 
 /* Makes layout the one /metrics and /readyz show, and writes each of its pools' slot to
- * pool_slot[] and each backend's to backend_slot[] (MOAT_METRICS_NO_SLOT when the slots ran
- * out), finding slots by name, taking new ones for new names. Control thread only (the same
- * thread that renders). Returns how many names found no slot, or -ENOMEM. */
+ * pool_slot[] (MOAT_METRICS_NO_SLOT when the slots ran out), finding slots by name, taking new
+ * ones for new names. Control thread only (the same thread that renders), before any worker
+ * writes for the layout's targets. Returns how many pools found no slot, or -ENOMEM. */
 int moat_metrics_set_layout(struct moat_metrics_set *set, const struct moat_metrics_layout *layout,
-                            size_t *pool_slot, size_t *backend_slot);
+                            size_t *pool_slot);
 
 /* After every writer is gone (workers joined). NULL: nothing. */
 void moat_metrics_set_free(struct moat_metrics_set *set);
@@ -98,8 +99,9 @@ int moat_metrics_set_is_ready(const struct moat_metrics_set *set, uint64_t now_m
  * A request was answered with status after duration_ms (loop time since its first byte). */
 void moat_metrics_request(struct moat_metrics *m, size_t pool, int status, uint64_t duration_ms);
 
-/* A response head from the backend in this slot: its status, and the ms since it was chosen. */
-void moat_metrics_backend_response(struct moat_metrics *m, size_t backend, int status,
+/* A response head from the backend whose target has this slot: its status, and the ms since it
+ * was chosen. */
+void moat_metrics_backend_response(struct moat_metrics *m, size_t target_slot, int status,
                                    uint64_t first_byte_ms);
 
 void moat_metrics_bytes_in(struct moat_metrics *m, uint64_t n);  /* from clients (on the wire) */

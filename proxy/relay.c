@@ -510,8 +510,9 @@ static void judge_response(struct moat_conn *c, const struct moat_http_head *h)
 {
     int st = h->status;
     if (c->ex.tries > 0)
-        moat_metrics_backend_response(c->w->metrics, c->ex.rt->backends[c->ex.backend].metrics_slot,
-                                      st, uv_now(&c->w->loop) - c->ex.up_start_ms);
+        moat_metrics_backend_response(c->w->metrics,
+                                      c->ex.rt->backends[c->ex.backend].target->slot, st,
+                                      uv_now(&c->w->loop) - c->ex.up_start_ms);
     c->ex.retry_503 = st == 503 && can_retry_elsewhere(c);
     uint64_t pause = st == 503 ? retry_after_ms(h) : 0;
     if (pause != 0) {

@@ -243,7 +243,6 @@ static int resolve_backends(struct moat_runtime *rt, const struct moat_dns *dns,
                 snprintf(b->name, sizeof(b->name), hp->is_ipv6 ? "[%s]:%u" : "%s:%u", hp->host,
                          hp->port);
                 b->pool = p;
-                b->metrics_slot = SIZE_MAX;
                 char text[64];
                 moat_format_addr((const struct sockaddr *)addr, text, sizeof(text));
                 /* The same pool and address as in the snapshot before: the same target. */

@@ -22,7 +22,6 @@ struct moat_backend {
     struct moat_target *target;   /* = targets[i]: its address and shared state */
     unsigned weight;              /* = weights[i]: its share of new requests (0: none) */
     size_t pool;                  /* index into moat_runtime.pools */
-    size_t metrics_slot;          /* where its admin metrics go (SIZE_MAX: none) */
 };
 
 /* A pool's backends are backends[first .. first + n); members points into targets and

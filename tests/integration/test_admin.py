@@ -40,6 +40,11 @@ class AlwaysFails(EchoHandler):
     do_GET = do_POST = handle_any
 
 
+def be(addr):
+    """The labels of a backend given by its address (its name and address are the same)."""
+    return ("backend", addr), ("address", addr)
+
+
 def parse_metrics(text):
     """Prometheus text format 0.0.4 -> {(name, frozenset(labels)): value}; checks that every
     sample's family was announced by # HELP and # TYPE lines first."""
@@ -173,19 +178,28 @@ class TestAdmin(MoatTestCase):
         pool = ("pool", "default")
         want = {
             ("moat_backend_responses_total",
-             frozenset([pool, ("backend", bad.addr), ("code", "5xx")])): 5,
+             frozenset([pool, *be(bad.addr), ("code", "5xx")])): 5,
             ("moat_backend_responses_total",
-             frozenset([pool, ("backend", good.addr), ("code", "2xx")])): 15,
-            ("moat_backend_state", frozenset([pool, ("backend", bad.addr),
+             frozenset([pool, *be(good.addr), ("code", "2xx")])): 15,
+            ("moat_backend_state", frozenset([pool, *be(bad.addr),
                                               ("state", "ejected")])): 1,
-            ("moat_backend_state", frozenset([pool, ("backend", good.addr),
+            ("moat_backend_state", frozenset([pool, *be(good.addr),
                                               ("state", "up")])): 1,
-            ("moat_backend_ejections_total", frozenset([pool, ("backend", bad.addr)])): 1,
+            ("moat_backend_ejections_total", frozenset([pool, *be(bad.addr)])): 1,
         }
         got, wrong = self.wait_metrics(admin, want)
         self.assertEqual(wrong, {}, "metrics that differ (got, want)")
-        self.assertGreaterEqual(
-            got[("moat_backend_connections", frozenset([pool, ("backend", good.addr)]))], 1)
+        good_l = frozenset([pool, *be(good.addr)])
+        self.assertGreaterEqual(got[("moat_backend_connections", good_l)], 1)
+        # The time to each response head, as a histogram: cumulative, +Inf is the count.
+        self.assertEqual(got[("moat_backend_first_byte_seconds_count", good_l)], 15)
+        self.assertEqual(got[("moat_backend_first_byte_seconds_bucket",
+                              good_l | {("le", "+Inf")})], 15)
+        self.assertGreaterEqual(got[("moat_backend_first_byte_seconds_bucket",
+                                     good_l | {("le", "10")})],
+                                got[("moat_backend_first_byte_seconds_bucket",
+                                     good_l | {("le", "0.005")})])
+        self.assertGreater(got[("moat_backend_first_byte_seconds_sum", good_l)], 0)
         self.stop_clean(m)
 
     def test_counters_match_traffic_and_readiness(self):
@@ -241,7 +255,7 @@ class TestAdmin(MoatTestCase):
             ("moat_tls_handshakes_total", frozenset([("result", "failed")])): 1,
             ("moat_connections_accepted_total", frozenset()): c13.connections + c12.connections + 1,
             ("moat_connections_open", frozenset()): 0,
-            ("moat_backend_up", frozenset([pool, ("backend", backend.addr)])): 1,
+            ("moat_backend_up", frozenset([pool, *be(backend.addr)])): 1,
             ("moat_workers", frozenset()): 2,
         }
         got, wrong = self.wait_metrics(admin, want)
@@ -309,7 +323,7 @@ class TestAdmin(MoatTestCase):
             ("moat_requests_total", frozenset([pool, ("code", "5xx")])): 2 + dead,
             ("moat_upstream_errors_total", frozenset([pool, ("kind", "connect_failed")])): dead,
             ("moat_upstream_errors_total", frozenset([pool, ("kind", "bad_gateway")])): 1 + dead,
-            ("moat_backend_up", frozenset([pool, ("backend", backend.addr)])): 0,
+            ("moat_backend_up", frozenset([pool, *be(backend.addr)])): 0,
         }
         got, wrong = self.wait_metrics(admin, want)
         self.assertEqual(wrong, {}, "metrics that differ (got, want)")
@@ -326,8 +340,8 @@ class TestAdmin(MoatTestCase):
             ("moat_requests_total", frozenset([pool, ("code", "2xx")])): 1,
             ("moat_upstream_errors_total", frozenset([pool, ("kind", "connect_failed")])): 1,
             ("moat_upstream_retries_total", frozenset([pool, ("reason", "connect")])): 1,
-            ("moat_backend_up", frozenset([pool, ("backend", dead_addr)])): 0,
-            ("moat_backend_up", frozenset([pool, ("backend", live.addr)])): 1,
+            ("moat_backend_up", frozenset([pool, *be(dead_addr)])): 0,
+            ("moat_backend_up", frozenset([pool, *be(live.addr)])): 1,
         })
         self.assertEqual(wrong, {}, "metrics that differ (got, want)")
         status, body = admin_get(admin, "/readyz")
@@ -362,8 +376,8 @@ default_pool: web
             ("moat_requests_total", frozenset([web_l, ("code", "2xx")])): 3,
             ("moat_requests_total", frozenset([web_l, ("code", "4xx")])): 1,
             ("moat_requests_total", frozenset([api_l, ("code", "2xx")])): 2,
-            ("moat_backend_up", frozenset([web_l, ("backend", web.addr)])): 1,
-            ("moat_backend_up", frozenset([api_l, ("backend", api.addr)])): 1,
+            ("moat_backend_up", frozenset([web_l, *be(web.addr)])): 1,
+            ("moat_backend_up", frozenset([api_l, *be(api.addr)])): 1,
         })
         self.assertEqual(wrong, {}, "metrics that differ (got, want)")
 
@@ -378,7 +392,7 @@ default_pool: web
         got, wrong = self.wait_metrics(admin, {
             ("moat_requests_total", frozenset([web_l, ("code", "2xx")])): 4,
             ("moat_requests_total", frozenset([v2_l, ("code", "2xx")])): 1,
-            ("moat_backend_up", frozenset([v2_l, ("backend", api.addr)])): 1,
+            ("moat_backend_up", frozenset([v2_l, *be(api.addr)])): 1,
         })
         self.assertEqual(wrong, {}, "metrics that differ (got, want)")
         self.assertFalse([k for k in got if api_l in k[1]], "the removed pool is still shown")

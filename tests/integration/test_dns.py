@@ -11,6 +11,7 @@ import unittest
 
 from dnsd import DNSServer
 from harness import Certs, EchoHandler, MoatTestCase
+from test_admin import parse_metrics
 
 NAME = "app.test"
 
@@ -106,6 +107,16 @@ class DNSTestCase(MoatTestCase):
         return int(re.search(r"admin listening on http://127\.0\.0\.1:(\d+)",
                              m.stderr()).group(1))
 
+    def metrics_differ(self, m, want):
+        """The samples of want /metrics does not show with their value: {key: (got, want)}."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port(m), timeout=10)
+        try:
+            conn.request("GET", "/metrics")
+            got = parse_metrics(conn.getresponse().read().decode())
+        finally:
+            conn.close()
+        return {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
+
     def readyz(self, m):
         conn = http.client.HTTPConnection("127.0.0.1", self.admin_port(m), timeout=10)
         try:
@@ -154,7 +165,7 @@ class TestFollow(DNSTestCase):
         port, bs = self.backends("127.0.0.2", "127.0.0.3", "127.0.0.4")
         self.dns.set(NAME, "127.0.0.2")
         m = self.moat("--backend", "%s:%d" % (NAME, port), "--resolver", self.dns.addr,
-                      "--workers", "2")
+                      "--workers", "2", "--admin", "127.0.0.1:0")
         self.assertEqual(get_new(m.port, self.path())[0], 200)
         self.dns.set(NAME, "127.0.0.4", "127.0.0.2", "127.0.0.3")  # in any order
         m.wait_log("DNS view 1, in use by every worker", timeout=self.dns.ttl + 3)
@@ -167,6 +178,13 @@ class TestFollow(DNSTestCase):
         self.assertEqual(sum(got), 30)
         for n in got:  # round robin per worker: about 10 each
             self.assertGreaterEqual(n, 5, got)
+        # Each address has its own series, labelled with the name it came from.
+        name = ("backend", "%s:%d" % (NAME, port))
+        want = {("moat_backend_responses_total",
+                 frozenset([("pool", "default"), name, ("address", "%s:%d" % (b.host, port)),
+                            ("code", "2xx")])): len(b.paths) for b in bs}
+        self.assertEqual(until(lambda: self.metrics_differ(m, want) == {}, 5), True,
+                         self.metrics_differ(m, want))
         self.stop_clean(m)
 
 
