@@ -148,6 +148,8 @@ struct moat_cfg {
     char *access_log_file;     /* owned; NULL: stdout; "stderr"/"stdout": those; else a path
                                 * opened for appending (reopened on SIGUSR1) */
     int has_admin;             /* the admin listener is on */
+    int admin_writes;          /* PUT /backends/...: -1 only on a loopback address (default),
+                                * 1 wherever it listens, 0 never */
     struct moat_cfg_hostport admin; /* plain HTTP: /metrics /healthz /readyz (default
                                      * 127.0.0.1:9901 when on) */
     char *user;                /* owned; NULL: keep the starting user; else drop to it after

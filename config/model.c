@@ -16,6 +16,7 @@ struct moat_cfg *moat_cfg_new(unsigned default_workers)
     cfg->log_level = MOAT_CFG_LOG_INFO;
     cfg->access_log = 1;
     cfg->admin.port = MOAT_CFG_DEFAULT_ADMIN_PORT;
+    cfg->admin_writes = -1;
     memcpy(cfg->admin.host, "127.0.0.1", sizeof("127.0.0.1"));
     cfg->drain_timeout_ms = 30000;
     cfg->resolver.refresh_ms = MOAT_CFG_DEFAULT_DNS_REFRESH_MS;

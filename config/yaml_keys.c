@@ -606,8 +606,20 @@ static void apply_admin_listen(struct walk *w, struct moat_yaml_node *v, const c
     yw_set_hostport(w, v, path, 1, &w->cfg->admin);
 }
 
-static const struct key admin_keys[] = {{"listen", apply_admin_listen}};
-static const struct section admin_section = {admin_keys, 1, NULL};
+static void apply_admin_writes(struct walk *w, struct moat_yaml_node *v, const char *path,
+                               void *target)
+{
+    (void)target;
+    const char *text = yw_word(w, v, path, "true or false");
+    if (text != NULL && (strcasecmp(text, "true") == 0 || strcasecmp(text, "false") == 0))
+        w->cfg->admin_writes = strcasecmp(text, "true") == 0;
+    else if (text != NULL)
+        yw_fail(w, v, path, "expected true or false, got '%s'", text);
+}
+
+static const struct key admin_keys[] = {{"listen", apply_admin_listen},
+                                        {"writes", apply_admin_writes}};
+static const struct section admin_section = {admin_keys, 2, NULL};
 
 static void apply_admin(struct walk *w, struct moat_yaml_node *v, const char *path, void *target)
 {

@@ -49,7 +49,7 @@ static struct {
     struct moat_list conns;              /* struct admin_conn by node */
     size_t n_conns;
     int is_paused;                       /* a client waits in the backlog for a free slot */
-    int writes_allowed;                  /* the listener is on loopback: PUT is served */
+    int writes_allowed;                  /* PUT is served (admin.writes, or on loopback) */
     struct moat_runtime *rt;             /* one reference: the configuration /backends shows */
     char slab[4096];                     /* every read lands here; nothing is kept */
 } admin;
@@ -197,8 +197,8 @@ static void serve_path(struct admin_conn *c, const char *path, size_t len, int h
 static void serve_put(struct admin_conn *c, const struct moat_http_head *h, size_t path_len)
 {
     if (!admin.writes_allowed) {
-        answer_text(c, 403, "forbidden: writes need an admin listener on a loopback address\n",
-                    0);
+        answer_text(c, 403, "forbidden: writes need an admin listener on a loopback address "
+                    "(or admin.writes: true)\n", 0);
         return;
     }
     if (admin.rt == NULL) {
@@ -353,8 +353,10 @@ static int is_loopback(const struct sockaddr *sa)
            IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
 }
 
-/* Binds and listens. 0, or -1 with err. */
-static int open_listener(const struct moat_cfg_hostport *hp, char *err, size_t err_len)
+/* Binds and listens; writes (PUT) are served as admin_writes says (-1: on loopback only).
+ * 0, or -1 with err. */
+static int open_listener(const struct moat_cfg_hostport *hp, int admin_writes, char *err,
+                         size_t err_len)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     char port[8];
@@ -365,11 +367,13 @@ static int open_listener(const struct moat_cfg_hostport *hp, char *err, size_t e
         snprintf(err, err_len, "%s", gai_strerror(rc));
         return -1;
     }
-    admin.writes_allowed = is_loopback(res->ai_addr);
-    if (!admin.writes_allowed)
+    int is_local = is_loopback(res->ai_addr);
+    admin.writes_allowed = admin_writes == -1 ? is_local : admin_writes;
+    if (!is_local)
         moat_log(MOAT_LOG_WARN, "main admin listener on %s is not a loopback address: anyone "
-                 "who can reach it reads the metrics (writes, PUT /backends/..., are refused)",
-                 hp->host);
+                 "who can reach it reads the metrics%s", hp->host, admin.writes_allowed
+                 ? " and can drain backends (admin.writes: true)"
+                 : " (writes, PUT /backends/..., are refused)");
     uv_tcp_init(admin.loop, &admin.listener);
     admin.is_open = 1;
     int e = uv_tcp_bind(&admin.listener, res->ai_addr, 0);
@@ -412,7 +416,7 @@ int moat_admin_start(uv_loop_t *loop, struct moat_runtime *rt, struct moat_worke
         return -1;
     }
     char err[256];
-    if (open_listener(&cfg->admin, err, sizeof(err)) != 0) {
+    if (open_listener(&cfg->admin, cfg->admin_writes, err, sizeof(err)) != 0) {
         fprintf(stderr, "moat: error: --admin %s%s%s:%u: %s\n", cfg->admin.is_ipv6 ? "[" : "",
                 cfg->admin.host, cfg->admin.is_ipv6 ? "]" : "", cfg->admin.port, err);
         moat_admin_stop();

@@ -134,7 +134,7 @@ static void keep_start_settings(const struct moat_cfg *a, struct moat_cfg *b)
         kept[n++] = "log level/access log on-off and target";
     b->access_log = a->access_log;
     if (a->has_admin != b->has_admin || a->admin.port != b->admin.port ||
-        strcmp(a->admin.host, b->admin.host) != 0)
+        strcmp(a->admin.host, b->admin.host) != 0 || a->admin_writes != b->admin_writes)
         kept[n++] = "admin listener";
     int same_servers = a->resolver.n_servers == b->resolver.n_servers;
     for (size_t i = 0; same_servers && i < a->resolver.n_servers; i++)

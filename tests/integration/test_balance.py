@@ -588,6 +588,25 @@ class TestAdminBackends(MoatTestCase):
                                     % a.addr)[0], 405)
         self.stop_clean(m)
 
+    def test_writes_off_loopback_only_when_the_file_says_so(self):
+        """An admin listener on every address serves reads; PUT only with admin.writes: true
+        (the test still connects through loopback)."""
+        import re
+        a = self.backend()
+        for writes, want, warning in (("", 403, "(writes, PUT /backends/..., are refused)"),
+                                      ("\n  writes: true", 200, "and can drain backends")):
+            with self.subTest(writes=writes):
+                path, m = self.moat_config("pools: {app: {backends: [%s]}}\nadmin:\n"
+                                           "  listen: 0.0.0.0:0%s\n" % (a.addr, writes))
+                self.assertIn(warning, m.stderr())
+                admin = int(re.search(r" main admin listening on http://0\.0\.0\.0:(\d+)",
+                                      m.stderr()).group(1))
+                self.assertEqual(self.admin(admin, "GET", "/backends")[0], 200)
+                status, body = self.admin(admin, "PUT", "/backends/app/%s/state?to=drain"
+                                          % a.addr)
+                self.assertEqual(status, want, body)
+                self.stop_clean(m)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -133,7 +133,8 @@ static void test_yaml_every_key(void **state)
         "  access_log_format: json\n"
         "  access_log_target: /var/log/moat/access.log\n"
         "admin:\n"
-        "  listen: 127.0.0.1:9902\n");
+        "  listen: 127.0.0.1:9902\n"
+        "  writes: false\n");
     assert_int_equal(cfg->workers, 2);
     assert_string_equal(cfg->state_dir, "/var/lib/moat");
     assert_string_equal(cfg->user, "moat");
@@ -195,6 +196,7 @@ static void test_yaml_every_key(void **state)
     assert_int_equal(cfg->has_admin, 1);
     assert_string_equal(cfg->admin.host, "127.0.0.1");
     assert_int_equal(cfg->admin.port, 9902);
+    assert_int_equal(cfg->admin_writes, 0);
     moat_cfg_free(cfg);
 }
 
@@ -240,6 +242,7 @@ static void test_yaml_empty_values(void **state)
     assert_int_equal(cfg->has_admin, 1);
     assert_string_equal(cfg->admin.host, "127.0.0.1");
     assert_int_equal(cfg->admin.port, 9901);
+    assert_int_equal(cfg->admin_writes, -1); /* on loopback only */
     moat_cfg_free(cfg);
 }
 
@@ -381,7 +384,7 @@ static void test_yaml_unknown_keys(void **state)
                   "headers, target_size, body_size, connections, backend_connections)\n"
                   "t.yaml:11:11: logging.format: unknown key (expected one of: level, "
                   "access_log, access_log_format, access_log_target)\n"
-                  "t.yaml:12:9: admin.port: unknown key (expected one of: listen)\n"
+                  "t.yaml:12:9: admin.port: unknown key (expected one of: listen, writes)\n"
                   "t.yaml:13:1: pools2: unknown key (expected one of: workers, state_dir, user, "
                   "group, listeners, pools, resolver, routes, default_pool, trusted_proxies, "
                   "timeouts, limits, logging, admin)");
