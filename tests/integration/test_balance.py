@@ -1,7 +1,9 @@
 """Load balancing: weights (smooth weighted round robin), weight 0, a pool with nothing to try,
 the algorithms (random, least_request, hash) and sticky sessions."""
 import http.client
+import socket
 import socketserver
+import struct
 import threading
 import time
 import unittest
@@ -189,6 +191,20 @@ class CloseWithoutAnswer(socketserver.BaseRequestHandler):
             pass
 
 
+class ResetAfterAWhile(socketserver.BaseRequestHandler):
+    """Reads a request head, holds it for server.hold seconds (so that many are in flight at
+    once), then resets the connection (RST, no byte of response); counts connections."""
+
+    def handle(self):
+        with self.server.lock:
+            self.server.connections += 1
+        f = self.request.makefile("rb")
+        while f.readline() not in (b"\r\n", b""):
+            pass
+        time.sleep(self.server.hold)  # the backend "works" on it
+        self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
 class TestPassiveHealth(MoatTestCase):
     def test_a_backend_answering_500_is_ejected_after_5(self):
         good, bad = self.backend(), self.backend(handler=FailingHandler)
@@ -274,6 +290,52 @@ class TestRetries(MoatTestCase):
         conn.close()
         self.assertEqual(resp.status, 502)
         self.assertNotIn("/p%d" % i, [r["path"] for r in good.seen])
+        self.stop_clean(m)
+
+
+    def test_the_retry_budget_holds_when_every_backend_resets(self):
+        """30 GETs at once to a fleet that resets every connection: one attempt each, and
+        retries only within the budget (20 % of the requests in flight, never under 3), not 30
+        more; every client gets its 502 promptly."""
+        import re
+        fleet = [self.raw_backend(ResetAfterAWhile, hold=0.4, connections=0,
+                                  lock=threading.Lock()) for _ in range(3)]
+        args = []
+        for b in fleet:
+            args += ["--backend", b.addr]
+        m = self.moat(*args, "--workers", "1", "--admin", "127.0.0.1:0")
+        admin = int(re.search(r"admin listening on http://127\.0\.0\.1:(\d+)",
+                              m.stderr()).group(1))
+        n = 30
+        start = threading.Barrier(n)
+        statuses = []
+
+        def one(i):
+            start.wait(timeout=20)
+            statuses.append(request(m.port, "/r%d" % i)[0])
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        self.assertEqual(statuses, [502] * n)
+        self.assertLess(time.monotonic() - t0, 20)  # nothing hung
+        conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=10)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        conn.close()
+
+        def retries(reason):
+            found = re.search(r'moat_upstream_retries_total\{pool="default",reason="%s"\} (\d+)'
+                              % reason, text)
+            return int(found.group(1))
+        retried, refused = retries("empty"), retries("refused_by_budget")
+        connections = sum(b.connections for b in fleet)
+        self.assertEqual(connections, n + retried)  # one try each, plus the retries
+        self.assertGreaterEqual(retried, 3)          # the budget's floor was used
+        self.assertLessEqual(retried, n // 2)        # but nowhere near one retry per request
+        self.assertEqual(retried + refused, n)       # every other one was refused, and counted
         self.stop_clean(m)
 
 
