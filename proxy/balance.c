@@ -270,6 +270,13 @@ int moat_target_mark(struct moat_target *t, int status, uint64_t now_ms)
     return atomic_exchange_explicit(&t->down_until_ms, until, memory_order_relaxed) == 0;
 }
 
+void moat_target_joined(struct moat_target *t, uint64_t now_ms)
+{
+    /* The caller's reference alone: nobody picked it yet. */
+    if (atomic_load_explicit(&t->refs, memory_order_acquire) == 1)
+        atomic_store_explicit(&t->up_since_ms, now_ms, memory_order_relaxed);
+}
+
 void moat_target_check_up(struct moat_target *t, uint64_t now_ms)
 {
     atomic_store_explicit(&t->up_since_ms, now_ms, memory_order_relaxed);

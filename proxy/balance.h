@@ -89,6 +89,10 @@ int moat_target_is_up(const struct moat_target *t, uint64_t now_ms);
 #define MOAT_TARGET_DOWN_MS 10000
 int moat_target_mark(struct moat_target *t, int status, uint64_t now_ms);
 
+/* t was made for an address a DNS name gained while moat runs: unless someone else holds it
+ * already (it is not new then), slow start ramps it from now_ms, as a recovered backend. */
+void moat_target_joined(struct moat_target *t, uint64_t now_ms);
+
 /* The health check passes again after failing (the control thread). */
 void moat_target_check_up(struct moat_target *t, uint64_t now_ms);
 

@@ -253,6 +253,10 @@ static int resolve_backends(struct moat_runtime *rt, const struct moat_dns *dns,
                     rc = -1;
                     break;
                 }
+                /* A new address of a running name ramps up like a recovered backend (never
+                 * at start or on a reload). */
+                if (is_rebuild && cp->slow_start_ms != 0)
+                    moat_target_joined(b->target, uv_now(uv_default_loop()));
                 b->weight = cp->backends[i].weight;
                 rt->weights[rt->n_backends] = b->weight;
                 rt->targets[rt->n_backends++] = b->target;

@@ -188,6 +188,26 @@ class TestFollow(DNSTestCase):
         self.stop_clean(m)
 
 
+    def test_a_new_address_ramps_up_under_slow_start(self):
+        port, (old, new) = self.backends("127.0.0.2", "127.0.0.3")
+        self.dns.set(NAME, "127.0.0.2")
+        path, m = self.moat_config("""resolver: {servers: ["%s"]}
+workers: 1
+pools:
+  app:
+    backends: ["%s:%d"]
+    slow_start: 60s
+""" % (self.dns.addr, NAME, port))
+        self.dns.set(NAME, "127.0.0.2", "127.0.0.3")
+        m.wait_log("DNS view 1, in use by every worker", timeout=self.dns.ttl + 3)
+        for _ in range(44):
+            self.assertEqual(get_new(m.port, self.path())[0], 200)
+        # A tenth of its share at first: about 4 of 44 (an equal share would be 22).
+        self.assertGreaterEqual(len(new.paths), 1)
+        self.assertLessEqual(len(new.paths), 8)
+        self.stop_clean(m)
+
+
 class TestUnresolved(DNSTestCase):
     def test_a_name_unknown_at_start_is_served_once_it_exists(self):
         port, (b,) = self.backends("127.0.0.2")

@@ -355,6 +355,28 @@ static void test_slow_start(void **state)
     pool3_free(&p);
 }
 
+/* An address a DNS name gained while moat runs ramps up; one some snapshot held already
+ * (the same address again) does not. */
+static void test_a_new_dns_address_ramps_up(void **state)
+{
+    (void)state;
+    struct pool3 p;
+    pool3_make(&p, "joined", 1, 1, 0);
+    p.pool.slow_start_ms = 10000;
+    moat_target_ref(p.t[0]); /* an older snapshot holds it too */
+    moat_target_joined(p.t[0], 20000);
+    moat_target_joined(p.t[1], 20000); /* the only reference: new */
+    struct moat_picker *k = moat_picker_new(1, 3);
+    int seen[3] = {0, 0, 0};
+    for (int i = 0; i < 1100; i++)
+        seen[moat_pick(k, 0, &p.pool, NULL, SIZE_MAX, 20000)]++;
+    assert_int_equal(seen[0], 1000);
+    assert_int_equal(seen[1], 100); /* a tenth of its share at first */
+    moat_picker_free(k);
+    moat_target_unref(p.t[0]);
+    pool3_free(&p);
+}
+
 /* The key hash takes from a request, for each hash_key; no key, no hash (round robin). */
 static void test_hash_keys_from_a_request(void **state)
 {
@@ -437,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_sticky_cookie_pins),
         cmocka_unit_test(test_passive_ejection_rules),
         cmocka_unit_test(test_slow_start),
+        cmocka_unit_test(test_a_new_dns_address_ramps_up),
         cmocka_unit_test(test_hash_keys_from_a_request),
         cmocka_unit_test(test_retry_rule),
     };
