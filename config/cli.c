@@ -9,108 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef MOAT_VERSION
-#define MOAT_VERSION "0.0.0" /* config/CMakeLists.txt defines the project's version */
-#endif
-
 #define MAX_DRAIN_TIMEOUT_S (MOAT_CFG_MAX_DRAIN_MS / 1000)
-
-/* Keep in step with the flags table below, the defaults in model.c and README.md. */
-static const char usage[] =
-    "usage: moat [options] --backend HOST:PORT\n"
-    "       moat --config FILE [--check-config]\n"
-    "\n"
-    "HTTPS in front of plain-HTTP applications: terminates TLS 1.3 and 1.2 and forwards each\n"
-    "request as HTTP/1.1 to the backends, in weighted round-robin order.\n"
-    "\n"
-    "  --listen HOST:PORT      accept TLS here; repeatable; IPv6 as [::1]:8443; port 0 picks a\n"
-    "                          free port (default: 0.0.0.0:8443)\n"
-    "  --cert FILE --key FILE  PEM certificate chain (leaf first) and its private key, ECDSA\n"
-    "                          P-256/P-384 or RSA >= 2048; give a second pair of the other key\n"
-    "                          type to serve both; the n-th --cert goes with the n-th --key\n"
-    "                          (default: a development certificate, see --state-dir)\n"
-    "  --backend HOST:PORT[,weight=N]\n"
-    "                          plain-HTTP backend; repeatable; at least one is required;\n"
-    "                          weight 0-256 (default 1): its share of new requests\n"
-    "                          (default: none)\n"
-    "  --balance ALG           round_robin (default), random, least_request or hash\n"
-    "  --hash-key KEY          what --balance hash hashes: client_ip (default), header:NAME,\n"
-    "                          cookie:NAME, uri, path or host\n"
-    "  --sticky-cookie NAME    pin each client to a backend with this cookie\n"
-    "  --health-check PATH     check every backend with GET PATH every 5 s (2xx-3xx pass)\n"
-    "  --resolver IP:PORT      the DNS server backend names are resolved with; repeatable\n"
-    "                          (default: the system's, from /etc/resolv.conf)\n"
-    "  --dns-refresh DUR       ask again for a backend name after min(its TTL, DUR), at\n"
-    "                          least 1s; 0: only at start and reload (default: 5s)\n"
-    "  --workers N             worker threads, 1 to 256 (default: the number of CPUs)\n"
-    "  --trusted-proxy CIDR    a front proxy whose X-Forwarded-* fields are kept (its\n"
-    "                          X-Forwarded-For chain extended) rather than replaced, as\n"
-    "                          10.0.0.0/8 or 192.0.2.7; repeatable (default: none)\n"
-    "  --state-dir DIR         where the development certificate is kept (default:\n"
-    "                          $MOAT_STATE_DIR, else $XDG_STATE_HOME/moat, else\n"
-    "                          ~/.local/state/moat)\n"
-    "  --log-level LEVEL       error, warn, info or debug (default: info)\n"
-    "  --no-access-log         no access-log line per request (default: one line per\n"
-    "                          request)\n"
-    "  --access-log-format F   moat, combined or json (default: moat)\n"
-    "  --access-log TARGET     stdout, stderr or a file appended to and reopened on SIGUSR1\n"
-    "                          (default: stdout)\n"
-    "  --admin HOST:PORT       plain-HTTP /metrics, /healthz and /readyz here (default: off;\n"
-    "                          keep it on loopback, e.g. 127.0.0.1:9901)\n"
-    "  --user NAME             after opening the ports, run as this user (default: stay)\n"
-    "  --group NAME            and this group (default: the user's own)\n"
-    "  --drain-timeout SECS    on SIGTERM or SIGINT, how long in-flight requests may take,\n"
-    "                          0 to 3600, decimals allowed (default: 30)\n"
-    "\n"
-    "Timeouts (DUR: 500ms, 10s, 5m, 1h, or plain seconds):\n"
-    "  --handshake-timeout DUR the TLS handshake (default: 10s)\n"
-    "  --head-timeout DUR      a whole request head, from its first byte; then 408\n"
-    "                          (default: 10s)\n"
-    "  --idle-timeout DUR      keep-alive wait for the next request (default: 60s)\n"
-    "  --body-timeout DUR      longest silence inside a request body; then 408 (default: 60s)\n"
-    "  --connect-timeout DUR   backend TCP connect; then the next backend, or 504\n"
-    "                          (default: 5s)\n"
-    "  --backend-timeout DUR   longest backend silence while a response is due; then 504\n"
-    "                          (default: 60s)\n"
-    "  --pool-idle-timeout DUR idle pooled backend connections close after (default: 15s)\n"
-    "  --tunnel-timeout DUR    a WebSocket tunnel silent both ways is closed after (default: 1h)\n"
-    "  --send-timeout DUR      a client that takes none of the bytes moat has for it (a response,\n"
-    "                          a tunnel) is cut off after, with its backend connection\n"
-    "                          (default: 60s)\n"
-    "Limits (SIZE: 16k, 1m, 2g, or plain bytes):\n"
-    "  --max-head-size SIZE    request line and header fields; then 431 (default: 16k)\n"
-    "  --max-headers N         header fields per request; then 431 (default: 100)\n"
-    "  --max-target-size SIZE  request-target; then 414 (default: 8k)\n"
-    "  --max-body-size SIZE    request body; then 413; 0: unlimited (default: 0)\n"
-    "  --max-connections N     client connections per worker; beyond it accepting pauses\n"
-    "                          (default: 10000)\n"
-    "  --max-backend-connections N\n"
-    "                          connections to each backend per worker; beyond it requests\n"
-    "                          wait up to --connect-timeout, then 503; 0: no limit (default: 0)\n"
-    "\n"
-    "  -c, --config FILE       read every setting from this YAML file instead of flags\n"
-    "                          (see docs/configuration.md); SIGHUP reloads it\n"
-    "  -t, --check-config      load everything a start would (certificates included), print\n"
-    "                          'configuration OK' or every error, exit 0 or 1\n"
-    "  -V, --version           print the version and exit\n"
-    "  -h, --help              print this help and exit\n"
-    "\n"
-    "Flags also take the form --flag=value. A repeated flag that is not repeatable keeps its\n"
-    "last value.\n"
-    "\n"
-    "example:\n"
-    "  moat --listen 0.0.0.0:8443 --cert site.pem --key site.key \\\n"
-    "       --backend 127.0.0.1:8080 --backend 127.0.0.1:8081\n";
-
-const char *moat_cfg_usage(void)
-{
-    return usage;
-}
-
-const char *moat_cfg_version(void)
-{
-    return "moat " MOAT_VERSION;
-}
 
 enum flag_id {
     F_LISTEN,
@@ -122,6 +21,7 @@ enum flag_id {
     F_STICKY_COOKIE,
     F_HEALTH_CHECK,
     F_RESOLVER,
+    F_STRICT_SNI,
     F_DNS_REFRESH,
     F_TRUSTED_PROXY,
     F_STATE_DIR,
@@ -160,6 +60,7 @@ static const struct flag flags[] = {
     FLAG("--sticky-cookie", NULL, 1, F_STICKY_COOKIE),
     FLAG("--health-check", NULL, 1, F_HEALTH_CHECK),
     FLAG("--resolver", NULL, 1, F_RESOLVER),
+    FLAG("--strict-sni", NULL, 0, F_STRICT_SNI),
     FLAG("--dns-refresh", NULL, 1, F_DNS_REFRESH),
     TUNABLE("--workers"),
     FLAG("--trusted-proxy", NULL, 1, F_TRUSTED_PROXY),
@@ -203,9 +104,10 @@ struct loader {
     size_t n_backends;
     struct moat_cfg_pool choice; /* --balance, --hash-key, --sticky-cookie (owned strings) */
     int has_hash_key;
-    struct moat_cfg_cert certs[MOAT_CFG_MAX_CERTS]; /* owned strings; copied to each listener */
+    struct moat_cfg_cert *certs; /* owned array and strings; copied to each listener */
     size_t n_cert_flags;  /* --cert flags seen: certs[0..n) have cert_file set */
     size_t n_key_flags;   /* --key flags seen: certs[0..n) have key_file set */
+    int strict_sni;       /* --strict-sni: for every listener */
     int is_check;         /* --check-config */
     const char *config_file; /* --config, borrowed from argv */
     const char *setting_flag; /* the first flag seen that --config excludes */
@@ -363,10 +265,17 @@ static int add_cert_file(struct loader *l, const char *flag, const char *value, 
         return -1;
     }
     if (*count >= MOAT_CFG_MAX_CERTS) {
-        snprintf(l->err, l->err_len,
-                 "%s '%s': at most %d certificate/key pairs (one ECDSA and one RSA)", flag, value,
+        snprintf(l->err, l->err_len, "%s '%s': at most %d certificate/key pairs", flag, value,
                  MOAT_CFG_MAX_CERTS);
         return -1;
+    }
+    size_t made = l->n_cert_flags > l->n_key_flags ? l->n_cert_flags : l->n_key_flags;
+    if (*count == made) { /* the first of a new pair */
+        struct moat_cfg_cert *grown = moat_cfg_grow(l->certs, made, sizeof(*grown));
+        if (grown == NULL)
+            return out_of_memory(l);
+        l->certs = grown;
+        memset(&l->certs[made], 0, sizeof(l->certs[made]));
     }
     char *copy = strdup(value);
     if (copy == NULL)
@@ -556,6 +465,9 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
         return set_string(l, f->name, value, &l->choice.health.path);
     case F_RESOLVER:
         return add_resolver(l, f->name, value);
+    case F_STRICT_SNI:
+        l->strict_sni = 1;
+        return 0;
     case F_DNS_REFRESH:
         return parse_dns_refresh(l, f->name, value);
     case F_CERT:
@@ -603,6 +515,10 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
 static int copy_certs(struct loader *l, struct moat_cfg_listener *li)
 {
     li->tls_min = 12;
+    li->strict_sni = l->strict_sni;
+    li->certs = l->n_cert_flags > 0 ? calloc(l->n_cert_flags, sizeof(*li->certs)) : NULL;
+    if (l->n_cert_flags > 0 && li->certs == NULL)
+        return out_of_memory(l);
     for (size_t i = 0; i < l->n_cert_flags; i++) {
         li->certs[i].cert_file = strdup(l->certs[i].cert_file);
         li->certs[i].key_file = strdup(l->certs[i].key_file);
@@ -680,10 +596,12 @@ static void loader_free(struct loader *l)
     free(l->choice.hash_name);
     free(l->choice.sticky_cookie);
     free(l->choice.health.path);
-    for (size_t i = 0; i < MOAT_CFG_MAX_CERTS; i++) {
+    size_t made = l->n_cert_flags > l->n_key_flags ? l->n_cert_flags : l->n_key_flags;
+    for (size_t i = 0; i < made; i++) {
         free(l->certs[i].cert_file);
         free(l->certs[i].key_file);
     }
+    free(l->certs);
 }
 
 /* --help and --version answer whatever else the line holds, even mistakes: "moat --frob --help"

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MOAT_CFG_MAX_CERTS 2 /* one ECDSA and one RSA pair at most */
+#define MOAT_CFG_MAX_CERTS 100000 /* certificate/key pairs per listener */
 
 /* A HOST:PORT as written by the user. host is a name, an IPv4 literal, or an IPv6 literal
  * (written "[::1]:8443", stored without brackets). */
@@ -27,11 +27,17 @@ struct moat_cfg_cert {
     char *key_file;  /* owned; PEM private key */
 };
 
-/* One listening address and the TLS it speaks. */
+/* One listening address and the TLS it speaks. Each certificate serves the names of its
+ * subjectAltName (clients choose by SNI); the first is the default for clients that send no
+ * name or one no certificate has. */
 struct moat_cfg_listener {
     struct moat_cfg_hostport addr;
-    struct moat_cfg_cert certs[MOAT_CFG_MAX_CERTS];
-    size_t n_certs;  /* 0: the development certificate */
+    struct moat_cfg_cert *certs; /* owned array */
+    size_t n_certs;  /* certs listed; with no dirs either: the development certificate */
+    char **cert_dirs; /* owned array of owned paths: every pair found in each (X.crt + X.key,
+                       * or X.pem holding both) */
+    size_t n_cert_dirs;
+    int strict_sni;  /* refuse clients whose name no certificate has (none sent included) */
     int tls_min;     /* lowest TLS version accepted: 12 (default) or 13 */
 };
 

@@ -56,10 +56,15 @@ void moat_cfg_free(struct moat_cfg *cfg)
     if (cfg == NULL)
         return;
     for (size_t l = 0; l < cfg->n_listeners; l++) {
-        for (size_t i = 0; i < MOAT_CFG_MAX_CERTS; i++) {
-            free(cfg->listeners[l].certs[i].cert_file);
-            free(cfg->listeners[l].certs[i].key_file);
+        struct moat_cfg_listener *li = &cfg->listeners[l];
+        for (size_t i = 0; i < li->n_certs; i++) {
+            free(li->certs[i].cert_file);
+            free(li->certs[i].key_file);
         }
+        free(li->certs);
+        for (size_t i = 0; i < li->n_cert_dirs; i++)
+            free(li->cert_dirs[i]);
+        free(li->cert_dirs);
     }
     free(cfg->listeners);
     for (size_t p = 0; p < cfg->n_pools; p++) {

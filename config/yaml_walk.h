@@ -42,6 +42,12 @@ void yw_join_key(char *out, const char *path, const char *key);
 void yw_join_index(char *out, const char *path, size_t i);
 const char *yw_scalar(struct walk *w, struct moat_yaml_node *n, const char *path, const char *what);
 const char *yw_word(struct walk *w, struct moat_yaml_node *n, const char *path, const char *what);
+/* A timeout, a limit or the workers' count, parsed and range-checked as settings.c says. */
+struct moat_cfg_tunable;
+void yw_set_tunable(struct walk *w, const struct moat_cfg_tunable *t, struct moat_yaml_node *v,
+                    const char *path);
+/* true/yes/on or false/no/off into *out (1 or 0), or nothing after saying why. */
+void yw_set_bool(struct walk *w, struct moat_yaml_node *v, const char *path, int *out);
 void yw_set_string(struct walk *w, struct moat_yaml_node *v, const char *path, const char *what,
                    char **field);
 int yw_set_hostport(struct walk *w, struct moat_yaml_node *v, const char *path, int allow_port_zero,

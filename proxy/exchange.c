@@ -216,6 +216,19 @@ static size_t pick_pool(const struct moat_cfg *cfg, const struct moat_http_head 
     return moat_cfg_route_pick(cfg, h->host, h->host_len, path, len);
 }
 
+/* The Host names a site of another certificate of this listener than the one the handshake
+ * chose (a client reusing a connection across sites, or a name fronted by another's SNI). */
+static int is_misdirected(const struct moat_conn *c, const struct moat_http_head *h)
+{
+    size_t len = h->host_len;
+    if (len == 0 || h->host[0] == '[')
+        return 0; /* no Host, or an IPv6 literal: never a certificate's name */
+    const char *colon = memchr(h->host, ':', len);
+    if (colon != NULL)
+        len = (size_t)(colon - h->host);
+    return moat_tls_session_is_misdirected(c->tls, h->host, len);
+}
+
 static int on_req_head(void *ctx, const struct moat_http_head *h)
 {
     struct moat_conn *c = ctx;
@@ -238,6 +251,13 @@ static int on_req_head(void *ctx, const struct moat_http_head *h)
     }
     c->ex.pick.pinned = NULL;
     remember_for_log(c, h);
+    if (is_misdirected(c, h)) { /* (the SNI itself is raw client bytes: not logged) */
+        conn_log(c, MOAT_LOG_INFO, "request for %.*s on a connection whose certificate is "
+                 "another site's: 421", (int)h->host_len, h->host);
+        moat_http_parser_fail(c->req, 421, "this connection serves another site: open a new "
+                              "one for this host");
+        return -1;
+    }
     uint64_t max = c->rt->max_body_bytes;
     if (max != 0 && h->framing == MOAT_HTTP_BODY_LENGTH && h->content_length > max) {
         conn_log(c, MOAT_LOG_INFO, "request body of %llu bytes over --max-body-size (%llu)",

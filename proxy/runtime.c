@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <uv.h>
 
-#include "proxy/devcert.h"
+#include "proxy/certfiles.h"
 #include "proxy/dns.h"
 #include "proxy/log.h"
 #include "tls/tls.h"
@@ -98,82 +98,14 @@ static void copy_limits(const struct moat_cfg *cfg, struct moat_runtime *rt)
     rt->max_backend_conns = cfg->max_backend_connections;
 }
 
-/* A private key that every local user can read is a leak waiting to happen: say so, as sshd
- * does, but run (containers often mount secrets world-readable). */
-static void warn_if_key_exposed(const char *key_file)
-{
-    struct stat st;
-    if (stat(key_file, &st) == 0 && (st.st_mode & S_IROTH))
-        moat_log(MOAT_LOG_WARN, "main private key %s is readable by other users (mode %03o): "
-                 "chmod 600 it", key_file, (unsigned)(st.st_mode & 0777));
-}
-
-/* Two listeners with the same files and options share one loaded context. */
-static int same_tls(const struct moat_cfg_listener *a, const struct moat_cfg_listener *b)
-{
-    if (a->n_certs != b->n_certs || a->tls_min != b->tls_min)
-        return 0;
-    for (size_t i = 0; i < a->n_certs; i++)
-        if (strcmp(a->certs[i].cert_file, b->certs[i].cert_file) != 0 ||
-            strcmp(a->certs[i].key_file, b->certs[i].key_file) != 0)
-            return 0;
-    return 1;
-}
-
-static int load_listener_tls(const struct moat_cfg *cfg, const struct moat_cfg_listener *li,
-                             struct moat_tls_ctx **out, char *err, size_t err_len)
-{
-    struct moat_tls_pair pairs[MOAT_CFG_MAX_CERTS];
-    size_t n = li->n_certs;
-    for (size_t i = 0; i < n; i++) {
-        pairs[i].cert_file = li->certs[i].cert_file;
-        pairs[i].key_file = li->certs[i].key_file;
-        warn_if_key_exposed(li->certs[i].key_file);
-    }
-    struct moat_devcert_paths *dev = NULL;
-    if (n == 0) {
-        dev = malloc(sizeof(*dev));
-        if (dev == NULL) {
-            snprintf(err, err_len, "out of memory");
-            return -1;
-        }
-        if (moat_devcert_ensure(cfg->state_dir, dev, err, err_len) != 0) {
-            free(dev);
-            return -1;
-        }
-        pairs[0].cert_file = dev->cert;
-        pairs[0].key_file = dev->key;
-        n = 1;
-        moat_log(MOAT_LOG_INFO,
-                 "main development certificate %s cert=%s ca=%s (trust it: curl --cacert %s)",
-                 dev->is_created ? "created" : "reused", dev->cert, dev->ca_cert, dev->ca_cert);
-    }
-    struct moat_tls_opts opts = {.pairs = pairs, .n_pairs = n, .min_version = li->tls_min};
-    int rc = moat_tls_ctx_new(&opts, out, err, err_len);
-    free(dev);
-    return rc;
-}
-
 static int load_tls(struct moat_runtime *rt, char *err, size_t err_len)
 {
-    const struct moat_cfg *cfg = rt->cfg;
-    rt->tls = calloc(cfg->n_listeners, sizeof(*rt->tls));
+    rt->tls = calloc(rt->cfg->n_listeners, sizeof(*rt->tls));
     if (rt->tls == NULL) {
         snprintf(err, err_len, "out of memory");
         return -1;
     }
-    for (size_t l = 0; l < cfg->n_listeners; l++) {
-        for (size_t k = 0; k < l && rt->tls[l] == NULL; k++) {
-            if (same_tls(&cfg->listeners[k], &cfg->listeners[l])) {
-                moat_tls_ctx_ref(rt->tls[k]);
-                rt->tls[l] = rt->tls[k];
-            }
-        }
-        if (rt->tls[l] == NULL &&
-            load_listener_tls(cfg, &cfg->listeners[l], &rt->tls[l], err, err_len) != 0)
-            return -1;
-    }
-    return 0;
+    return moat_certfiles_load_all(rt->cfg, rt->tls, err, err_len);
 }
 
 /* Every address of every backend name becomes a backend (a Compose service scaled to three

@@ -24,7 +24,7 @@ export DEBIAN_FRONTEND=noninteractive
 base_pkgs=(build-essential cmake pkg-config libuv1-dev libyaml-dev libc-ares-dev libcmocka-dev clang libclang-rt-dev
            curl openssl python3 ca-certificates dpkg-dev libssl-dev python3-jinja2
            python3-jsonschema python3-yaml patch)
-bench_pkgs=(nginx-light haproxy wrk)
+bench_pkgs=(nginx-light haproxy wrk python3-cryptography)
 newer_pkgs=(libmbedtls-dev libllhttp-dev)
 
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }

@@ -23,19 +23,6 @@
 #include <openssl/crypto.h> /* the accelerator's version, for the logs */
 #endif
 
-struct moat_tls_cert {
-    mbedtls_x509_crt chain;
-    mbedtls_pk_context key;
-};
-
-struct moat_tls_ctx {
-    atomic_int refs;
-    struct moat_tls_cert certs[2];
-    size_t n_certs;
-    int tls13_only; /* the listener refuses TLS 1.2 */
-    char describe[512];
-};
-
 /* Static because mbedTLS keeps the pointers for the life of every configuration. Suites are in
  * our order of preference for TLS 1.2 (TLS 1.3 takes the client's first supported suite). Only
  * ECDHE + AEAD: forward secrecy and no CBC padding oracles. */
@@ -222,21 +209,27 @@ static int load_pair(const struct moat_tls_pair *p, struct moat_tls_cert *c, str
     return 0;
 }
 
+#define DESCRIBED_PAIRS 4 /* the start-up line names this many pairs, then counts the rest */
+
 int moat_tls_ctx_new(const struct moat_tls_opts *opts, struct moat_tls_ctx **out, char *err,
                      size_t err_len)
 {
     *out = NULL;
-    if (opts->n_pairs < 1 || opts->n_pairs > 2) {
-        snprintf(err, err_len, "give one or two certificate/key pairs");
+    if (opts->n_pairs < 1) {
+        snprintf(err, err_len, "give at least one certificate/key pair");
         return -1;
     }
     struct moat_tls_ctx *ctx = calloc(1, sizeof(*ctx));
-    if (ctx == NULL) {
+    if (ctx != NULL)
+        ctx->certs = calloc(opts->n_pairs, sizeof(*ctx->certs));
+    if (ctx == NULL || ctx->certs == NULL) {
+        free(ctx);
         snprintf(err, err_len, "out of memory");
         return -1;
     }
     atomic_init(&ctx->refs, 1);
     ctx->tls13_only = opts->min_version == 13;
+    ctx->strict_sni = opts->strict_sni;
     struct start_rng rng;
     int rc = start_rng_init(&rng);
     if (rc != 0) {
@@ -249,22 +242,28 @@ int moat_tls_ctx_new(const struct moat_tls_opts *opts, struct moat_tls_ctx **out
         mbedtls_x509_crt_init(&c->chain);
         mbedtls_pk_init(&c->key);
         ctx->n_certs = i + 1;
+        c->cert_file = strdup(opts->pairs[i].cert_file);
         char kind[32];
-        if (load_pair(&opts->pairs[i], c, &rng, kind, sizeof(kind), err, err_len) != 0)
-            goto fail;
-        if (i == 1 && mbedtls_pk_get_type(&c->key) == mbedtls_pk_get_type(&ctx->certs[0].key)) {
-            snprintf(err, err_len, "%s: a second pair must use the other key type (one ECDSA, one "
-                     "RSA)", opts->pairs[i].cert_file);
+        if (c->cert_file == NULL) {
+            snprintf(err, err_len, "out of memory");
             goto fail;
         }
+        if (load_pair(&opts->pairs[i], c, &rng, kind, sizeof(kind), err, err_len) != 0)
+            goto fail;
         char dn[256];
         if (mbedtls_x509_dn_gets(dn, sizeof(dn), &c->chain.subject) < 0)
             snprintf(dn, sizeof(dn), "?");
-        used += (size_t)snprintf(ctx->describe + used, sizeof(ctx->describe) - used, "%s%s %s",
-                                 i ? ", " : "", kind, dn);
+        if (i < DESCRIBED_PAIRS)
+            used += (size_t)snprintf(ctx->describe + used, sizeof(ctx->describe) - used,
+                                     "%s%s %s", i ? ", " : "", kind, dn);
+        else if (i == opts->n_pairs - 1)
+            used += (size_t)snprintf(ctx->describe + used, sizeof(ctx->describe) - used,
+                                     " and %zu more", opts->n_pairs - DESCRIBED_PAIRS);
         if (used >= sizeof(ctx->describe))
             used = sizeof(ctx->describe) - 1;
     }
+    if (moat_tls_sites_build(ctx, err, err_len) != 0)
+        goto fail;
     start_rng_free(&rng);
     *out = ctx;
     return 0;
@@ -286,7 +285,10 @@ void moat_tls_ctx_unref(struct moat_tls_ctx *ctx)
     for (size_t i = 0; i < ctx->n_certs; i++) {
         mbedtls_x509_crt_free(&ctx->certs[i].chain);
         mbedtls_pk_free(&ctx->certs[i].key);
+        free(ctx->certs[i].cert_file);
     }
+    moat_tls_sites_free(ctx);
+    free(ctx->certs);
     free(ctx);
 }
 
@@ -332,6 +334,23 @@ static int copy_key(struct moat_tls_server *srv, const mbedtls_pk_context *key,
 #endif
 }
 
+int moat_tls_server_key(struct moat_tls_server *srv, size_t pair, mbedtls_pk_context **out)
+{
+    if (!srv->has_key[pair]) {
+        mbedtls_pk_init(&srv->keys[pair]);
+        int rc = copy_key(srv, &srv->ctx->certs[pair].key, &srv->keys[pair],
+                          &srv->key_ids[pair]);
+        if (rc != 0) {
+            mbedtls_pk_free(&srv->keys[pair]);
+            psa_destroy_key(srv->key_ids[pair]);
+            return rc;
+        }
+        srv->has_key[pair] = 1;
+    }
+    *out = &srv->keys[pair];
+    return 0;
+}
+
 /* The ticket callbacks get the server (not its ticket context) so a parsed ticket can mark the
  * session whose handshake runs (session.c). */
 static int ticket_write(void *p_ticket, const mbedtls_ssl_session *session, unsigned char *start,
@@ -367,14 +386,12 @@ struct moat_tls_server *moat_tls_server_new(struct moat_tls_ctx *ctx, char *err,
         rc = mbedtls_ssl_ticket_setup(&srv->tickets, mbedtls_ctr_drbg_random, &srv->drbg,
                                       MBEDTLS_CIPHER_AES_256_GCM, TICKET_LIFETIME_S);
     }
-    for (size_t i = 0; rc == 0 && i < ctx->n_certs; i++) {
-        step = "copying the private key";
-        mbedtls_pk_init(&srv->keys[i]);
-        srv->n_keys = i + 1;
-        rc = copy_key(srv, &ctx->certs[i].key, &srv->keys[i], &srv->key_ids[i]);
-        step = "installing the certificate";
-        if (rc == 0)
-            rc = mbedtls_ssl_conf_own_cert(&srv->conf, &ctx->certs[i].chain, &srv->keys[i]);
+    srv->keys = calloc(ctx->n_certs, sizeof(*srv->keys));
+    srv->key_ids = calloc(ctx->n_certs, sizeof(*srv->key_ids));
+    srv->has_key = calloc(ctx->n_certs, sizeof(*srv->has_key));
+    if (rc == 0 && (srv->keys == NULL || srv->key_ids == NULL || srv->has_key == NULL)) {
+        step = "allocating";
+        rc = MBEDTLS_ERR_SSL_ALLOC_FAILED;
     }
     if (rc == 0) {
         step = "setting ALPN";
@@ -397,6 +414,7 @@ struct moat_tls_server *moat_tls_server_new(struct moat_tls_ctx *ctx, char *err,
     mbedtls_ssl_conf_renegotiation(&srv->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
 #endif
     mbedtls_ssl_conf_sni(&srv->conf, moat_tls_session_on_sni, NULL); /* records the name */
+    mbedtls_ssl_conf_cert_cb(&srv->conf, moat_tls_session_on_cert); /* picks the site */
     mbedtls_ssl_conf_session_tickets_cb(&srv->conf, ticket_write, moat_tls_ticket_parse, srv);
     return srv;
 }
@@ -407,10 +425,15 @@ void moat_tls_server_free(struct moat_tls_server *srv)
         return;
     moat_tls_session_pool_drain(srv);
     mbedtls_ssl_config_free(&srv->conf);
-    for (size_t i = 0; i < srv->n_keys; i++) {
+    for (size_t i = 0; srv->has_key != NULL && i < srv->ctx->n_certs; i++) {
+        if (!srv->has_key[i])
+            continue;
         mbedtls_pk_free(&srv->keys[i]); /* an opaque context leaves its PSA key alone */
         psa_destroy_key(srv->key_ids[i]);
     }
+    free(srv->keys);
+    free(srv->key_ids);
+    free(srv->has_key);
     mbedtls_ssl_ticket_free(&srv->tickets);
     mbedtls_ctr_drbg_free(&srv->drbg);
     mbedtls_entropy_free(&srv->entropy);

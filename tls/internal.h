@@ -9,17 +9,64 @@
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ticket.h>
 
+#include <stdatomic.h>
+#include <mbedtls/x509_crt.h>
+
+/* One certificate chain and its private key, as loaded (read-only once loaded). */
+struct moat_tls_cert {
+    mbedtls_x509_crt chain;
+    mbedtls_pk_context key;
+    char *cert_file; /* owned: for messages */
+};
+
+/* Pairs that serve the same names: at most one ECDSA and one RSA (indexes into certs). */
+struct moat_tls_site {
+    size_t pair[2];
+    size_t n_pairs;
+};
+
+/* A name in the index, lower case (a wildcard's parent in the wildcard index). */
+struct moat_tls_name {
+    char *name; /* owned */
+    size_t site;
+};
+
+/* A listener's certificates and the index of their names (certs.c); immutable once built,
+ * shared by every worker. */
+struct moat_tls_ctx {
+    atomic_int refs;
+    struct moat_tls_cert *certs; /* owned array */
+    size_t n_certs;
+    struct moat_tls_site *sites; /* owned: sites[0] is the default (its first pair listed) */
+    size_t n_sites;
+    size_t *pair_site;           /* owned: the site of each pair */
+    struct moat_tls_name *exact, *wild; /* owned, sorted by name */
+    size_t n_exact, n_wild;
+    int tls13_only; /* the listener refuses TLS 1.2 */
+    int strict_sni; /* a client whose name no site has is refused (unrecognized_name) */
+    char describe[512];
+};
+
+/* Groups ctx's loaded pairs into sites and indexes their names. 0, or -1 with err. */
+int moat_tls_sites_build(struct moat_tls_ctx *ctx, char *err, size_t err_len);
+void moat_tls_sites_free(struct moat_tls_ctx *ctx);
+
+/* The site whose certificates name host (len bytes, any case, a trailing dot allowed): an
+ * exact name first, else a wildcard one label up. -1 when none does. */
+long moat_tls_site_find(const struct moat_tls_ctx *ctx, const char *host, size_t len);
+
 /* One worker's server configuration. Used by its thread only: the DRBG, the ticket keys and the
  * free list need no locks. */
 struct moat_tls_server {
     struct moat_tls_ctx *ctx; /* a reference: certificates the config points into */
-    /* This worker's own copy of each certificate's private key, so no signature waits for
-     * another worker's (mbedTLS holds an RSA key's mutex for the whole signature): an opaque
-     * PSA key where mbedTLS runs on PSA (the project's engine: signatures then reach the
-     * accelerator), else a parsed copy. */
-    mbedtls_pk_context keys[2];
-    mbedtls_svc_key_id_t key_ids[2]; /* the PSA keys behind keys[] (0: none) */
-    size_t n_keys;
+    /* This worker's own copy of each certificate's private key, made when a handshake first
+     * needs it, so no signature waits for another worker's (mbedTLS holds an RSA key's mutex
+     * for the whole signature), and 10,000 certificates cost no key until their site is
+     * asked for: an opaque PSA key where mbedTLS runs on PSA (the project's engine:
+     * signatures then reach the accelerator), else a parsed copy. Arrays of ctx->n_certs. */
+    mbedtls_pk_context *keys;
+    mbedtls_svc_key_id_t *key_ids; /* the PSA keys behind keys[] (0: none) */
+    unsigned char *has_key;        /* keys[i] is ready */
     mbedtls_ssl_config conf;
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
@@ -34,6 +81,15 @@ struct moat_tls_server {
  * session (found through the context's user data). Never fails a handshake. */
 int moat_tls_session_on_sni(void *arg, mbedtls_ssl_context *ssl, const unsigned char *name,
                             size_t len);
+
+/* mbedTLS's certificate callback (mbedtls_ssl_conf_cert_cb): gives the handshake the
+ * certificates of the site the client's name selects (the default site without a name or for
+ * an unknown one, unless the listener is strict: then the handshake fails). */
+int moat_tls_session_on_cert(mbedtls_ssl_context *ssl);
+
+/* This worker's copy of pair's private key, made now if it is the first use. 0 or an mbedTLS
+ * error. */
+int moat_tls_server_key(struct moat_tls_server *srv, size_t pair, mbedtls_pk_context **out);
 
 /* mbedTLS's ticket parse callback (p_ticket: the server): marks hs_current resumed on success. */
 int moat_tls_ticket_parse(void *p_ticket, mbedtls_ssl_session *session, unsigned char *buf,

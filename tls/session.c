@@ -54,6 +54,8 @@ struct moat_tls_session {
     unsigned char sni_len;
     char sni[MOAT_TLS_SNI_MAX + 1]; /* the server_name the client sent, cut at MOAT_TLS_SNI_MAX
                                      * bytes; NUL-terminated (raw bytes: may hold anything) */
+    long site;                      /* the site whose certificate the handshake chose (-1:
+                                     * none yet); the default for no name or an unknown one */
     struct moat_tls_session *next; /* in the server's spare list */
 };
 
@@ -166,7 +168,29 @@ int moat_tls_session_on_sni(void *arg, mbedtls_ssl_context *ssl, const unsigned 
     memcpy(s->sni, name, len);
     s->sni[len] = '\0';
     s->sni_len = (unsigned char)len;
-    return 0; /* the configured certificate serves every name */
+    /* A strict listener refuses a name it has no certificate for: mbedTLS then sends
+     * unrecognized_name. */
+    return s->srv->ctx->strict_sni && moat_tls_site_find(s->srv->ctx, s->sni, len) < 0 ? -1 : 0;
+}
+
+int moat_tls_session_on_cert(mbedtls_ssl_context *ssl)
+{
+    struct moat_tls_session *s = mbedtls_ssl_get_user_data_p(ssl);
+    const struct moat_tls_ctx *ctx = s->srv->ctx;
+    long site = s->sni_len > 0 ? moat_tls_site_find(ctx, s->sni, s->sni_len) : -1;
+    if (site < 0 && ctx->strict_sni)
+        return MBEDTLS_ERR_SSL_UNRECOGNIZED_NAME; /* no name at all: nothing to serve */
+    s->site = site < 0 ? 0 : site;
+    /* A HelloRetryRequest runs this again: start from an empty list each time. */
+    int rc = mbedtls_ssl_set_hs_own_cert(ssl, NULL, NULL);
+    const struct moat_tls_site *st = &ctx->sites[s->site];
+    for (size_t i = 0; rc == 0 && i < st->n_pairs; i++) {
+        mbedtls_pk_context *key;
+        rc = moat_tls_server_key(s->srv, st->pair[i], &key);
+        if (rc == 0)
+            rc = mbedtls_ssl_set_hs_own_cert(ssl, &ctx->certs[st->pair[i]].chain, key);
+    }
+    return rc;
 }
 
 /* The fatal alert an mbedTLS error names, or -1 for errors that name none (the peer's own alert,
@@ -189,6 +213,8 @@ static int alert_for(int code, int in_handshake)
         return MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_EXT;
     case MBEDTLS_ERR_SSL_NO_APPLICATION_PROTOCOL:
         return MBEDTLS_SSL_ALERT_MSG_NO_APPLICATION_PROTOCOL;
+    case MBEDTLS_ERR_SSL_UNRECOGNIZED_NAME: /* a strict listener and no name (on_cert) */
+        return MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME;
     case MBEDTLS_ERR_SSL_BAD_INPUT_DATA:
         /* In a handshake this is the client's data failing a check inside the crypto (a key
          * share off its curve, RFC 8446 §4.2.8) or a message too large to hold. */
@@ -266,6 +292,7 @@ struct moat_tls_session *moat_tls_session_new(struct moat_tls_server *srv, moat_
     s->cipher = NULL;
     s->sni_len = 0;
     s->sni[0] = '\0';
+    s->site = -1;
     s->next = NULL;
     return s;
 }
@@ -471,4 +498,13 @@ const char *moat_tls_session_sni(const struct moat_tls_session *s, size_t *len)
 {
     *len = s->sni_len;
     return s->sni_len > 0 ? s->sni : NULL;
+}
+
+int moat_tls_session_is_misdirected(const struct moat_tls_session *s, const char *host,
+                                    size_t len)
+{
+    if (s->site < 0)
+        return 0;
+    long site = moat_tls_site_find(s->srv->ctx, host, len);
+    return site >= 0 && site != s->site;
 }

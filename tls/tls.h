@@ -16,9 +16,13 @@ struct moat_tls_pair {
 
 /* Options of a listener's TLS (copied; strings borrowed only during the call). */
 struct moat_tls_opts {
-    const struct moat_tls_pair *pairs; /* 1 or 2 (one ECDSA + one RSA) */
+    const struct moat_tls_pair *pairs; /* at least 1: each serves the names of its leaf's
+                                        * subjectAltName (its CN without one); an ECDSA and an
+                                        * RSA pair for the same names serve both kinds of
+                                        * client; the first pair's names are the default */
     size_t n_pairs;
     int min_version; /* 13: TLS 1.3 only; anything else: TLS 1.2 and 1.3 */
+    int strict_sni;  /* refuse a client whose name no certificate has, or that sends none */
 };
 
 struct moat_tls_ctx;    /* certificates + keys; immutable, shared by all workers, refcounted */
@@ -35,8 +39,9 @@ int moat_tls_global_init(char *err, size_t err_len);
 void moat_tls_global_free(void);
 
 /* Loads and checks every pair: readable files, parseable PEM, a supported key type and size, the
- * key matches its certificate, at most one pair per key type. On error returns -1 and err names
- * the file and the reason ("site.key: key does not match certificate site.pem"). */
+ * key matches its certificate, at most one pair per key type for one set of names. On error
+ * returns -1 and err names the file and the reason ("site.key: key does not match certificate
+ * site.pem"). A name that two sets list belongs to the first. */
 int moat_tls_ctx_new(const struct moat_tls_opts *opts, struct moat_tls_ctx **out, char *err,
                      size_t err_len);
 void moat_tls_ctx_ref(struct moat_tls_ctx *ctx);   /* atomic */
@@ -126,6 +131,13 @@ const char *moat_tls_session_cipher(const struct moat_tls_session *s);
  * cut at MOAT_TLS_SNI_MAX; NUL-terminated. NULL with *len 0 when the client sent none (or the
  * handshake has not reached it). Valid until the session is freed. */
 const char *moat_tls_session_sni(const struct moat_tls_session *s, size_t *len);
+
+/* 1 when host (a request's Host without its port, len bytes) is a name of another certificate
+ * of the listener than the one the handshake chose by SNI: the request belongs on another
+ * connection (421, RFC 9110 §15.5.20). 0 for the chosen certificate's names and for names no
+ * certificate has (routes decide those). */
+int moat_tls_session_is_misdirected(const struct moat_tls_session *s, const char *host,
+                                    size_t len);
 
 /* ---- development certificate ------------------------------------------------------------- */
 

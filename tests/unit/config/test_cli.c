@@ -77,7 +77,8 @@ static void test_cli_defaults(void **state)
     assert_string_equal(cfg->pools[0].backends[0].addr.host, "127.0.0.1");
     assert_int_equal(cfg->pools[0].backends[0].addr.port, 8080);
     assert_int_equal(cfg->listeners[0].n_certs, 0);
-    assert_null(cfg->listeners[0].certs[0].cert_file);
+    assert_null(cfg->listeners[0].certs);
+    assert_int_equal(cfg->listeners[0].strict_sni, 0);
     assert_int_equal(cfg->workers, 4); /* default_workers */
     assert_int_equal(cfg->n_trusted_proxies, 0);
     assert_null(cfg->trusted_proxies);
@@ -325,14 +326,27 @@ static void test_cli_key_without_cert(void **state)
                "--key '2.key' has no matching --cert", NULL, NULL);
 }
 
-static void test_cli_three_pairs_refused(void **state)
+/* Any number of pairs (one per site, by SNI), in order, the n-th --cert with the n-th --key. */
+static void test_cli_many_pairs(void **state)
 {
     (void)state;
-    expect_bad(ARGS("--backend", "a:1", "--cert", "1", "--key", "1", "--cert", "2", "--key", "2",
-                    "--cert", "3.pem", "--key", "3"),
-               "--cert '3.pem'", "at most 2 certificate/key pairs", NULL);
-    expect_bad(ARGS("--backend", "a:1", "--key", "1", "--key", "2", "--key", "3.key"),
-               "--key '3.key'", "at most 2", NULL);
+    struct moat_cfg *cfg = load_ok(ARGS("--backend", "a:1", "--cert", "1.pem", "--key", "1.key",
+                                        "--key", "2.key", "--cert", "2.pem", "--cert", "3.pem",
+                                        "--key", "3.key", "--cert", "4.pem", "--key", "4.key",
+                                        "--cert", "5.pem", "--key", "5.key", "--strict-sni"));
+    const struct moat_cfg_listener *li = &cfg->listeners[0];
+    assert_int_equal(li->n_certs, 5);
+    for (size_t i = 0; i < 5; i++) {
+        char cert[16], key[16];
+        snprintf(cert, sizeof(cert), "%zu.pem", i + 1);
+        snprintf(key, sizeof(key), "%zu.key", i + 1);
+        assert_string_equal(li->certs[i].cert_file, cert);
+        assert_string_equal(li->certs[i].key_file, key);
+    }
+    assert_int_equal(li->strict_sni, 1);
+    moat_cfg_free(cfg);
+    expect_bad(ARGS("--backend", "a:1", "--key", "1", "--key", "2", "--cert", "3.pem"),
+               "--key '2' has no matching --cert", NULL, NULL);
 }
 
 static void test_cli_empty_file_names(void **state)
@@ -690,7 +704,7 @@ int run_cli_tests(void)
         cmocka_unit_test(test_cli_cert_key_pairs_in_order),
         cmocka_unit_test(test_cli_cert_without_key),
         cmocka_unit_test(test_cli_key_without_cert),
-        cmocka_unit_test(test_cli_three_pairs_refused),
+        cmocka_unit_test(test_cli_many_pairs),
         cmocka_unit_test(test_cli_empty_file_names),
         cmocka_unit_test(test_cli_help),
         cmocka_unit_test(test_cli_version),

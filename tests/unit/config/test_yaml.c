@@ -376,7 +376,7 @@ static void test_yaml_unknown_keys(void **state)
                   "group, listeners, pools, resolver, routes, default_pool, trusted_proxies, "
                   "timeouts, limits, logging, admin)\n"
                   "t.yaml:7:11: listeners[0].tls.min: unknown key (expected one of: min_version, "
-                  "certificates)\n"
+                  "certificates, certificate_dirs, strict_sni)\n"
                   "t.yaml:8:5: listeners[0].port: unknown key (expected one of: listen, tls)\n"
                   "t.yaml:9:22: timeouts.read: unknown key (expected one of: handshake, head, "
                   "idle, body, connect, backend, pool_idle, tunnel, send, drain)\n"
@@ -448,9 +448,7 @@ static void test_yaml_missing(void **state)
                   "t.yaml:4:11: listeners[0].tls.certificates[0].key: required (e.g. key: "
                   "/etc/moat/site.key)\n"
                   "t.yaml:5:11: listeners[0].tls.certificates[1].cert: required (e.g. cert: "
-                  "/etc/moat/site.pem)\n"
-                  "t.yaml:6:11: listeners[0].tls.certificates[2]: at most 2 certificate/key "
-                  "pairs (one ECDSA and one RSA)");
+                  "/etc/moat/site.pem)");
     expect_errors("pools:\n"
                   "  web: {}\n"
                   "  api:\n"

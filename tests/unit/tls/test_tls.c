@@ -122,7 +122,8 @@ static void test_load_errors_name_the_file(void **state)
     expect_load_error("ec.key", "ec.key", NULL, NULL, "ec.key", "not a PEM certificate");
     expect_load_error("ec.pem", "ec.pem", NULL, NULL, "ec.pem", "not a PEM private key");
     expect_load_error("weak.pem", "weak.key", NULL, NULL, "weak.key", "unsupported key");
-    expect_load_error("ec.pem", "ec.key", "ec.pem", "ec.key", "ec.pem", "other key type");
+    expect_load_error("ec.pem", "ec.key", "ec.pem", "ec.key", "ec.pem",
+                      "same key type for the same names");
 }
 
 static void test_devcert_chain_verifies_for_local_names(void **state)

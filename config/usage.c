@@ -1,0 +1,108 @@
+/* config/usage.c: the --help text and the version. */
+#include "config/config.h"
+
+#ifndef MOAT_VERSION
+#define MOAT_VERSION "0.0.0" /* config/CMakeLists.txt defines the project's version */
+#endif
+
+/* Keep in step with the flags table of cli.c, the defaults in model.c and README.md. */
+static const char usage[] =
+    "usage: moat [options] --backend HOST:PORT\n"
+    "       moat --config FILE [--check-config]\n"
+    "\n"
+    "HTTPS in front of plain-HTTP applications: terminates TLS 1.3 and 1.2 and forwards each\n"
+    "request as HTTP/1.1 to the backends, in weighted round-robin order.\n"
+    "\n"
+    "  --listen HOST:PORT      accept TLS here; repeatable; IPv6 as [::1]:8443; port 0 picks a\n"
+    "                          free port (default: 0.0.0.0:8443)\n"
+    "  --cert FILE --key FILE  PEM certificate chain (leaf first) and its private key, ECDSA\n"
+    "                          P-256/P-384 or RSA >= 2048; repeatable: each serves the names\n"
+    "                          of its subjectAltName (by SNI), an ECDSA and an RSA pair for the\n"
+    "                          same names serve both kinds of client, the first is the default;\n"
+    "                          the n-th --cert goes with the n-th --key (default: a development\n"
+    "                          certificate, see --state-dir)\n"
+    "  --strict-sni            refuse clients whose name no certificate has (default: they get\n"
+    "                          the first certificate)\n"
+    "  --backend HOST:PORT[,weight=N]\n"
+    "                          plain-HTTP backend; repeatable; at least one is required;\n"
+    "                          weight 0-256 (default 1): its share of new requests\n"
+    "                          (default: none)\n"
+    "  --balance ALG           round_robin (default), random, least_request or hash\n"
+    "  --hash-key KEY          what --balance hash hashes: client_ip (default), header:NAME,\n"
+    "                          cookie:NAME, uri, path or host\n"
+    "  --sticky-cookie NAME    pin each client to a backend with this cookie\n"
+    "  --health-check PATH     check every backend with GET PATH every 5 s (2xx-3xx pass)\n"
+    "  --resolver IP:PORT      the DNS server backend names are resolved with; repeatable\n"
+    "                          (default: the system's, from /etc/resolv.conf)\n"
+    "  --dns-refresh DUR       ask again for a backend name after min(its TTL, DUR), at\n"
+    "                          least 1s; 0: only at start and reload (default: 5s)\n"
+    "  --workers N             worker threads, 1 to 256 (default: the number of CPUs)\n"
+    "  --trusted-proxy CIDR    a front proxy whose X-Forwarded-* fields are kept (its\n"
+    "                          X-Forwarded-For chain extended) rather than replaced, as\n"
+    "                          10.0.0.0/8 or 192.0.2.7; repeatable (default: none)\n"
+    "  --state-dir DIR         where the development certificate is kept (default:\n"
+    "                          $MOAT_STATE_DIR, else $XDG_STATE_HOME/moat, else\n"
+    "                          ~/.local/state/moat)\n"
+    "  --log-level LEVEL       error, warn, info or debug (default: info)\n"
+    "  --no-access-log         no access-log line per request (default: one line per\n"
+    "                          request)\n"
+    "  --access-log-format F   moat, combined or json (default: moat)\n"
+    "  --access-log TARGET     stdout, stderr or a file appended to and reopened on SIGUSR1\n"
+    "                          (default: stdout)\n"
+    "  --admin HOST:PORT       plain-HTTP /metrics, /healthz and /readyz here (default: off;\n"
+    "                          keep it on loopback, e.g. 127.0.0.1:9901)\n"
+    "  --user NAME             after opening the ports, run as this user (default: stay)\n"
+    "  --group NAME            and this group (default: the user's own)\n"
+    "  --drain-timeout SECS    on SIGTERM or SIGINT, how long in-flight requests may take,\n"
+    "                          0 to 3600, decimals allowed (default: 30)\n"
+    "\n"
+    "Timeouts (DUR: 500ms, 10s, 5m, 1h, or plain seconds):\n"
+    "  --handshake-timeout DUR the TLS handshake (default: 10s)\n"
+    "  --head-timeout DUR      a whole request head, from its first byte; then 408\n"
+    "                          (default: 10s)\n"
+    "  --idle-timeout DUR      keep-alive wait for the next request (default: 60s)\n"
+    "  --body-timeout DUR      longest silence inside a request body; then 408 (default: 60s)\n"
+    "  --connect-timeout DUR   backend TCP connect; then the next backend, or 504\n"
+    "                          (default: 5s)\n"
+    "  --backend-timeout DUR   longest backend silence while a response is due; then 504\n"
+    "                          (default: 60s)\n"
+    "  --pool-idle-timeout DUR idle pooled backend connections close after (default: 15s)\n"
+    "  --tunnel-timeout DUR    a WebSocket tunnel silent both ways is closed after (default: 1h)\n"
+    "  --send-timeout DUR      a client that takes none of the bytes moat has for it (a response,\n"
+    "                          a tunnel) is cut off after, with its backend connection\n"
+    "                          (default: 60s)\n"
+    "Limits (SIZE: 16k, 1m, 2g, or plain bytes):\n"
+    "  --max-head-size SIZE    request line and header fields; then 431 (default: 16k)\n"
+    "  --max-headers N         header fields per request; then 431 (default: 100)\n"
+    "  --max-target-size SIZE  request-target; then 414 (default: 8k)\n"
+    "  --max-body-size SIZE    request body; then 413; 0: unlimited (default: 0)\n"
+    "  --max-connections N     client connections per worker; beyond it accepting pauses\n"
+    "                          (default: 10000)\n"
+    "  --max-backend-connections N\n"
+    "                          connections to each backend per worker; beyond it requests\n"
+    "                          wait up to --connect-timeout, then 503; 0: no limit (default: 0)\n"
+    "\n"
+    "  -c, --config FILE       read every setting from this YAML file instead of flags\n"
+    "                          (see docs/configuration.md); SIGHUP reloads it\n"
+    "  -t, --check-config      load everything a start would (certificates included), print\n"
+    "                          'configuration OK' or every error, exit 0 or 1\n"
+    "  -V, --version           print the version and exit\n"
+    "  -h, --help              print this help and exit\n"
+    "\n"
+    "Flags also take the form --flag=value. A repeated flag that is not repeatable keeps its\n"
+    "last value.\n"
+    "\n"
+    "example:\n"
+    "  moat --listen 0.0.0.0:8443 --cert site.pem --key site.key \\\n"
+    "       --backend 127.0.0.1:8080 --backend 127.0.0.1:8081\n";
+
+const char *moat_cfg_usage(void)
+{
+    return usage;
+}
+
+const char *moat_cfg_version(void)
+{
+    return "moat " MOAT_VERSION;
+}
+
