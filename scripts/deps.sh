@@ -2,7 +2,8 @@
 # scripts/deps.sh: installs, idempotently, every Debian package moat's build, tests and demo need.
 # On Debian 12, libmbedtls-dev (>= 3.6) and libllhttp-dev (>= 9) come from Debian 13 through an
 # apt source pinned at priority 100, so apt never takes anything else from it on its own.
-# Usage: scripts/deps.sh [--bench]   (--bench adds nginx, haproxy and wrk for bench/)
+# Usage: scripts/deps.sh [--bench]   (--bench adds nginx, haproxy, wrk and python3-cryptography
+#                                     for bench/)
 set -euo pipefail
 
 want_bench=0
