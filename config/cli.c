@@ -22,6 +22,8 @@ enum flag_id {
     F_HEALTH_CHECK,
     F_RESOLVER,
     F_STRICT_SNI,
+    F_REDIRECT_HTTP,
+    F_HSTS,
     F_DNS_REFRESH,
     F_TRUSTED_PROXY,
     F_STATE_DIR,
@@ -61,6 +63,8 @@ static const struct flag flags[] = {
     FLAG("--health-check", NULL, 1, F_HEALTH_CHECK),
     FLAG("--resolver", NULL, 1, F_RESOLVER),
     FLAG("--strict-sni", NULL, 0, F_STRICT_SNI),
+    FLAG("--redirect-http", NULL, 1, F_REDIRECT_HTTP),
+    FLAG("--hsts", NULL, 1, F_HSTS),
     FLAG("--dns-refresh", NULL, 1, F_DNS_REFRESH),
     TUNABLE("--workers"),
     FLAG("--trusted-proxy", NULL, 1, F_TRUSTED_PROXY),
@@ -108,6 +112,7 @@ struct loader {
     size_t n_cert_flags;  /* --cert flags seen: certs[0..n) have cert_file set */
     size_t n_key_flags;   /* --key flags seen: certs[0..n) have key_file set */
     int strict_sni;       /* --strict-sni: for every listener */
+    char *hsts;           /* owned: --hsts's header value, for every listener */
     int is_check;         /* --check-config */
     const char *config_file; /* --config, borrowed from argv */
     const char *setting_flag; /* the first flag seen that --config excludes */
@@ -417,6 +422,25 @@ static int add_resolver(struct loader *l, const char *flag, const char *value)
     return 0;
 }
 
+/* --hsts SECONDS: Strict-Transport-Security max-age=SECONDS (the file can add
+ * includeSubDomains and preload). */
+static int parse_hsts(struct loader *l, const char *flag, const char *value)
+{
+    char *end = NULL;
+    unsigned long long n = strtoull(value, &end, 10);
+    char why[256];
+    char *hsts = NULL;
+    if (end == value || *end != '\0' || value[0] == '-' ||
+        (hsts = moat_cfg_hsts_value(n, 0, 0, why, sizeof(why))) == NULL) {
+        snprintf(l->err, l->err_len, "%s: expected a max-age in seconds from 0 to 2147483647 "
+                 "(e.g. 31536000: a year), got '%s'", flag, value);
+        return -1;
+    }
+    free(l->hsts);
+    l->hsts = hsts;
+    return 0;
+}
+
 static int parse_dns_refresh(struct loader *l, const char *flag, const char *value)
 {
     uint64_t ms = 0;
@@ -468,6 +492,11 @@ static int apply(struct loader *l, const struct flag *f, const char *value)
     case F_STRICT_SNI:
         l->strict_sni = 1;
         return 0;
+    case F_REDIRECT_HTTP:
+        cfg->has_redirect = 1;
+        return parse_one_hostport(l, f->name, value, &cfg->redirect);
+    case F_HSTS:
+        return parse_hsts(l, f->name, value);
     case F_DNS_REFRESH:
         return parse_dns_refresh(l, f->name, value);
     case F_CERT:
@@ -516,6 +545,8 @@ static int copy_certs(struct loader *l, struct moat_cfg_listener *li)
 {
     li->tls_min = 12;
     li->strict_sni = l->strict_sni;
+    if (l->hsts != NULL && (li->hsts = strdup(l->hsts)) == NULL)
+        return out_of_memory(l);
     li->certs = l->n_cert_flags > 0 ? calloc(l->n_cert_flags, sizeof(*li->certs)) : NULL;
     if (l->n_cert_flags > 0 && li->certs == NULL)
         return out_of_memory(l);
@@ -602,6 +633,7 @@ static void loader_free(struct loader *l)
         free(l->certs[i].key_file);
     }
     free(l->certs);
+    free(l->hsts);
 }
 
 /* --help and --version answer whatever else the line holds, even mistakes: "moat --frob --help"

@@ -39,7 +39,11 @@ struct moat_cfg_listener {
     size_t n_cert_dirs;
     int strict_sni;  /* refuse clients whose name no certificate has (none sent included) */
     int tls_min;     /* lowest TLS version accepted: 12 (default) or 13 */
+    char *hsts;      /* owned: the Strict-Transport-Security value added to every backend
+                      * response without one ("max-age=31536000; includeSubDomains"), or NULL */
 };
+
+#define MOAT_CFG_HSTS_PRELOAD_MIN_AGE 31536000 /* the preload list's least max-age (1 year) */
 
 #define MOAT_CFG_MAX_WEIGHT 256
 
@@ -153,6 +157,10 @@ struct moat_cfg {
     enum moat_cfg_access_format access_format;
     char *access_log_file;     /* owned; NULL: stdout; "stderr"/"stdout": those; else a path
                                 * opened for appending (reopened on SIGUSR1) */
+    int has_redirect;          /* a plain-HTTP listener redirects to https:// (308) */
+    struct moat_cfg_hostport redirect; /* where it listens (port 80, usually) */
+    unsigned redirect_https_port; /* the port Location names (443: none); 0: the first
+                                   * listener's */
     int has_admin;             /* the admin listener is on */
     int admin_writes;          /* PUT /backends/...: -1 only on a loopback address (default),
                                 * 1 wherever it listens, 0 never */
@@ -274,6 +282,12 @@ void moat_cfg_free(struct moat_cfg *cfg); /* NULL: nothing */
  * ephemeral port. Returns 0, or -1 with err set ("missing port in 'x'", ...). */
 int moat_cfg_hostport_parse(const char *text, int allow_port_zero, struct moat_cfg_hostport *out,
                             char *err, size_t err_len);
+
+/* The Strict-Transport-Security value for max_age seconds (0 to 2^31), includeSubDomains and
+ * preload (which the preload list accepts only with includeSubDomains and a year or more).
+ * Returns a new string, or NULL with err set. */
+char *moat_cfg_hsts_value(uint64_t max_age, int include_subdomains, int preload, char *err,
+                          size_t err_len);
 
 /* 1 if hp's host is an IP address (nothing to resolve), 0 if it is a name. */
 int moat_cfg_host_is_ip(const struct moat_cfg_hostport *hp);

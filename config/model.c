@@ -2,6 +2,7 @@
 #include "config/config.h"
 #include "config/model.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,7 @@ void moat_cfg_free(struct moat_cfg *cfg)
             free(li->certs[i].key_file);
         }
         free(li->certs);
+        free(li->hsts);
         for (size_t i = 0; i < li->n_cert_dirs; i++)
             free(li->cert_dirs[i]);
         free(li->cert_dirs);
@@ -98,4 +100,26 @@ void moat_cfg_pool_init(struct moat_cfg_pool *pool)
     pool->retry_budget_pct = 20;
     pool->health = (struct moat_cfg_health){.interval_ms = 5000, .timeout_ms = 2000, .rise = 2,
                                             .fall = 3, .expect_lo = 200, .expect_hi = 399};
+}
+
+char *moat_cfg_hsts_value(uint64_t max_age, int include_subdomains, int preload, char *err,
+                          size_t err_len)
+{
+    if (max_age > 2147483647u) {
+        snprintf(err, err_len, "max_age: at most 2147483647 seconds");
+        return NULL;
+    }
+    if (preload && (!include_subdomains || max_age < MOAT_CFG_HSTS_PRELOAD_MIN_AGE)) {
+        snprintf(err, err_len, "preload needs include_subdomains: true and max_age of at least "
+                 "%d (a year): the preload list refuses less, and a preloaded name is hard "
+                 "to take back", MOAT_CFG_HSTS_PRELOAD_MIN_AGE);
+        return NULL;
+    }
+    char value[96];
+    snprintf(value, sizeof(value), "max-age=%llu%s%s", (unsigned long long)max_age,
+             include_subdomains ? "; includeSubDomains" : "", preload ? "; preload" : "");
+    char *out = strdup(value);
+    if (out == NULL)
+        snprintf(err, err_len, "out of memory");
+    return out;
 }

@@ -163,11 +163,65 @@ static void apply_strict_sni(struct walk *w, struct moat_yaml_node *v, const cha
     yw_set_bool(w, v, path, &((struct moat_cfg_listener *)target)->strict_sni);
 }
 
+/* tls.hsts: {max_age, include_subdomains, preload}, gathered then turned into the header's
+ * value. */
+struct hsts_keys {
+    unsigned long long max_age;
+    int include_subdomains, preload;
+};
+
+static void apply_hsts_max_age(struct walk *w, struct moat_yaml_node *v, const char *path,
+                               void *target)
+{
+    const char *text = yw_word(w, v, path, "a number of seconds");
+    char *end = NULL;
+    unsigned long long n = text != NULL ? strtoull(text, &end, 10) : 0;
+    if (text != NULL && (end == text || *end != '\0' || text[0] == '-' || n > 2147483647ull))
+        yw_fail(w, v, path, "expected a number of seconds from 0 to 2147483647 (e.g. 31536000: "
+                "a year), got '%s'", text);
+    else if (text != NULL)
+        ((struct hsts_keys *)target)->max_age = n;
+}
+
+static void apply_hsts_subdomains(struct walk *w, struct moat_yaml_node *v, const char *path,
+                                  void *target)
+{
+    yw_set_bool(w, v, path, &((struct hsts_keys *)target)->include_subdomains);
+}
+
+static void apply_hsts_preload(struct walk *w, struct moat_yaml_node *v, const char *path,
+                               void *target)
+{
+    yw_set_bool(w, v, path, &((struct hsts_keys *)target)->preload);
+}
+
+static const struct key hsts_keys[] = {{"max_age", apply_hsts_max_age},
+                                       {"include_subdomains", apply_hsts_subdomains},
+                                       {"preload", apply_hsts_preload}};
+static const struct section hsts_section = {hsts_keys, 3, NULL};
+
+static void apply_hsts(struct walk *w, struct moat_yaml_node *v, const char *path, void *target)
+{
+    struct moat_cfg_listener *li = target;
+    struct hsts_keys k = {0};
+    size_t errors = w->diag->n_errors;
+    yw_walk_map(w, v, path, &hsts_section, &k);
+    yw_require(w, v, path, "max_age", "max_age: 31536000");
+    if (w->diag->n_errors != errors)
+        return;
+    char why[256];
+    free(li->hsts);
+    li->hsts = moat_cfg_hsts_value(k.max_age, k.include_subdomains, k.preload, why, sizeof(why));
+    if (li->hsts == NULL)
+        yw_fail(w, v, path, "%s", why);
+}
+
 static const struct key tls_keys[] = {{"min_version", apply_min_version},
                                       {"certificates", apply_certificates},
                                       {"certificate_dirs", apply_certificate_dirs},
-                                      {"strict_sni", apply_strict_sni}};
-static const struct section tls_section = {tls_keys, 4, NULL};
+                                      {"strict_sni", apply_strict_sni},
+                                      {"hsts", apply_hsts}};
+static const struct section tls_section = {tls_keys, 5, NULL};
 
 static void apply_tls(struct walk *w, struct moat_yaml_node *v, const char *path, void *target)
 {
@@ -390,6 +444,38 @@ static void apply_admin(struct walk *w, struct moat_yaml_node *v, const char *pa
     yw_walk_map(w, v, path, &admin_section, target);
 }
 
+static void apply_redirect_listen(struct walk *w, struct moat_yaml_node *v, const char *path,
+                                  void *target)
+{
+    (void)target;
+    yw_set_hostport(w, v, path, 1, &w->cfg->redirect);
+}
+
+static void apply_redirect_port(struct walk *w, struct moat_yaml_node *v, const char *path,
+                                void *target)
+{
+    (void)target;
+    const char *text = yw_word(w, v, path, "a port");
+    char *end = NULL;
+    unsigned long n = text != NULL ? strtoul(text, &end, 10) : 0;
+    if (text != NULL && (end == text || *end != '\0' || n < 1 || n > 65535))
+        yw_fail(w, v, path, "expected a port from 1 to 65535, got '%s'", text);
+    else if (text != NULL)
+        w->cfg->redirect_https_port = (unsigned)n;
+}
+
+static const struct key redirect_keys[] = {{"listen", apply_redirect_listen},
+                                           {"https_port", apply_redirect_port}};
+static const struct section redirect_section = {redirect_keys, 2, NULL};
+
+static void apply_redirect(struct walk *w, struct moat_yaml_node *v, const char *path,
+                           void *target)
+{
+    w->cfg->has_redirect = 1;
+    yw_walk_map(w, v, path, &redirect_section, target);
+    yw_require(w, v, path, "listen", "listen: 0.0.0.0:80");
+}
+
 /* ---- timeouts and limits: keys and ranges from settings.c --------------------------------- */
 
 static const struct section timeouts_section = {NULL, 0, "timeouts"};
@@ -423,6 +509,7 @@ static const struct key top_keys[] = {
     {"limits", apply_limits},
     {"logging", apply_logging},
     {"admin", apply_admin},
+    {"redirect_http", apply_redirect},
 };
 static const struct section top_section = {top_keys, sizeof(top_keys) / sizeof(top_keys[0]),
                                            NULL};

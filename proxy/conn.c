@@ -729,8 +729,8 @@ void moat_conn_accept(struct moat_worker *w, uv_stream_t *server)
         return;
     }
     describe_peer(c);
-    size_t listener = (size_t)((uv_tcp_t *)server - w->listeners);
-    c->tls = moat_tls_session_new(c->gen->tls->srv[listener], on_tls_emit, c);
+    c->listener = (size_t)((uv_tcp_t *)server - w->listeners);
+    c->tls = moat_tls_session_new(c->gen->tls->srv[c->listener], on_tls_emit, c);
     c->req = moat_http_parser_new(MOAT_HTTP_REQUEST, &c->rt->http_limits, &conn_req_cbs, c);
     c->resp = conn_new_resp_parser(c);
     if (c->tls == NULL || c->req == NULL || c->resp == NULL) {

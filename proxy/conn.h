@@ -81,6 +81,7 @@ struct moat_conn {
     struct moat_worker *w;       /* borrowed */
     struct moat_gen *gen;        /* held: the configuration this connection started under */
     const struct moat_runtime *rt; /* gen->rt: its timeouts, limits, backends */
+    size_t listener;             /* which of rt->cfg->listeners accepted it */
     uint64_t id;
     uv_tcp_t tcp;
     struct moat_deadline deadline; /* the current state's timeout */

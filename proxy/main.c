@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -17,6 +18,7 @@
 #include "config/config.h"
 #include "proxy/log.h"
 #include "proxy/privs.h"
+#include "proxy/redirect.h"
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
 #include "proxy/admin.h"
@@ -67,7 +69,7 @@ static int bind_reuseport(const struct sockaddr_storage *addr, char *err, size_t
 /* fds[w][l]: the socket of listener l for worker w. Port 0 becomes the port the first worker's
  * socket got, so every worker listens on the same one. */
 static int open_listeners(const struct moat_cfg *cfg, size_t n_workers, int **fds, char *names,
-                          size_t names_cap)
+                          size_t names_cap, unsigned *first_port)
 {
     names[0] = '\0';
     for (size_t l = 0; l < cfg->n_listeners; l++) {
@@ -94,6 +96,10 @@ static int open_listeners(const struct moat_cfg *cfg, size_t n_workers, int **fd
         }
         char name[80];
         moat_format_addr((const struct sockaddr *)&addr, name, sizeof(name));
+        if (l == 0)
+            *first_port = ntohs(addr.ss_family == AF_INET6
+                                    ? ((const struct sockaddr_in6 *)&addr)->sin6_port
+                                    : ((const struct sockaddr_in *)&addr)->sin_port);
         size_t used = strlen(names);
         snprintf(names + used, names_cap - used, "%s%s", l == 0 ? "" : ",", name);
     }
@@ -142,6 +148,10 @@ static void keep_start_settings(const struct moat_cfg *a, struct moat_cfg *b)
                        strcmp(a->resolver.servers[i].host, b->resolver.servers[i].host) == 0;
     if (!same_servers)
         kept[n++] = "resolver servers";
+    if (a->has_redirect != b->has_redirect || a->redirect.port != b->redirect.port ||
+        strcmp(a->redirect.host, b->redirect.host) != 0 ||
+        a->redirect_https_port != b->redirect_https_port)
+        kept[n++] = "redirect listener";
     for (size_t i = 0; i < n; i++)
         moat_log(MOAT_LOG_WARN, "main reload: %s can only change at a restart; keeping the "
                  "running value", kept[i]);
@@ -238,6 +248,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&ctl->sighup, NULL);
     uv_close((uv_handle_t *)&ctl->sigusr1, NULL);
     moat_admin_stop();
+    moat_redirect_stop();
     moat_health_stop();
     moat_dns_stop(ctl->dns);
 }
@@ -278,14 +289,23 @@ static int serve(struct control *ctl, const struct moat_privs *privs)
     }
     char listen_names[2048];
     char err[512];
-    int failed = !ok || open_listeners(cfg, n_workers, fds, listen_names, sizeof(listen_names)) != 0 ||
+    unsigned https_port = 0;
+    int failed = !ok ||
+                 open_listeners(cfg, n_workers, fds, listen_names, sizeof(listen_names),
+                                &https_port) != 0 ||
                  moat_admin_start(uv_default_loop(), ctl->rt, ctl->workers, n_workers) != 0;
+    int admin_up = !failed; /* undone below if a later step fails */
+    if (!failed)
+        failed = moat_redirect_start(uv_default_loop(), cfg, https_port) != 0;
     if (!failed && moat_privs_drop(privs, err, sizeof(err)) != 0) {
         fprintf(stderr, "moat: error: %s\n", err);
-        moat_admin_stop();
-        uv_run(uv_default_loop(), UV_RUN_NOWAIT); /* the admin's close callbacks */
-        moat_admin_free();
         failed = 1;
+    }
+    if (failed && admin_up) {
+        moat_redirect_stop();
+        moat_admin_stop();
+        uv_run(uv_default_loop(), UV_RUN_NOWAIT); /* their close callbacks */
+        moat_admin_free();
     }
     if (failed) {
         for (size_t w = 0; fds != NULL && w < n_workers; w++)
@@ -303,7 +323,6 @@ static int serve(struct control *ctl, const struct moat_privs *privs)
             return 1;
     }
     free(fds); /* each worker owns its row now */
-    describe_start(ctl->rt, listen_names, n_workers);
 
     uv_loop_t *loop = uv_default_loop();
     uv_signal_init(loop, &ctl->sigterm);
@@ -325,6 +344,8 @@ static int serve(struct control *ctl, const struct moat_privs *privs)
     }
     moat_health_apply(loop, ctl->rt);
     moat_dns_start(ctl->dns);
+    /* Last: a SIGHUP or SIGTERM sent as soon as this line shows finds its handler. */
+    describe_start(ctl->rt, listen_names, n_workers);
     uv_run(loop, UV_RUN_DEFAULT); /* returns once a signal closed the watchers */
     for (size_t w = 0; w < n_workers; w++)
         moat_worker_join(&ctl->workers[w]);

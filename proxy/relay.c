@@ -547,6 +547,17 @@ static long add_sticky_cookie(struct moat_conn *c, char *head, size_t len, size_
     return n < 0 ? (long)len : n;
 }
 
+/* The listener's Strict-Transport-Security, unless the backend sent its own. */
+static long add_hsts(const struct moat_conn *c, const struct moat_http_head *h, char *head,
+                     size_t len, size_t cap)
+{
+    const char *value = c->rt->cfg->listeners[c->listener].hsts;
+    if (value == NULL || moat_http_field_find(h, "Strict-Transport-Security") != NULL)
+        return (long)len;
+    long n = moat_http_head_add_field(head, len, cap, "Strict-Transport-Security", value);
+    return n < 0 ? (long)len : n;
+}
+
 static int on_resp_head(void *ctx, const struct moat_http_head *h)
 {
     struct moat_conn *c = ctx;
@@ -586,6 +597,7 @@ static int on_resp_head(void *ctx, const struct moat_http_head *h)
         return -1;
     }
     n = add_sticky_cookie(c, w->head_buf, (size_t)n, sizeof(w->head_buf));
+    n = add_hsts(c, h, w->head_buf, (size_t)n, sizeof(w->head_buf));
     conn_cli_send(c, w->head_buf, (size_t)n);
     c->ex.status = h->status;
     c->ex.head_sent = 1;

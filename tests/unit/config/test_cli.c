@@ -333,7 +333,8 @@ static void test_cli_many_pairs(void **state)
     struct moat_cfg *cfg = load_ok(ARGS("--backend", "a:1", "--cert", "1.pem", "--key", "1.key",
                                         "--key", "2.key", "--cert", "2.pem", "--cert", "3.pem",
                                         "--key", "3.key", "--cert", "4.pem", "--key", "4.key",
-                                        "--cert", "5.pem", "--key", "5.key", "--strict-sni"));
+                                        "--cert", "5.pem", "--key", "5.key", "--strict-sni",
+                                        "--hsts", "600", "--redirect-http", "0.0.0.0:80"));
     const struct moat_cfg_listener *li = &cfg->listeners[0];
     assert_int_equal(li->n_certs, 5);
     for (size_t i = 0; i < 5; i++) {
@@ -344,7 +345,12 @@ static void test_cli_many_pairs(void **state)
         assert_string_equal(li->certs[i].key_file, key);
     }
     assert_int_equal(li->strict_sni, 1);
+    assert_string_equal(li->hsts, "max-age=600");
+    assert_int_equal(cfg->has_redirect, 1);
+    assert_int_equal(cfg->redirect.port, 80);
     moat_cfg_free(cfg);
+    expect_bad(ARGS("--backend", "a:1", "--hsts", "soon"), "--hsts: expected a max-age in "
+               "seconds", NULL, NULL);
     expect_bad(ARGS("--backend", "a:1", "--key", "1", "--key", "2", "--cert", "3.pem"),
                "--key '2' has no matching --cert", NULL, NULL);
 }
