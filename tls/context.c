@@ -17,7 +17,6 @@
 #include <mbedtls/error.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
-#include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509_crt.h>
 #if defined(MOAT_TLS_ENGINE_PROJECT)
 #include <openssl/crypto.h> /* the accelerator's version, for the logs */
@@ -50,7 +49,6 @@ static const uint16_t groups[] = {
 
 static const char *alpn[] = {"http/1.1", NULL};
 
-#define TICKET_LIFETIME_S 86400 /* above 604800 mbedTLS fails every TLS 1.3 handshake */
 
 void moat_tls_strerror(int code, char *buf, size_t len)
 {
@@ -79,11 +77,12 @@ int moat_tls_global_init(char *err, size_t err_len)
         snprintf(err, err_len, "PSA crypto initialisation failed (%d)", (int)st);
         return -1;
     }
-    return 0;
+    return moat_tls_tickets_init(err, err_len);
 }
 
 void moat_tls_global_free(void)
 {
+    moat_tls_tickets_free();
     mbedtls_psa_crypto_free();
 }
 
@@ -351,13 +350,16 @@ int moat_tls_server_key(struct moat_tls_server *srv, size_t pair, mbedtls_pk_con
     return 0;
 }
 
-/* The ticket callbacks get the server (not its ticket context) so a parsed ticket can mark the
- * session whose handshake runs (session.c). */
+/* The ticket callbacks get the server so that they know the session whose handshake runs:
+ * its site binds the ticket (tickets.c), and a parsed one marks it resumed (session.c). */
 static int ticket_write(void *p_ticket, const mbedtls_ssl_session *session, unsigned char *start,
                         const unsigned char *end, size_t *tlen, uint32_t *lifetime)
 {
     struct moat_tls_server *srv = p_ticket;
-    return mbedtls_ssl_ticket_write(&srv->tickets, session, start, end, tlen, lifetime);
+    if (srv->hs_current == NULL)
+        return MBEDTLS_ERR_SSL_INTERNAL_ERROR; /* only ever called inside a handshake step */
+    return moat_tls_tickets_write(moat_tls_session_binding(srv->hs_current), session, start,
+                                  end, tlen, lifetime);
 }
 
 struct moat_tls_server *moat_tls_server_new(struct moat_tls_ctx *ctx, char *err, size_t err_len)
@@ -372,7 +374,6 @@ struct moat_tls_server *moat_tls_server_new(struct moat_tls_ctx *ctx, char *err,
     mbedtls_ssl_config_init(&srv->conf);
     mbedtls_entropy_init(&srv->entropy);
     mbedtls_ctr_drbg_init(&srv->drbg);
-    mbedtls_ssl_ticket_init(&srv->tickets);
     const char *step = "seeding the random generator";
     int rc = mbedtls_ctr_drbg_seed(&srv->drbg, mbedtls_entropy_func, &srv->entropy,
                                    (const unsigned char *)"moat-worker", 11);
@@ -380,11 +381,6 @@ struct moat_tls_server *moat_tls_server_new(struct moat_tls_ctx *ctx, char *err,
         step = "configuring TLS defaults";
         rc = mbedtls_ssl_config_defaults(&srv->conf, MBEDTLS_SSL_IS_SERVER,
                                          MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
-    }
-    if (rc == 0) {
-        step = "setting up session tickets";
-        rc = mbedtls_ssl_ticket_setup(&srv->tickets, mbedtls_ctr_drbg_random, &srv->drbg,
-                                      MBEDTLS_CIPHER_AES_256_GCM, TICKET_LIFETIME_S);
     }
     srv->keys = calloc(ctx->n_certs, sizeof(*srv->keys));
     srv->key_ids = calloc(ctx->n_certs, sizeof(*srv->key_ids));
@@ -434,7 +430,6 @@ void moat_tls_server_free(struct moat_tls_server *srv)
     free(srv->keys);
     free(srv->key_ids);
     free(srv->has_key);
-    mbedtls_ssl_ticket_free(&srv->tickets);
     mbedtls_ctr_drbg_free(&srv->drbg);
     mbedtls_entropy_free(&srv->entropy);
     moat_tls_ctx_unref(srv->ctx);

@@ -10,6 +10,7 @@
 #include <mbedtls/ssl_ticket.h>
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <mbedtls/x509_crt.h>
 
 /* One certificate chain and its private key, as loaded (read-only once loaded). */
@@ -23,6 +24,8 @@ struct moat_tls_cert {
 struct moat_tls_site {
     size_t pair[2];
     size_t n_pairs;
+    uint64_t binding; /* names its tickets (tickets.c): a hash of its names and the listener's
+                       * SNI policy, the same across reloads and replicas */
 };
 
 /* A name in the index, lower case (a wildcard's parent in the wildcard index). */
@@ -70,7 +73,6 @@ struct moat_tls_server {
     mbedtls_ssl_config conf;
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
-    mbedtls_ssl_ticket_context tickets;
     struct moat_tls_session *spare; /* reset sessions, linked through their next field */
     size_t n_spare;
     struct moat_tls_session *hs_current; /* borrowed: whose handshake step runs now, so the
@@ -90,6 +92,20 @@ int moat_tls_session_on_cert(mbedtls_ssl_context *ssl);
 /* This worker's copy of pair's private key, made now if it is the first use. 0 or an mbedTLS
  * error. */
 int moat_tls_server_key(struct moat_tls_server *srv, size_t pair, mbedtls_pk_context **out);
+
+/* The process's ticket keys (tickets.c): made by moat_tls_global_init(), shared by every
+ * worker. A ticket is sealed with binding (the issuing site's) in front, and opens only for
+ * the same binding; mbedTLS's ticket errors otherwise (a full handshake follows). */
+int moat_tls_tickets_init(char *err, size_t err_len);
+void moat_tls_tickets_free(void);
+int moat_tls_tickets_write(uint64_t binding, const mbedtls_ssl_session *session,
+                           unsigned char *start, const unsigned char *end, size_t *tlen,
+                           uint32_t *lifetime);
+int moat_tls_tickets_parse(uint64_t binding, mbedtls_ssl_session *session, unsigned char *buf,
+                           size_t len);
+
+/* The binding of the site s's handshake serves (or will: the one its SNI selects). */
+uint64_t moat_tls_session_binding(const struct moat_tls_session *s);
 
 /* mbedTLS's ticket parse callback (p_ticket: the server): marks hs_current resumed on success. */
 int moat_tls_ticket_parse(void *p_ticket, mbedtls_ssl_session *session, unsigned char *buf,

@@ -173,14 +173,30 @@ int moat_tls_session_on_sni(void *arg, mbedtls_ssl_context *ssl, const unsigned 
     return s->srv->ctx->strict_sni && moat_tls_site_find(s->srv->ctx, s->sni, len) < 0 ? -1 : 0;
 }
 
+/* The site the handshake serves: the one cert_cb chose, or before it the one the SNI selects
+ * (the default without a name or for an unknown one); -1 for a strict listener's refusal. */
+static long chosen_site(const struct moat_tls_session *s)
+{
+    if (s->site >= 0)
+        return s->site;
+    long site = s->sni_len > 0 ? moat_tls_site_find(s->srv->ctx, s->sni, s->sni_len) : -1;
+    return site >= 0 ? site : s->srv->ctx->strict_sni ? -1 : 0;
+}
+
+uint64_t moat_tls_session_binding(const struct moat_tls_session *s)
+{
+    long site = chosen_site(s);
+    return site >= 0 ? s->srv->ctx->sites[site].binding : 0;
+}
+
 int moat_tls_session_on_cert(mbedtls_ssl_context *ssl)
 {
     struct moat_tls_session *s = mbedtls_ssl_get_user_data_p(ssl);
     const struct moat_tls_ctx *ctx = s->srv->ctx;
-    long site = s->sni_len > 0 ? moat_tls_site_find(ctx, s->sni, s->sni_len) : -1;
-    if (site < 0 && ctx->strict_sni)
-        return MBEDTLS_ERR_SSL_UNRECOGNIZED_NAME; /* no name at all: nothing to serve */
-    s->site = site < 0 ? 0 : site;
+    long site = chosen_site(s);
+    if (site < 0)
+        return MBEDTLS_ERR_SSL_UNRECOGNIZED_NAME; /* strict, and no name at all */
+    s->site = site;
     /* A HelloRetryRequest runs this again: start from an empty list each time. */
     int rc = mbedtls_ssl_set_hs_own_cert(ssl, NULL, NULL);
     const struct moat_tls_site *st = &ctx->sites[s->site];
@@ -414,7 +430,10 @@ int moat_tls_ticket_parse(void *p_ticket, mbedtls_ssl_session *session, unsigned
                           size_t len)
 {
     struct moat_tls_server *srv = p_ticket;
-    int rc = mbedtls_ssl_ticket_parse(&srv->tickets, session, buf, len);
+    if (srv->hs_current == NULL)
+        return MBEDTLS_ERR_SSL_INVALID_MAC;
+    int rc = moat_tls_tickets_parse(moat_tls_session_binding(srv->hs_current), session, buf,
+                                    len);
     /* TLS 1.2 resumes whenever the ticket parses; TLS 1.3 may still refuse it for its age or
      * key-exchange modes, which clients that resume as moat's tickets allow never hit. */
     if (rc == 0 && srv->hs_current != NULL)
@@ -503,8 +522,7 @@ const char *moat_tls_session_sni(const struct moat_tls_session *s, size_t *len)
 int moat_tls_session_is_misdirected(const struct moat_tls_session *s, const char *host,
                                     size_t len)
 {
-    if (s->site < 0)
-        return 0;
+    long chosen = chosen_site(s);
     long site = moat_tls_site_find(s->srv->ctx, host, len);
-    return site >= 0 && site != s->site;
+    return chosen >= 0 && site >= 0 && site != chosen;
 }

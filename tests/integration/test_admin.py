@@ -225,8 +225,7 @@ class TestAdmin(MoatTestCase):
         with socket.create_connection(("127.0.0.1", m.port), timeout=IO_TIMEOUT) as s:
             s.sendall(b"\x16\x03\x01\x00\x10" + b"\xee" * 16)
             recv_all(s)
-        # Ticket keys are per worker: a session resumes only on the worker that issued it, so
-        # shake hands (without requests) until each client has resumed once.
+        # Shake hands (without requests) until each client has resumed once.
         for _ in range(40):
             if c13.resumed and c12.resumed:
                 break

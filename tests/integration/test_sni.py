@@ -5,6 +5,8 @@ pairs, 421 for a request whose Host is another certificate's site."""
 import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import tempfile
 import unittest
@@ -126,6 +128,35 @@ class TestSNI(MoatTestCase):
                              self.ca.pem, "--resolve", "x.b.test:%d:127.0.0.1" % m.port,
                              "https://x.b.test:%d/" % m.port)
         self.assertEqual((rc, code), (0, "200"), err)
+        self.stop_clean(m)
+
+    def test_a_ticket_resumes_only_its_own_site(self):
+        """A session issued for a.test, offered with another name's SNI, gets a full handshake
+        (and the other certificate); offered for a.test again, it resumes."""
+        m, _ = self.start()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(self.ca.pem)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # OpenSSL offers a 1.2 ticket to any name
+
+        def connect(name, session=None):
+            raw = socket.create_connection(("127.0.0.1", m.port), timeout=10)
+            s = ctx.wrap_socket(raw, server_hostname=name, session=session)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                      % name.encode())
+            while s.recv(65536):
+                pass
+            reused, got = s.session_reused, s.session
+            cn = dict(x[0] for x in s.getpeercert()["subject"])["commonName"]
+            try:
+                s.unwrap()
+            except (OSError, ssl.SSLError):
+                pass
+            s.close()
+            return reused, got, cn
+        _, session, cn = connect("a.test")
+        self.assertEqual(cn, "a-ec")
+        self.assertEqual(connect("a.test", session)[::2], (True, "a-ec"))
+        self.assertEqual(connect("x.b.test", session)[::2], (False, "b-wild"))
         self.stop_clean(m)
 
     def test_a_host_of_another_certificate_gets_421(self):
