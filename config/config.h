@@ -170,6 +170,8 @@ struct moat_cfg {
                                 * opening the ports */
     char *group;               /* owned; NULL: the user's primary group */
     char *config_file;         /* owned; the YAML file this came from, NULL for flags */
+    char *tls_key_log;         /* owned: debug.tls_key_log, every session's secrets appended
+                                * here (debugging only); NULL: none */
     uint64_t drain_timeout_ms; /* SIGTERM: in-flight requests get this long (default 30000) */
 
     /* Timeouts, in milliseconds, each > 0 (defaults: MOAT_CFG_DEFAULT_*). */

@@ -69,6 +69,7 @@ void moat_cfg_free(struct moat_cfg *cfg)
         free(li->cert_dirs);
     }
     free(cfg->listeners);
+    free(cfg->tls_key_log);
     for (size_t p = 0; p < cfg->n_pools; p++) {
         free(cfg->pools[p].name);
         free(cfg->pools[p].backends);

@@ -476,6 +476,21 @@ static void apply_redirect(struct walk *w, struct moat_yaml_node *v, const char 
     yw_require(w, v, path, "listen", "listen: 0.0.0.0:80");
 }
 
+static void apply_key_log(struct walk *w, struct moat_yaml_node *v, const char *path,
+                          void *target)
+{
+    (void)target;
+    yw_set_string(w, v, path, "a file", &w->cfg->tls_key_log);
+}
+
+static const struct key debug_keys[] = {{"tls_key_log", apply_key_log}};
+static const struct section debug_section = {debug_keys, 1, NULL};
+
+static void apply_debug(struct walk *w, struct moat_yaml_node *v, const char *path, void *target)
+{
+    yw_walk_map(w, v, path, &debug_section, target);
+}
+
 /* ---- timeouts and limits: keys and ranges from settings.c --------------------------------- */
 
 static const struct section timeouts_section = {NULL, 0, "timeouts"};
@@ -510,6 +525,7 @@ static const struct key top_keys[] = {
     {"logging", apply_logging},
     {"admin", apply_admin},
     {"redirect_http", apply_redirect},
+    {"debug", apply_debug},
 };
 static const struct section top_section = {top_keys, sizeof(top_keys) / sizeof(top_keys[0]),
                                            NULL};

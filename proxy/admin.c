@@ -76,8 +76,8 @@ static void serve_path(struct moat_plain_conn *c, const char *path, size_t len, 
 static void serve_put(struct moat_plain_conn *c, const struct moat_http_head *h, size_t path_len)
 {
     if (!admin.writes_allowed) {
-        moat_plain_answer_text(c, 403, "forbidden: writes need an admin listener on a loopback address "
-                    "(or admin.writes: true)\n", 0);
+        moat_plain_answer_text(c, 403, "forbidden: writes need an admin listener on a "
+                               "loopback address (or admin.writes: true)\n", 0);
         return;
     }
     if (admin.rt == NULL) {

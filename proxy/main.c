@@ -24,6 +24,7 @@
 #include "proxy/admin.h"
 #include "proxy/dns.h"
 #include "proxy/health.h"
+#include "proxy/keylog.h"
 #include "tls/tls.h"
 
 struct control {
@@ -127,7 +128,7 @@ static int same_text(const char *a, const char *b)
  * warning for each that differed. */
 static void keep_start_settings(const struct moat_cfg *a, struct moat_cfg *b)
 {
-    const char *kept[8];
+    const char *kept[12];
     size_t n = 0;
     if (a->workers != b->workers)
         kept[n++] = "workers";
@@ -148,6 +149,8 @@ static void keep_start_settings(const struct moat_cfg *a, struct moat_cfg *b)
                        strcmp(a->resolver.servers[i].host, b->resolver.servers[i].host) == 0;
     if (!same_servers)
         kept[n++] = "resolver servers";
+    if (!same_text(a->tls_key_log, b->tls_key_log))
+        kept[n++] = "debug.tls_key_log";
     if (a->has_redirect != b->has_redirect || a->redirect.port != b->redirect.port ||
         strcmp(a->redirect.host, b->redirect.host) != 0 ||
         a->redirect_https_port != b->redirect_https_port)
@@ -363,7 +366,8 @@ static int serve(struct control *ctl, const struct moat_privs *privs)
 static int open_access_log(const struct moat_cfg *cfg)
 {
     char err[512];
-    if (!cfg->access_log || moat_log_access_open(cfg->access_log_file, err, sizeof(err)) == 0)
+    if ((!cfg->access_log || moat_log_access_open(cfg->access_log_file, err, sizeof(err)) == 0) &&
+        moat_keylog_open(cfg->tls_key_log, err, sizeof(err)) == 0)
         return 0;
     fprintf(stderr, "moat: error: %s\n", err);
     return -1;
@@ -418,6 +422,7 @@ static int run(struct control *ctl, struct moat_cfg *cfg, int is_check)
     }
     moat_runtime_unref(ctl->rt);
     moat_log_access_close();
+    moat_keylog_close();
     stop_dns(ctl);
     return rc;
 }

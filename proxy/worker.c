@@ -7,6 +7,7 @@
 
 #include "proxy/balance.h"
 #include "proxy/conn.h"
+#include "proxy/keylog.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/upstream.h"
@@ -76,6 +77,8 @@ static struct moat_tls_servers *tls_servers_new(struct moat_worker *w, struct mo
             tls_servers_unref(s);
             return NULL;
         }
+        if (moat_keylog_is_on())
+            moat_tls_server_set_keylog(s->srv[s->n], moat_keylog_write, NULL);
     }
     return s;
 }

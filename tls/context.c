@@ -435,3 +435,9 @@ void moat_tls_server_free(struct moat_tls_server *srv)
     moat_tls_ctx_unref(srv->ctx);
     free(srv);
 }
+
+void moat_tls_server_set_keylog(struct moat_tls_server *srv, moat_tls_keylog_cb cb, void *arg)
+{
+    srv->keylog = cb;
+    srv->keylog_arg = arg;
+}

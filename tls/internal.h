@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <mbedtls/x509_crt.h>
 
+#include "tls/tls.h"
+
 /* One certificate chain and its private key, as loaded (read-only once loaded). */
 struct moat_tls_cert {
     mbedtls_x509_crt chain;
@@ -73,6 +75,8 @@ struct moat_tls_server {
     mbedtls_ssl_config conf;
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
+    moat_tls_keylog_cb keylog;      /* NULL: no key log (the default) */
+    void *keylog_arg;
     struct moat_tls_session *spare; /* reset sessions, linked through their next field */
     size_t n_spare;
     struct moat_tls_session *hs_current; /* borrowed: whose handshake step runs now, so the

@@ -156,6 +156,50 @@ static const char *iana_name(const char *mbedtls_name)
     return mbedtls_name;
 }
 
+/* mbedTLS hands over a secret: one key log line (NSS format), to the server's key log. */
+static void export_key(void *arg, mbedtls_ssl_key_export_type type, const unsigned char *secret,
+                       size_t secret_len, const unsigned char client_random[32],
+                       const unsigned char server_random[32], mbedtls_tls_prf_types prf)
+{
+    (void)server_random;
+    (void)prf;
+    static const struct {
+        mbedtls_ssl_key_export_type type;
+        const char *label;
+    } labels[] = {
+        {MBEDTLS_SSL_KEY_EXPORT_TLS12_MASTER_SECRET, "CLIENT_RANDOM"},
+        {MBEDTLS_SSL_KEY_EXPORT_TLS1_3_CLIENT_HANDSHAKE_TRAFFIC_SECRET,
+         "CLIENT_HANDSHAKE_TRAFFIC_SECRET"},
+        {MBEDTLS_SSL_KEY_EXPORT_TLS1_3_SERVER_HANDSHAKE_TRAFFIC_SECRET,
+         "SERVER_HANDSHAKE_TRAFFIC_SECRET"},
+        {MBEDTLS_SSL_KEY_EXPORT_TLS1_3_CLIENT_APPLICATION_TRAFFIC_SECRET,
+         "CLIENT_TRAFFIC_SECRET_0"},
+        {MBEDTLS_SSL_KEY_EXPORT_TLS1_3_SERVER_APPLICATION_TRAFFIC_SECRET,
+         "SERVER_TRAFFIC_SECRET_0"},
+    };
+    struct moat_tls_session *s = arg;
+    const char *label = NULL;
+    for (size_t i = 0; i < sizeof(labels) / sizeof(labels[0]) && label == NULL; i++)
+        if (labels[i].type == type)
+            label = labels[i].label;
+    if (label == NULL || secret_len > 64 || s->srv->keylog == NULL)
+        return;
+    char line[64 + 1 + 64 + 1 + 128 + 2];
+    size_t n = (size_t)snprintf(line, sizeof(line), "%s ", label);
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < 32; i++) {
+        line[n++] = hex[client_random[i] >> 4];
+        line[n++] = hex[client_random[i] & 15];
+    }
+    line[n++] = ' ';
+    for (size_t i = 0; i < secret_len; i++) {
+        line[n++] = hex[secret[i] >> 4];
+        line[n++] = hex[secret[i] & 15];
+    }
+    line[n++] = '\n';
+    s->srv->keylog(s->srv->keylog_arg, line, n);
+}
+
 int moat_tls_session_on_sni(void *arg, mbedtls_ssl_context *ssl, const unsigned char *name,
                             size_t len)
 {
@@ -292,6 +336,7 @@ struct moat_tls_session *moat_tls_session_new(struct moat_tls_server *srv, moat_
         mbedtls_ssl_set_bio(&s->ssl, s, bio_send, bio_recv, NULL);
     }
     mbedtls_ssl_set_user_data_p(&s->ssl, s); /* for the SNI callback; cheap to set again */
+    mbedtls_ssl_set_export_keys_cb(&s->ssl, srv->keylog != NULL ? export_key : NULL, s);
     s->srv = srv;
     s->emit = emit;
     s->emit_ctx = emit_ctx;

@@ -58,6 +58,12 @@ const char *moat_tls_ctx_describe(const struct moat_tls_ctx *ctx);
 struct moat_tls_server *moat_tls_server_new(struct moat_tls_ctx *ctx, char *err, size_t err_len);
 void moat_tls_server_free(struct moat_tls_server *srv); /* after its last session is freed */
 
+/* Debugging only: called with each TLS secret of every later session of srv, as one line of
+ * the NSS key log format Wireshark reads ("CLIENT_RANDOM <hex> <hex>\n" for TLS 1.2, the four
+ * traffic secrets for TLS 1.3), on the worker's thread. NULL cb: none (the default). */
+typedef void (*moat_tls_keylog_cb)(void *arg, const char *line, size_t len);
+void moat_tls_server_set_keylog(struct moat_tls_server *srv, moat_tls_keylog_cb cb, void *arg);
+
 /* Called with every ciphertext byte a session produces, in order. The callee copies the bytes
  * (they are not valid after return). Returns 0, or -1 (out of memory: the session fails). */
 typedef int (*moat_tls_emit_cb)(void *ctx, const void *data, size_t len);

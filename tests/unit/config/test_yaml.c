@@ -374,7 +374,7 @@ static void test_yaml_unknown_keys(void **state)
                        "pools2: {}\n",
                   "t.yaml:4:1: wokers: unknown key (expected one of: workers, state_dir, user, "
                   "group, listeners, pools, resolver, routes, default_pool, trusted_proxies, "
-                  "timeouts, limits, logging, admin, redirect_http)\n"
+                  "timeouts, limits, logging, admin, redirect_http, debug)\n"
                   "t.yaml:7:11: listeners[0].tls.min: unknown key (expected one of: min_version, "
                   "certificates, certificate_dirs, strict_sni, hsts)\n"
                   "t.yaml:8:5: listeners[0].port: unknown key (expected one of: listen, tls)\n"
@@ -387,7 +387,7 @@ static void test_yaml_unknown_keys(void **state)
                   "t.yaml:12:9: admin.port: unknown key (expected one of: listen, writes)\n"
                   "t.yaml:13:1: pools2: unknown key (expected one of: workers, state_dir, user, "
                   "group, listeners, pools, resolver, routes, default_pool, trusted_proxies, "
-                  "timeouts, limits, logging, admin, redirect_http)");
+                  "timeouts, limits, logging, admin, redirect_http, debug)");
 }
 
 static void test_yaml_out_of_range(void **state)
