@@ -39,8 +39,18 @@ struct moat_cfg_listener {
     size_t n_cert_dirs;
     int strict_sni;  /* refuse clients whose name no certificate has (none sent included) */
     int tls_min;     /* lowest TLS version accepted: 12 (default) or 13 */
+    int client_auth; /* client certificates: MOAT_CFG_CLIENT_AUTH_* */
+    char *client_ca_file;  /* owned: the CAs a client certificate must chain to */
+    char *client_crl_file; /* owned: revoked client certificates (PEM CRL), or NULL */
     char *hsts;      /* owned: the Strict-Transport-Security value added to every backend
                       * response without one ("max-age=31536000; includeSubDomains"), or NULL */
+};
+
+enum {
+    MOAT_CFG_CLIENT_AUTH_OFF = 0,  /* no client certificate is asked for */
+    MOAT_CFG_CLIENT_AUTH_OPTIONAL, /* asked for; a client without one is served; a bad one is
+                                    * refused */
+    MOAT_CFG_CLIENT_AUTH_REQUIRED, /* a client without a good one is refused */
 };
 
 #define MOAT_CFG_HSTS_PRELOAD_MIN_AGE 31536000 /* the preload list's least max-age (1 year) */

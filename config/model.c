@@ -64,6 +64,8 @@ void moat_cfg_free(struct moat_cfg *cfg)
         }
         free(li->certs);
         free(li->hsts);
+        free(li->client_ca_file);
+        free(li->client_crl_file);
         for (size_t i = 0; i < li->n_cert_dirs; i++)
             free(li->cert_dirs[i]);
         free(li->cert_dirs);

@@ -216,12 +216,53 @@ static void apply_hsts(struct walk *w, struct moat_yaml_node *v, const char *pat
         yw_fail(w, v, path, "%s", why);
 }
 
+static void apply_client_mode(struct walk *w, struct moat_yaml_node *v, const char *path,
+                              void *target)
+{
+    const char *text = yw_word(w, v, path, "optional or required");
+    struct moat_cfg_listener *li = target;
+    if (text != NULL && strcmp(text, "optional") == 0)
+        li->client_auth = MOAT_CFG_CLIENT_AUTH_OPTIONAL;
+    else if (text != NULL && strcmp(text, "required") == 0)
+        li->client_auth = MOAT_CFG_CLIENT_AUTH_REQUIRED;
+    else if (text != NULL)
+        yw_fail(w, v, path, "expected optional or required, got '%s'", text);
+}
+
+static void apply_client_ca(struct walk *w, struct moat_yaml_node *v, const char *path,
+                            void *target)
+{
+    yw_set_string(w, v, path, "a PEM file of CA certificates",
+                  &((struct moat_cfg_listener *)target)->client_ca_file);
+}
+
+static void apply_client_crl(struct walk *w, struct moat_yaml_node *v, const char *path,
+                             void *target)
+{
+    struct moat_cfg_listener *li = target;
+    yw_set_string(w, v, path, "a PEM CRL file", &li->client_crl_file);
+}
+
+static const struct key client_keys[] = {{"mode", apply_client_mode}, {"ca", apply_client_ca},
+                                         {"crl", apply_client_crl}};
+static const struct section client_section = {client_keys, 3, NULL};
+
+static void apply_client_auth(struct walk *w, struct moat_yaml_node *v, const char *path,
+                              void *target)
+{
+    struct moat_cfg_listener *li = target;
+    li->client_auth = MOAT_CFG_CLIENT_AUTH_REQUIRED;
+    yw_walk_map(w, v, path, &client_section, target);
+    yw_require(w, v, path, "ca", "ca: /etc/moat/clients-ca.pem");
+}
+
 static const struct key tls_keys[] = {{"min_version", apply_min_version},
                                       {"certificates", apply_certificates},
                                       {"certificate_dirs", apply_certificate_dirs},
                                       {"strict_sni", apply_strict_sni},
-                                      {"hsts", apply_hsts}};
-static const struct section tls_section = {tls_keys, 5, NULL};
+                                      {"hsts", apply_hsts},
+                                      {"client_auth", apply_client_auth}};
+static const struct section tls_section = {tls_keys, 6, NULL};
 
 static void apply_tls(struct walk *w, struct moat_yaml_node *v, const char *path, void *target)
 {

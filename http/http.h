@@ -147,6 +147,11 @@ struct moat_http_fwd {
                               * and keep its X-Forwarded-Proto/Host; else replace them */
     const char *request_id;  /* NUL-terminated: sent as the only X-Request-Id (every incoming
                               * one dropped); NULL: incoming X-Request-Id fields pass as sent */
+    /* RFC 9440: the client certificate moat verified (":BASE64-DER:") and the rest of its
+     * chain (":...:, :...:"), or NULL. A client's own Client-Cert and Client-Cert-Chain fields
+     * are always dropped: only moat vouches for a certificate. */
+    const char *client_cert;
+    const char *client_cert_chain;
 };
 
 /* X-Request-Id: not in any RFC, but the field proxies, load balancers and tracing agree on. */

@@ -122,6 +122,7 @@ static const char *const hop_by_hop[] = {
 /* Request fields moat writes itself, from the parsed head and the peer. */
 static const char *const req_regenerated[] = {
     "Host", "Content-Length", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Via",
+    "Client-Cert", "Client-Cert-Chain",
 };
 #define N_REQ_REGENERATED (sizeof(req_regenerated) / sizeof(req_regenerated[0]))
 
@@ -247,6 +248,17 @@ long moat_http_request_head_write(const struct moat_http_head *h, const struct m
     if (fwd->request_id != NULL) {
         put_name(&o, find(h, "X-Request-Id"), "X-Request-Id");
         put_str(&o, fwd->request_id);
+        put(&o, MOAT_HTTP_CRLF, 2);
+    }
+
+    if (fwd->client_cert != NULL) {
+        put_str(&o, "Client-Cert: ");
+        put_str(&o, fwd->client_cert);
+        put(&o, MOAT_HTTP_CRLF, 2);
+    }
+    if (fwd->client_cert_chain != NULL) {
+        put_str(&o, "Client-Cert-Chain: ");
+        put_str(&o, fwd->client_cert_chain);
         put(&o, MOAT_HTTP_CRLF, 2);
     }
 

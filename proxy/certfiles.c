@@ -195,7 +195,10 @@ int moat_certfiles_load(const struct moat_cfg *cfg, const struct moat_cfg_listen
     }
     if (rc == 0) {
         struct moat_tls_opts opts = {.pairs = l.pairs, .n_pairs = l.n,
-                                     .min_version = li->tls_min, .strict_sni = li->strict_sni};
+                                     .min_version = li->tls_min, .strict_sni = li->strict_sni,
+                                     .client_auth = li->client_auth,
+                                     .client_ca_file = li->client_ca_file,
+                                     .client_crl_file = li->client_crl_file};
         rc = moat_tls_ctx_new(&opts, out, err, err_len);
     }
     free(dev);
@@ -207,7 +210,11 @@ int moat_certfiles_load(const struct moat_cfg *cfg, const struct moat_cfg_listen
 static int same_tls(const struct moat_cfg_listener *a, const struct moat_cfg_listener *b)
 {
     if (a->n_certs != b->n_certs || a->n_cert_dirs != b->n_cert_dirs || a->tls_min != b->tls_min ||
-        a->strict_sni != b->strict_sni)
+        a->strict_sni != b->strict_sni || a->client_auth != b->client_auth ||
+        (a->client_auth != 0 && (strcmp(a->client_ca_file, b->client_ca_file) != 0 ||
+                                 (a->client_crl_file == NULL) != (b->client_crl_file == NULL) ||
+                                 (a->client_crl_file != NULL &&
+                                  strcmp(a->client_crl_file, b->client_crl_file) != 0))))
         return 0;
     for (size_t i = 0; i < a->n_certs; i++)
         if (strcmp(a->certs[i].cert_file, b->certs[i].cert_file) != 0 ||

@@ -316,6 +316,8 @@ static void on_cli_closed(uv_handle_t *h)
     moat_bufq_clear(&c->to_cli);
     moat_bufq_clear(&c->to_up);
     free(c->pending);
+    free(c->client_cert);
+    free(c->client_cert_chain);
     free(c->ex.replay);
     free(c->ex.log_req);
     moat_list_remove(&c->node);

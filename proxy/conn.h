@@ -82,6 +82,10 @@ struct moat_conn {
     struct moat_gen *gen;        /* held: the configuration this connection started under */
     const struct moat_runtime *rt; /* gen->rt: its timeouts, limits, backends */
     size_t listener;             /* which of rt->cfg->listeners accepted it */
+    /* On a listener that asks for client certificates, the verified one as RFC 9440 field
+     * values, made at the first request (owned; NULL: none, or not made yet). */
+    char *client_cert, *client_cert_chain;
+    int has_client_cert;         /* client_cert* were made */
     uint64_t id;
     uv_tcp_t tcp;
     struct moat_deadline deadline; /* the current state's timeout */

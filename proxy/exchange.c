@@ -216,6 +216,30 @@ static size_t pick_pool(const struct moat_cfg *cfg, const struct moat_http_head 
     return moat_cfg_route_pick(cfg, h->host, h->host_len, path, len);
 }
 
+/* RFC 9440's Client-Cert and Client-Cert-Chain values of the connection's verified client
+ * certificate, made once per connection. */
+#define CLIENT_CERT_FIELD_MAX 12000 /* the forwarded head must still fit its 32 KiB */
+static void client_cert_fields(struct moat_conn *c)
+{
+    if (c->has_client_cert || c->rt->cfg->listeners[c->listener].client_auth == 0)
+        return;
+    c->has_client_cert = 1;
+    char **out[2] = {&c->client_cert, &c->client_cert_chain};
+    for (int chain = 0; chain < 2; chain++) {
+        char *v = malloc(CLIENT_CERT_FIELD_MAX);
+        long n = v != NULL ? moat_tls_session_client_cert(c->tls, chain, v,
+                                                          CLIENT_CERT_FIELD_MAX) : -1;
+        if (n < 0 && v != NULL)
+            conn_log(c, MOAT_LOG_WARN, "client certificate %s too large to forward",
+                     chain ? "chain" : "");
+        if (n <= 0) {
+            free(v);
+            continue;
+        }
+        *out[chain] = v;
+    }
+}
+
 /* The Host names a site of another certificate of this listener than the one the handshake
  * chose (a client reusing a connection across sites, or a name fronted by another's SNI). */
 static int is_misdirected(const struct moat_conn *c, const struct moat_http_head *h)
@@ -267,6 +291,9 @@ static int on_req_head(void *ctx, const struct moat_http_head *h)
     }
     struct moat_http_fwd fwd = {.client_addr = c->peer_ip, .peer_is_trusted = c->is_trusted,
                                 .request_id = c->ex.request_id};
+    client_cert_fields(c);
+    fwd.client_cert = c->client_cert;
+    fwd.client_cert_chain = c->client_cert_chain;
     long n = moat_http_request_head_write(h, &fwd, w->head_buf, sizeof(w->head_buf));
     if (n < 0) {
         moat_http_parser_fail(c->req, 431, "request head too large to forward");

@@ -150,7 +150,8 @@ int moat_tls_sites_build(struct moat_tls_ctx *ctx, char *err, size_t err_len)
         if (s == ctx->n_sites) {
             ctx->n_sites++;
             /* FNV-1a over the names and the SNI policy: stable across reloads and replicas. */
-            uint64_t h = 1469598103934665603ull ^ (uint64_t)ctx->strict_sni;
+            uint64_t h = 1469598103934665603ull ^ (uint64_t)ctx->strict_sni ^
+                         (uint64_t)ctx->client_auth << 8;
             for (const char *c = sets[p]; *c != '\0'; c++)
                 h = (h ^ (unsigned char)*c) * 1099511628211ull;
             ctx->sites[s].binding = h;

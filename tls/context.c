@@ -208,6 +208,47 @@ static int load_pair(const struct moat_tls_pair *p, struct moat_tls_cert *c, str
     return 0;
 }
 
+/* The CAs (and CRL) client certificates are checked against. 0, or -1 with err. */
+static int load_client_auth(struct moat_tls_ctx *ctx, const struct moat_tls_opts *opts,
+                            char *err, size_t err_len)
+{
+    ctx->client_auth = opts->client_auth;
+    if (opts->client_auth == 0)
+        return 0;
+    const char *files[2] = {opts->client_ca_file, opts->client_crl_file};
+    for (int i = 0; i < 2; i++) {
+        if (files[i] == NULL)
+            continue;
+        size_t len;
+        char *pem = moat_tls_read_file(files[i], &len, err, err_len);
+        if (pem == NULL)
+            return -1;
+        int rc = -1;
+#if defined(MBEDTLS_X509_CRL_PARSE_C)
+        rc = i == 0 ? mbedtls_x509_crt_parse(&ctx->client_ca, (const unsigned char *)pem, len)
+                    : mbedtls_x509_crl_parse(&ctx->client_crl, (const unsigned char *)pem, len);
+#else
+        if (i == 0)
+            rc = mbedtls_x509_crt_parse(&ctx->client_ca, (const unsigned char *)pem, len);
+#endif
+        free(pem);
+        if (rc != 0) {
+            char why[160] = "this TLS engine reads no CRLs";
+            if (rc != -1)
+                mbedtls_strerror(rc, why, sizeof(why));
+            snprintf(err, err_len, "%s: not a PEM %s: %s", files[i],
+                     i == 0 ? "file of CA certificates" : "CRL", why);
+            return -1;
+        }
+        ctx->has_crl |= i == 1;
+    }
+    if (opts->client_ca_file == NULL) {
+        snprintf(err, err_len, "client certificates need a CA file");
+        return -1;
+    }
+    return 0;
+}
+
 #define DESCRIBED_PAIRS 4 /* the start-up line names this many pairs, then counts the rest */
 
 int moat_tls_ctx_new(const struct moat_tls_opts *opts, struct moat_tls_ctx **out, char *err,
@@ -229,6 +270,8 @@ int moat_tls_ctx_new(const struct moat_tls_opts *opts, struct moat_tls_ctx **out
     atomic_init(&ctx->refs, 1);
     ctx->tls13_only = opts->min_version == 13;
     ctx->strict_sni = opts->strict_sni;
+    mbedtls_x509_crt_init(&ctx->client_ca);
+    mbedtls_x509_crl_init(&ctx->client_crl);
     struct start_rng rng;
     int rc = start_rng_init(&rng);
     if (rc != 0) {
@@ -261,7 +304,8 @@ int moat_tls_ctx_new(const struct moat_tls_opts *opts, struct moat_tls_ctx **out
         if (used >= sizeof(ctx->describe))
             used = sizeof(ctx->describe) - 1;
     }
-    if (moat_tls_sites_build(ctx, err, err_len) != 0)
+    if (load_client_auth(ctx, opts, err, err_len) != 0 ||
+        moat_tls_sites_build(ctx, err, err_len) != 0)
         goto fail;
     start_rng_free(&rng);
     *out = ctx;
@@ -287,6 +331,8 @@ void moat_tls_ctx_unref(struct moat_tls_ctx *ctx)
         free(ctx->certs[i].cert_file);
     }
     moat_tls_sites_free(ctx);
+    mbedtls_x509_crt_free(&ctx->client_ca);
+    mbedtls_x509_crl_free(&ctx->client_crl);
     free(ctx->certs);
     free(ctx);
 }
@@ -410,8 +456,21 @@ struct moat_tls_server *moat_tls_server_new(struct moat_tls_ctx *ctx, char *err,
     mbedtls_ssl_conf_renegotiation(&srv->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
 #endif
     mbedtls_ssl_conf_sni(&srv->conf, moat_tls_session_on_sni, NULL); /* records the name */
+    if (ctx->client_auth != 0) {
+        /* OPTIONAL lets the handshake end even when the client's certificate fails: session.c
+         * refuses that one itself, and serves a client that sent none. */
+        mbedtls_ssl_conf_authmode(&srv->conf, ctx->client_auth == 2 ? MBEDTLS_SSL_VERIFY_REQUIRED
+                                                                    : MBEDTLS_SSL_VERIFY_OPTIONAL);
+        mbedtls_ssl_conf_ca_chain(&srv->conf, &ctx->client_ca,
+                                  ctx->has_crl ? &ctx->client_crl : NULL);
+    }
     mbedtls_ssl_conf_cert_cb(&srv->conf, moat_tls_session_on_cert); /* picks the site */
-    mbedtls_ssl_conf_session_tickets_cb(&srv->conf, ticket_write, moat_tls_ticket_parse, srv);
+    /* A TLS 1.3 ticket does not keep the client's certificate, so a resumed session would
+     * reach the backend without it: a listener that asks for client certificates neither
+     * issues nor accepts tickets. */
+    if (ctx->client_auth == 0)
+        mbedtls_ssl_conf_session_tickets_cb(&srv->conf, ticket_write, moat_tls_ticket_parse,
+                                            srv);
     return srv;
 }
 

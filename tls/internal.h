@@ -11,6 +11,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <mbedtls/x509_crl.h>
 #include <mbedtls/x509_crt.h>
 
 #include "tls/tls.h"
@@ -27,7 +28,8 @@ struct moat_tls_site {
     size_t pair[2];
     size_t n_pairs;
     uint64_t binding; /* names its tickets (tickets.c): a hash of its names and the listener's
-                       * SNI policy, the same across reloads and replicas */
+                       * SNI and client-certificate policies, the same across reloads and
+                       * replicas */
 };
 
 /* A name in the index, lower case (a wildcard's parent in the wildcard index). */
@@ -49,6 +51,10 @@ struct moat_tls_ctx {
     size_t n_exact, n_wild;
     int tls13_only; /* the listener refuses TLS 1.2 */
     int strict_sni; /* a client whose name no site has is refused (unrecognized_name) */
+    int client_auth;                /* 0 none, 1 optional, 2 required (moat_tls_opts) */
+    mbedtls_x509_crt client_ca;     /* what client certificates chain to (client_auth) */
+    mbedtls_x509_crl client_crl;    /* revoked ones */
+    int has_crl;
     char describe[512];
 };
 

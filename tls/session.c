@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mbedtls/base64.h>
 #include <mbedtls/error.h>
 #include <mbedtls/ssl.h>
 
@@ -49,7 +50,7 @@ struct moat_tls_session {
     size_t out_body_left;     /* bytes of the current record's body still to come */
     unsigned char last_type;  /* content type of the last record whose header was emitted */
     int last_error;
-    char error_text[128];
+    char error_text[256];
     const char *cipher;  /* static: the suite's IANA name, set when the handshake completes */
     unsigned char sni_len;
     char sni[MOAT_TLS_SNI_MAX + 1]; /* the server_name the client sent, cut at MOAT_TLS_SNI_MAX
@@ -313,7 +314,36 @@ static int fail(struct moat_tls_session *s, int code)
     s->failed = 1;
     s->last_error = code;
     mbedtls_strerror(code, s->error_text, sizeof(s->error_text));
+    uint32_t flags = mbedtls_ssl_get_verify_result(&s->ssl);
+    if (code == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && flags != 0 && flags != (uint32_t)-1) {
+        size_t used = (size_t)snprintf(s->error_text, sizeof(s->error_text),
+                                       "client certificate refused: ");
+        mbedtls_x509_crt_verify_info(s->error_text + used, sizeof(s->error_text) - used, "",
+                                     flags);
+        for (char *p = s->error_text; *p != '\0'; p++) /* one log line */
+            if (*p == '\n')
+                *p = *(p + 1) == '\0' ? '\0' : ';';
+    }
     return MOAT_TLS_FATAL;
+}
+
+/* With client certificates optional, mbedTLS ends the handshake even when the one the client
+ * sent fails its checks: refuse it here, with the alert its failure names. 1 when refused. */
+static int bad_client_cert(struct moat_tls_session *s)
+{
+    uint32_t flags = mbedtls_ssl_get_verify_result(&s->ssl);
+    if (s->srv->ctx->client_auth != 1 || mbedtls_ssl_get_peer_cert(&s->ssl) == NULL || flags == 0)
+        return 0;
+    unsigned char alert = MBEDTLS_SSL_ALERT_MSG_BAD_CERT;
+    if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
+        alert = MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED;
+    else if (flags & MBEDTLS_X509_BADCERT_REVOKED)
+        alert = MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED;
+    else if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+        alert = MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA;
+    mbedtls_ssl_send_alert_message(&s->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL, alert);
+    fail(s, MBEDTLS_ERR_X509_CERT_VERIFY_FAILED);
+    return 1;
 }
 
 struct moat_tls_session *moat_tls_session_new(struct moat_tls_server *srv, moat_tls_emit_cb emit,
@@ -455,6 +485,8 @@ int moat_tls_session_handshake(struct moat_tls_session *s)
     uint64_t emitted_before = s->emitted;
     int rc = mbedtls_ssl_handshake(&s->ssl);
     s->srv->hs_current = NULL;
+    if (rc == 0 && bad_client_cert(s)) /* optional: a certificate was sent, and failed */
+        return MOAT_TLS_FATAL;
     if (rc == 0) {
         s->handshake_done = 1;
         s->cipher = iana_name(mbedtls_ssl_get_ciphersuite(&s->ssl));
@@ -570,4 +602,34 @@ int moat_tls_session_is_misdirected(const struct moat_tls_session *s, const char
     long chosen = chosen_site(s);
     long site = moat_tls_site_find(s->srv->ctx, host, len);
     return chosen >= 0 && site >= 0 && site != chosen;
+}
+
+long moat_tls_session_client_cert(const struct moat_tls_session *s, int chain, char *out,
+                                  size_t cap)
+{
+    const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&s->ssl);
+    if (crt == NULL || !s->handshake_done || mbedtls_ssl_get_verify_result(&s->ssl) != 0)
+        return 0;
+    size_t used = 0;
+    for (crt = chain ? crt->next : crt; crt != NULL && crt->raw.p != NULL; crt = crt->next) {
+        if (used > 0) {
+            if (cap - used < 3)
+                return -1;
+            memcpy(out + used, ", ", 2);
+            used += 2;
+        }
+        size_t n = 0;
+        if (cap - used < 2 ||
+            mbedtls_base64_encode((unsigned char *)out + used + 1, cap - used - 2, &n,
+                                  crt->raw.p, crt->raw.len) != 0 ||
+            used + n + 2 >= cap)
+            return -1;
+        out[used] = ':';
+        out[used + 1 + n] = ':';
+        used += n + 2;
+        out[used] = '\0';
+        if (!chain)
+            break;
+    }
+    return (long)used;
 }

@@ -23,6 +23,10 @@ struct moat_tls_opts {
     size_t n_pairs;
     int min_version; /* 13: TLS 1.3 only; anything else: TLS 1.2 and 1.3 */
     int strict_sni;  /* refuse a client whose name no certificate has, or that sends none */
+    int client_auth; /* 0: no client certificates; 1: optional (a bad one is refused); 2:
+                      * required */
+    const char *client_ca_file;  /* PEM CAs a client certificate must chain to (client_auth) */
+    const char *client_crl_file; /* PEM CRL of revoked client certificates, or NULL */
 };
 
 struct moat_tls_ctx;    /* certificates + keys; immutable, shared by all workers, refcounted */
@@ -137,6 +141,13 @@ const char *moat_tls_session_cipher(const struct moat_tls_session *s);
  * cut at MOAT_TLS_SNI_MAX; NUL-terminated. NULL with *len 0 when the client sent none (or the
  * handshake has not reached it). Valid until the session is freed. */
 const char *moat_tls_session_sni(const struct moat_tls_session *s, size_t *len);
+
+/* After the handshake: the client certificate the handshake verified, as RFC 9440's
+ * Client-Cert value (":BASE64-DER:") in out, and with chain the rest of the chain the client
+ * sent (Client-Cert-Chain: ":...:, :...:"). Returns the length, 0 when the client sent no
+ * certificate (or chain has none), -1 when cap is too small. */
+long moat_tls_session_client_cert(const struct moat_tls_session *s, int chain, char *out,
+                                  size_t cap);
 
 /* 1 when host (a request's Host without its port, len bytes) is a name of another certificate
  * of the listener than the one the handshake chose by SNI: the request belongs on another

@@ -35,6 +35,16 @@ class CA:
         subprocess.run([OPENSSL] + list(args), cwd=self.dir, check=True, timeout=60,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+    def client(self, name):
+        """A client certificate CN=name signed by this CA: (cert path, key path)."""
+        self.run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name)
+        with open(self.path(name + ".ext"), "w") as f:
+            f.write("keyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n")
+        self.run("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", name + ".crt", "-days", "2", "-extfile", name + ".ext")
+        return self.path(name + ".crt"), self.path(name + ".key")
+
     def leaf(self, name, sans, rsa=False, out_dir=None, combined=False):
         """A leaf certificate CN=name for the DNS names sans: (cert path, key path). combined:
         one NAME.pem holding the chain and the key."""
@@ -195,6 +205,41 @@ class TestSNI(MoatTestCase):
         self.assertEqual(served(m.port, "pem.test"), "dir-pem")
         self.assertEqual(served(m.port, "none.test"), "default")
         self.stop_clean(m)
+
+    def test_client_certificates(self):
+        """required: a good certificate reaches the backend in Client-Cert (RFC 9440); none, or
+        one of another CA, is refused at the handshake. optional: no certificate is served
+        (and a forged Client-Cert field never passes), a bad one is refused."""
+        import base64
+        other = CA()
+        self.addCleanup(other.cleanup)
+        good = self.ca.client("alice")
+        stranger = other.client("mallory")
+        der = base64.b64encode(ssl.PEM_cert_to_DER_cert(open(good[0]).read())).decode()
+        for mode in ("required", "optional"):
+            with self.subTest(mode=mode):
+                m, backend = self.start("      client_auth: {mode: %s, ca: %s}\n"
+                                        % (mode, self.ca.pem), pairs=[self.a_ec])
+                base = ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", self.ca.pem,
+                        "--resolve", "a.test:%d:127.0.0.1" % m.port,
+                        "-H", "Client-Cert: :Zm9yZ2Vk:"]
+                url = "https://a.test:%d/who" % m.port
+                rc, code, err = curl(*base, "--cert", good[0], "--key", good[1], url)
+                self.assertEqual((rc, code), (0, "200"), err)
+                fields = dict((k.lower(), v) for k, v in backend.seen[-1]["headers"])
+                self.assertEqual(fields["client-cert"], ":%s:" % der)
+                rc, code, err = curl(*base, "--cert", stranger[0], "--key", stranger[1], url)
+                self.assertNotEqual(rc, 0, "a certificate of another CA was accepted")
+                rc, code, err = curl(*base, url)
+                if mode == "required":
+                    self.assertNotEqual(rc, 0, "no certificate was accepted")
+                else:
+                    self.assertEqual((rc, code), (0, "200"), err)
+                    fields = dict((k.lower(), v) for k, v in backend.seen[-1]["headers"])
+                    self.assertNotIn("client-cert", fields)  # the forged one was dropped
+                self.assertEqual(len(backend.seen), 1 if mode == "required" else 2)
+                self.assertIn("client certificate", m.stderr())  # the reason, logged
+                self.stop_clean(m)
 
     def test_mistakes_are_errors_naming_the_file(self):
         other_a = self.ca.leaf("a-ec-2", ["a.test"])

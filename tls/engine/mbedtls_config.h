@@ -76,6 +76,7 @@
 /* ---- X.509 --------------------------------------------------------------------------------- */
 #define MBEDTLS_X509_USE_C           /* certificates */
 #define MBEDTLS_X509_CRT_PARSE_C     /* certificate chains moat serves (and a client verifies) */
+#define MBEDTLS_X509_CRL_PARSE_C     /* revocation lists for client certificates */
 #define MBEDTLS_X509_RSASSA_PSS_SUPPORT /* chains signed with RSA-PSS */
 #define MBEDTLS_X509_CREATE_C        /* the development certificate */
 #define MBEDTLS_X509_CRT_WRITE_C     /* ... */

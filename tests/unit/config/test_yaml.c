@@ -376,7 +376,7 @@ static void test_yaml_unknown_keys(void **state)
                   "group, listeners, pools, resolver, routes, default_pool, trusted_proxies, "
                   "timeouts, limits, logging, admin, redirect_http, debug)\n"
                   "t.yaml:7:11: listeners[0].tls.min: unknown key (expected one of: min_version, "
-                  "certificates, certificate_dirs, strict_sni, hsts)\n"
+                  "certificates, certificate_dirs, strict_sni, hsts, client_auth)\n"
                   "t.yaml:8:5: listeners[0].port: unknown key (expected one of: listen, tls)\n"
                   "t.yaml:9:22: timeouts.read: unknown key (expected one of: handshake, head, "
                   "idle, body, connect, backend, pool_idle, tunnel, send, drain)\n"

@@ -216,7 +216,8 @@ static int id_head(void *ctx, const struct moat_http_head *h)
         memcpy(x->id, v, len);
         x->id[len] = '\0';
     }
-    struct moat_http_fwd fwd = {"192.0.2.7", 0, x->found ? x->id : "gen"};
+    struct moat_http_fwd fwd = {.client_addr = "192.0.2.7",
+                                .request_id = x->found ? x->id : "gen"};
     x->n = moat_http_request_head_write(h, &fwd, x->out, sizeof(x->out));
     return 0;
 }
@@ -291,12 +292,34 @@ static void test_request_id(void **state)
 static void test_request_id_unset_passes_through(void **state)
 {
     (void)state;
-    struct wctx w = {.fwd = {"192.0.2.7", 0, NULL}};
+    struct wctx w = {.fwd = {"192.0.2.7", 0, NULL, NULL, NULL}};
     w.cap = sizeof(w.out);
     rewrite(MOAT_HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: a b\r\n\r\n", &w);
     expect_out("pass-through", &w,
                "GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: a b\r\nX-Forwarded-For: 192.0.2.7\r\n"
                "X-Forwarded-Proto: https\r\nX-Forwarded-Host: a\r\nVia: 1.1 moat\r\n\r\n");
+}
+
+/* RFC 9440: a client's own Client-Cert fields never pass; moat's (a verified certificate)
+ * follow the forwarding fields. */
+static void test_client_cert_fields(void **state)
+{
+    (void)state;
+    const char *in = "GET / HTTP/1.1\r\nHost: a\r\nClient-Cert: :Zm9yZ2Vk:\r\n"
+                     "client-cert-chain: :eA==:\r\n\r\n";
+    struct wctx w = {.fwd = {"192.0.2.7", 0, NULL, NULL, NULL}};
+    w.cap = sizeof(w.out);
+    rewrite(MOAT_HTTP_REQUEST, in, &w);
+    expect_out("stripped", &w,
+               "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.7\r\n"
+               "X-Forwarded-Proto: https\r\nX-Forwarded-Host: a\r\nVia: 1.1 moat\r\n\r\n");
+    w.fwd.client_cert = ":TUlJ:";
+    w.fwd.client_cert_chain = ":Q0E=:";
+    rewrite(MOAT_HTTP_REQUEST, in, &w);
+    expect_out("moat's", &w,
+               "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.7\r\n"
+               "X-Forwarded-Proto: https\r\nX-Forwarded-Host: a\r\nClient-Cert: :TUlJ:\r\n"
+               "Client-Cert-Chain: :Q0E=:\r\nVia: 1.1 moat\r\n\r\n");
 }
 
 /* ---- a forwarded chunked request parses back to the same request ---------------------------- */
@@ -521,6 +544,7 @@ int run_rewrite_tests(void)
         cmocka_unit_test(test_request_cap_too_small),
         cmocka_unit_test(test_request_id),
         cmocka_unit_test(test_request_id_unset_passes_through),
+        cmocka_unit_test(test_client_cert_fields),
         cmocka_unit_test(test_forwarded_request_parses_back),
         cmocka_unit_test(test_response_heads),
         cmocka_unit_test(test_response_cap_too_small),
