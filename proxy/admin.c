@@ -13,11 +13,13 @@
 
 #include "http/http.h"
 #include "proxy/backends.h"
+#include "proxy/base/text.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/plain.h"
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
+#include "tls/tls.h"
 
 #define MAX_CONNS 32 /* admin connections open at once; more wait in the backlog */
 
@@ -27,6 +29,8 @@ static struct {
     struct moat_metrics_set *metrics;    /* owned */
     struct moat_plain_server *server;    /* owned; NULL once stopped */
     int writes_allowed;                  /* PUT is served (admin.writes, or on loopback) */
+    int (*cert_swap)(void *arg, const char *why, char *msg, size_t cap); /* or NULL */
+    void *cert_swap_arg;
     struct moat_runtime *rt;             /* one reference: the configuration /backends shows */
 } admin;
 
@@ -35,6 +39,31 @@ static uint64_t now_ms(void)
     /* The workers mark backends down with their loops' uv_now(): the same monotonic clock. */
     uv_update_time(admin.loop);
     return uv_now(admin.loop);
+}
+
+/* Each listener's certificates and when they expire, so that expiry can be alerted on. */
+static void put_cert_expiry(struct moat_text *t)
+{
+    if (admin.rt == NULL)
+        return;
+    moat_text_put(t, "# HELP moat_tls_certificate_not_after_seconds When the certificate "
+                  "expires (its notAfter), in seconds since the Unix epoch.\n# TYPE "
+                  "moat_tls_certificate_not_after_seconds gauge\n");
+    const struct moat_cfg *cfg = admin.rt->cfg;
+    for (size_t l = 0; l < cfg->n_listeners; l++) {
+        const struct moat_cfg_hostport *hp = &cfg->listeners[l].addr;
+        for (size_t i = 0; i < moat_tls_ctx_count(admin.rt->tls[l]); i++) {
+            int64_t not_after;
+            const char *file = moat_tls_ctx_cert(admin.rt->tls[l], i, &not_after);
+            moat_text_put(t, "moat_tls_certificate_not_after_seconds{listener=\"%s%s%s:%u\","
+                          "file=\"", hp->is_ipv6 ? "[" : "", hp->host, hp->is_ipv6 ? "]" : "",
+                          hp->port);
+            for (const char *p = file; *p != '\0'; p++) /* the text format's escapes */
+                moat_text_put(t, *p == '"' || *p == '\\' ? "\\%c" : *p == '\n' ? "\\n" : "%c",
+                              *p);
+            moat_text_put(t, "\"} %lld\n", (long long)not_after);
+        }
+    }
 }
 
 static void serve_path(struct moat_plain_conn *c, const char *path, size_t len, int head_only)
@@ -46,9 +75,18 @@ static void serve_path(struct moat_plain_conn *c, const char *path, size_t len, 
             moat_plain_answer_text(c, 500, "out of memory\n", head_only);
             return;
         }
-        moat_plain_answer(c, 200, NULL, "text/plain; version=0.0.4; charset=utf-8", text,
-                          text_len, head_only);
+        struct moat_text t = {0};
+        moat_text_put(&t, "%s", text);
         free(text);
+        put_cert_expiry(&t);
+        if (t.failed) {
+            free(t.buf);
+            moat_plain_answer_text(c, 500, "out of memory\n", head_only);
+            return;
+        }
+        moat_plain_answer(c, 200, NULL, "text/plain; version=0.0.4; charset=utf-8", t.buf,
+                          t.len, head_only);
+        free(t.buf);
     } else if (len == 8 && memcmp(path, "/healthz", 8) == 0) {
         moat_plain_answer_text(c, 200, "ok\n", head_only);
     } else if (len == 7 && memcmp(path, "/readyz", 7) == 0) {
@@ -94,13 +132,42 @@ static void serve_put(struct moat_plain_conn *c, const struct moat_http_head *h,
     moat_plain_answer_text(c, status, msg, 0);
 }
 
+void moat_admin_on_cert_swap(int (*swap)(void *arg, const char *why, char *msg, size_t cap),
+                             void *arg)
+{
+    admin.cert_swap = swap;
+    admin.cert_swap_arg = arg;
+}
+
+/* PUT /certificates/reload: the certificate files loaded and swapped in now. */
+static void serve_cert_swap(struct moat_plain_conn *c)
+{
+    char msg[1100];
+    if (!admin.writes_allowed) {
+        moat_plain_answer_text(c, 403, "forbidden: writes need an admin listener on a "
+                               "loopback address (or admin.writes: true)\n", 0);
+        return;
+    }
+    if (admin.cert_swap == NULL) {
+        moat_plain_answer_text(c, 503, "not serving yet\n", 0);
+        return;
+    }
+    int rc = admin.cert_swap(admin.cert_swap_arg, "asked on the admin listener", msg,
+                             sizeof(msg));
+    moat_plain_answer_text(c, rc == 0 ? 200 : 422, msg, 0);
+}
+
 static void on_head(void *arg, struct moat_plain_conn *c, const struct moat_http_head *h)
 {
     (void)arg;
     size_t len = 0; /* the path, without a query */
     while (len < h->target_len && h->target[len] != '?')
         len++;
-    if (h->method == MOAT_HTTP_M_PUT && len > 10 && memcmp(h->target, "/backends/", 10) == 0)
+    if (h->method == MOAT_HTTP_M_PUT && len == 20 && memcmp(h->target, "/certificates/reload",
+                                                            20) == 0)
+        serve_cert_swap(c);
+    else if (h->method == MOAT_HTTP_M_PUT && len > 10 &&
+             memcmp(h->target, "/backends/", 10) == 0)
         serve_put(c, h, len);
     else if (h->method != MOAT_HTTP_M_GET && h->method != MOAT_HTTP_M_HEAD)
         moat_plain_answer_text(c, 405, "method not allowed: use GET or HEAD (PUT on "

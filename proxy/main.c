@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -22,6 +23,8 @@
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
 #include "proxy/admin.h"
+#include "proxy/certfiles.h"
+#include "proxy/certwatch.h"
 #include "proxy/dns.h"
 #include "proxy/health.h"
 #include "proxy/keylog.h"
@@ -34,6 +37,7 @@ struct control {
     struct moat_runtime *rt;     /* one reference: the snapshot new connections get */
     uint64_t generation;         /* 1 at start, +1 per successful reload */
     struct moat_dns *dns;        /* owned: the backends' names, kept fresh */
+    struct moat_certwatch *watch; /* owned: the certificate files' directories */
     struct moat_worker *workers; /* owned array */
     size_t n_workers;
     uv_signal_t sigterm;
@@ -173,6 +177,8 @@ static void publish(struct control *ctl, struct moat_runtime *rt)
     ctl->rt = rt;
 }
 
+static int swap_certificates(void *arg, const char *why, char *msg, size_t cap);
+
 /* Builds a new snapshot from the same command line (and so the same --config file, re-read)
  * and hands it to every worker. On any error the running snapshot stays. */
 static void reload(struct control *ctl)
@@ -203,11 +209,67 @@ static void reload(struct control *ctl)
         return;
     }
     rt->generation = ++ctl->generation;
+    moat_certwatch_stop(ctl->watch); /* the new configuration's files from now on */
+    ctl->watch = moat_certwatch_start(uv_default_loop(), rt->cfg, swap_certificates, ctl);
     /* Before the workers get it: the last to take it logs "in use by every worker". */
     moat_log(MOAT_LOG_INFO, "main configuration %llu loaded: %zu pool(s), %zu backend(s), "
              "%zu route(s)", (unsigned long long)ctl->generation, rt->n_pools, rt->n_backends,
              rt->cfg->n_routes);
     publish(ctl, rt);
+}
+
+/* Every certificate of cfg's listeners, as loaded into tls: none may have expired. 0, or -1
+ * with err naming the file. */
+static int check_not_expired(const struct moat_cfg *cfg, struct moat_tls_ctx **tls, char *err,
+                             size_t err_len)
+{
+    time_t now = time(NULL);
+    for (size_t l = 0; l < cfg->n_listeners; l++) {
+        for (size_t i = 0; i < moat_tls_ctx_count(tls[l]); i++) {
+            int64_t not_after;
+            const char *file = moat_tls_ctx_cert(tls[l], i, &not_after);
+            if (not_after < (int64_t)now) {
+                snprintf(err, err_len, "%s: expired %lld s ago", file,
+                         (long long)((int64_t)now - not_after));
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* New certificates for the running configuration: every file loaded and checked (parses, key
+ * matches, not expired), then swapped in with nothing else changed (backends, their state and
+ * pooled connections, established connections: untouched; session tickets stay valid). 0, or
+ * -1 with msg saying why: the running certificates stay. */
+static int swap_certificates(void *arg, const char *why, char *msg, size_t cap)
+{
+    struct control *ctl = arg;
+    char err[1024] = "moat is stopping";
+    const struct moat_cfg *cfg = ctl->rt->cfg;
+    struct moat_tls_ctx **tls = ctl->stopping ? NULL : calloc(cfg->n_listeners, sizeof(*tls));
+    int rc = -1;
+    if (tls != NULL && (rc = moat_certfiles_load_all(cfg, tls, err, sizeof(err))) == 0)
+        rc = check_not_expired(cfg, tls, err, sizeof(err));
+    struct moat_runtime *rt = NULL;
+    if (rc == 0) {
+        rt = moat_runtime_rebuild(ctl->rt, ctl->dns, tls, err, sizeof(err)); /* takes tls */
+        tls = NULL;
+    }
+    for (size_t l = 0; tls != NULL && l < cfg->n_listeners; l++)
+        moat_tls_ctx_unref(tls[l]);
+    free(tls);
+    if (rt == NULL) {
+        moat_log(MOAT_LOG_ERROR, "main certificates not swapped (%s), the running ones stay: "
+                 "%s", why, err);
+        snprintf(msg, cap, "certificates not swapped, the running ones stay: %s\n", err);
+        return -1;
+    }
+    moat_log(MOAT_LOG_INFO, "main certificates swapped (%s): %s", why,
+             moat_tls_ctx_describe(rt->tls[0]));
+    snprintf(msg, cap, "certificates swapped: %s\n", moat_tls_ctx_describe(rt->tls[0]));
+    publish(ctl, rt);
+    return 0;
 }
 
 /* A backend name's addresses changed: the same configuration with the new backends. */
@@ -217,7 +279,7 @@ static void on_dns_change(void *arg)
     char err[256];
     if (ctl->stopping)
         return;
-    struct moat_runtime *rt = moat_runtime_rebuild(ctl->rt, ctl->dns, err, sizeof(err));
+    struct moat_runtime *rt = moat_runtime_rebuild(ctl->rt, ctl->dns, NULL, err, sizeof(err));
     if (rt == NULL) {
         moat_log(MOAT_LOG_ERROR, "main dns: the backends stay as they were: %s", err);
         return;
@@ -252,6 +314,8 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&ctl->sigusr1, NULL);
     moat_admin_stop();
     moat_redirect_stop();
+    moat_certwatch_stop(ctl->watch);
+    ctl->watch = NULL;
     moat_health_stop();
     moat_dns_stop(ctl->dns);
 }
@@ -347,6 +411,8 @@ static int serve(struct control *ctl, const struct moat_privs *privs)
     }
     moat_health_apply(loop, ctl->rt);
     moat_dns_start(ctl->dns);
+    ctl->watch = moat_certwatch_start(loop, ctl->rt->cfg, swap_certificates, ctl);
+    moat_admin_on_cert_swap(swap_certificates, ctl);
     /* Last: a SIGHUP or SIGTERM sent as soon as this line shows finds its handler. */
     describe_start(ctl->rt, listen_names, n_workers);
     uv_run(loop, UV_RUN_DEFAULT); /* returns once a signal closed the watchers */

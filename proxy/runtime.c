@@ -213,20 +213,36 @@ static int resolve_backends(struct moat_runtime *rt, const struct moat_dns *dns,
     return rc;
 }
 
+static void free_tls(struct moat_tls_ctx **tls, size_t n)
+{
+    for (size_t l = 0; tls != NULL && l < n; l++)
+        moat_tls_ctx_unref(tls[l]);
+    free(tls);
+}
+
 struct moat_runtime *moat_runtime_rebuild(struct moat_runtime *cur, const struct moat_dns *dns,
-                                          char *err, size_t err_len)
+                                          struct moat_tls_ctx **tls, char *err, size_t err_len)
 {
     struct moat_runtime *root = cur->root != NULL ? cur->root : cur;
     struct moat_runtime *rt = malloc(sizeof(*rt));
     if (rt == NULL) {
+        free_tls(tls, cur->cfg->n_listeners);
         snprintf(err, err_len, "out of memory");
         return NULL;
     }
-    *rt = *root; /* configuration, certificates and limits */
+    *rt = *root; /* configuration and limits */
     atomic_init(&rt->refs, 1);
     atomic_init(&rt->n_installed, 0);
     moat_runtime_ref(root);
     rt->root = root;
+    if (tls != NULL) {
+        rt->tls = tls;
+        rt->tls_owner = NULL;
+    } else { /* cur's certificates, kept alive by their owner */
+        rt->tls = cur->tls;
+        rt->tls_owner = cur->tls_owner != NULL ? cur->tls_owner : cur;
+        moat_runtime_ref(rt->tls_owner);
+    }
     rt->backends = NULL;
     rt->targets = NULL;
     rt->weights = NULL;
@@ -270,11 +286,9 @@ void moat_runtime_unref(struct moat_runtime *rt)
 {
     if (rt == NULL || atomic_fetch_sub_explicit(&rt->refs, 1, memory_order_acq_rel) != 1)
         return;
-    if (rt->root == NULL) {
-        for (size_t l = 0; rt->tls != NULL && l < rt->cfg->n_listeners; l++)
-            moat_tls_ctx_unref(rt->tls[l]);
-        free(rt->tls);
-    }
+    if (rt->tls_owner == NULL)
+        free_tls(rt->tls, rt->cfg->n_listeners);
+    moat_runtime_unref(rt->tls_owner);
     for (size_t i = 0; i < rt->n_backends; i++)
         moat_target_unref(rt->targets[i]);
     free(rt->targets);

@@ -40,9 +40,12 @@ struct moat_rt_pool {
 
 struct moat_runtime {
     atomic_int refs;
-    /* NULL, or (a snapshot rebuilt for new DNS answers) one reference on the snapshot that was
-     * built from the configuration: cfg and tls are its, only the backends are this one's. */
+    /* NULL, or (a snapshot rebuilt for new DNS answers or new certificates) one reference on
+     * the snapshot that was built from the configuration: cfg is its. */
     struct moat_runtime *root;
+    /* NULL: tls is this snapshot's own; else one reference on the snapshot that owns it (a
+     * DNS rebuild keeps its predecessor's certificates). */
+    struct moat_runtime *tls_owner;
     struct moat_cfg *cfg;          /* owned (borrowed from root when there is one) */
     struct moat_backend *backends; /* owned: every pool's backends, pool after pool */
     struct moat_target **targets;  /* owned array, a reference on each: backends[i].target */
@@ -50,7 +53,8 @@ struct moat_runtime {
     size_t n_backends;
     struct moat_rt_pool *pools;    /* owned: one per cfg->pools entry */
     size_t n_pools;
-    struct moat_tls_ctx **tls;     /* owned references: one per cfg->listeners entry (root's) */
+    struct moat_tls_ctx **tls;     /* one reference each, one per cfg->listeners entry (owned,
+                                    * or tls_owner's) */
     struct moat_http_limits http_limits;
     uint64_t handshake_timeout_ms; /* TLS handshake must finish within */
     uint64_t head_timeout_ms;      /* a request head must arrive within, from its first byte */
@@ -85,12 +89,14 @@ struct moat_runtime *moat_runtime_build(struct moat_cfg *cfg, const struct moat_
                                         char *err, size_t err_len);
 
 /* A snapshot of cur's configuration with the backends' addresses dns has now: what moat keeps
- * of a backend (its state, pooled connections) follows its address. NULL with err set. */
+ * of a backend (its state, pooled connections) follows its address. With tls (an array of
+ * cur's listeners' contexts, references taken over, freed on failure too), those are its
+ * certificates; else cur's. NULL with err set. */
 struct moat_runtime *moat_runtime_rebuild(struct moat_runtime *cur, const struct moat_dns *dns,
-                                          char *err, size_t err_len);
+                                          struct moat_tls_ctx **tls, char *err, size_t err_len);
 
 /* The snapshot built from rt's configuration: rt itself, or the one rt was rebuilt from. Two
- * snapshots with the same root differ only by their backends' addresses. */
+ * snapshots with the same root differ only by their backends' addresses and certificates. */
 static inline const struct moat_runtime *moat_runtime_root(const struct moat_runtime *rt)
 {
     return rt->root != NULL ? rt->root : rt;

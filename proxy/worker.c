@@ -92,7 +92,8 @@ static void gen_free(struct moat_gen *g)
 }
 
 /* This worker's TLS servers and choosing state for rt; the TLS servers are prev's when rt has
- * prev's configuration (prev: NULL or the current generation). NULL after logging why. */
+ * prev's certificates (a DNS rebuild; prev: NULL or the current generation). NULL after
+ * logging why. */
 static struct moat_gen *gen_new(struct moat_worker *w, struct moat_runtime *rt,
                                 const struct moat_gen *prev)
 {
@@ -105,7 +106,7 @@ static struct moat_gen *gen_new(struct moat_worker *w, struct moat_runtime *rt,
     g->w = w;
     g->rt = rt;
     moat_runtime_ref(rt);
-    if (prev != NULL && moat_runtime_root(prev->rt) == moat_runtime_root(rt)) {
+    if (prev != NULL && prev->rt->tls == rt->tls) { /* both hold it: not a reused address */
         g->tls = prev->tls;
         g->tls->refs++;
     } else {

@@ -30,8 +30,7 @@ struct moat_gen {
     struct moat_worker *w;          /* borrowed */
     struct moat_runtime *rt;        /* one reference held */
     struct moat_tls_servers *tls;   /* one reference: the listeners' TLS servers, shared by the
-                                     * generations of one configuration (a DNS rebuild keeps
-                                     * their session ticket keys) */
+                                     * generations with the same certificates (DNS rebuilds) */
     struct moat_picker *picker;     /* owned: this worker's backend choice for rt's pools */
     size_t n_users;                 /* connections and upstreams started under it */
     int is_retired;                 /* no longer current: freed at n_users 0 */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <mbedtls/build_info.h>
 #include <mbedtls/ctr_drbg.h>
@@ -340,6 +341,20 @@ void moat_tls_ctx_unref(struct moat_tls_ctx *ctx)
 const char *moat_tls_ctx_describe(const struct moat_tls_ctx *ctx)
 {
     return ctx->describe;
+}
+
+size_t moat_tls_ctx_count(const struct moat_tls_ctx *ctx)
+{
+    return ctx->n_certs;
+}
+
+const char *moat_tls_ctx_cert(const struct moat_tls_ctx *ctx, size_t i, int64_t *not_after)
+{
+    const mbedtls_x509_time *t = &ctx->certs[i].chain.valid_to;
+    struct tm tm = {.tm_year = t->year - 1900, .tm_mon = t->mon - 1, .tm_mday = t->day,
+                    .tm_hour = t->hour, .tm_min = t->min, .tm_sec = t->sec};
+    *not_after = (int64_t)timegm(&tm); /* a date's conversion, not a clock */
+    return ctx->certs[i].cert_file;
 }
 
 /* Gives key (parsed, shared by every worker) a copy of this worker's own in *out. */

@@ -55,6 +55,11 @@ void moat_tls_ctx_unref(struct moat_tls_ctx *ctx); /* atomic; frees at 0; NULL: 
  * "ECDSA P-256 CN=localhost, RSA 2048 CN=localhost" (static storage inside ctx). */
 const char *moat_tls_ctx_describe(const struct moat_tls_ctx *ctx);
 
+/* The loaded pairs: how many, and pair i's certificate file and its leaf's notAfter (seconds
+ * since the Unix epoch, UTC). */
+size_t moat_tls_ctx_count(const struct moat_tls_ctx *ctx);
+const char *moat_tls_ctx_cert(const struct moat_tls_ctx *ctx, size_t i, int64_t *not_after);
+
 /* Builds one worker's server configuration: TLS 1.2 + 1.3 only; TLS 1.3 AES-GCM and
  * ChaCha20-Poly1305 suites; TLS 1.2 ECDHE + AEAD suites only; groups X25519, P-256, P-384; ALPN
  * http/1.1; session tickets; no renegotiation. Takes a reference on ctx. NULL on failure with
