@@ -213,6 +213,14 @@ size_t moat_http_chunk_head(char *out, size_t len);
  * 505 have their standard reason phrases. */
 long moat_http_error_write(int status, const char *detail, int keep_alive, char *out, size_t cap);
 
+/* Where moat's redirect sends request h on https:// (RFC 9110 §15.4.9, 308): "https://HOST" +
+ * ":PORT" unless https_port is 443 + the target's path and query (an absolute-form target's
+ * own; "/" for "*"). HOST is the Host's name or IP literal, without its port. Returns the
+ * length written into out (NUL-terminated), 0 when h has no Host a Location may carry (400),
+ * or -1 when cap is too small. Every byte written is visible ASCII. */
+long moat_http_https_location(const struct moat_http_head *h, unsigned https_port, char *out,
+                              size_t cap);
+
 /* The first field of h named name (any case), or NULL. */
 const struct moat_http_field *moat_http_field_find(const struct moat_http_head *h,
                                                    const char *name);

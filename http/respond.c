@@ -1,6 +1,7 @@
 /* http/respond.c: what moat says itself: its own short error responses, reason phrases, chunk
  * framing, and the method facts the proxy decides retries by. */
 #include "http/http.h"
+#include "http/fields.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -114,4 +115,54 @@ int moat_http_method_is_idempotent(enum moat_http_method m)
     default:
         return 0;
     }
+}
+
+/* The host of a Host value without its port: a name (letters, digits, '-', '.', '_') or a
+ * bracketed IPv6 literal. 1 with *n its length, else 0. */
+static int location_host(const char *host, size_t len, size_t *n)
+{
+    size_t i = 0;
+    if (len > 0 && host[0] == '[') {
+        for (i = 1; i < len && host[i] != ']'; i++)
+            if (!strchr("0123456789abcdefABCDEF:.", host[i]))
+                return 0;
+        if (i == len || i == 1)
+            return 0;
+        i++; /* the bracket */
+    } else {
+        for (; i < len && host[i] != ':'; i++) {
+            char c = host[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '.' || c == '_'))
+                return 0;
+        }
+    }
+    *n = i;
+    return i > 0 && (i == len || host[i] == ':');
+}
+
+long moat_http_https_location(const struct moat_http_head *h, unsigned https_port, char *out,
+                              size_t cap)
+{
+    size_t host_len;
+    if (!location_host(h->host, h->host_len, &host_len))
+        return 0;
+    const char *path = h->target, *authority;
+    size_t path_len = h->target_len, authority_len;
+    if (moat_http_target_split(h->target, h->target_len, &authority, &authority_len, &path,
+                               &path_len) == 0 && (path_len == 0 || path[0] != '/'))
+        path_len = 0; /* "*" (OPTIONS) */
+    if (path_len == 0 || path[0] != '/') {
+        path = "/";
+        path_len = 1;
+    }
+    for (size_t i = 0; i < path_len; i++)
+        if ((unsigned char)path[i] <= 0x20 || (unsigned char)path[i] >= 0x7f)
+            return 0; /* the parser lets no such byte through; never into a header */
+    char port[8] = "";
+    if (https_port != 443)
+        snprintf(port, sizeof(port), ":%u", https_port % 65536);
+    int n = snprintf(out, cap, "https://%.*s%s%.*s", (int)host_len, h->host, port,
+                     (int)path_len, path);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
 }

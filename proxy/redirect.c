@@ -19,65 +19,27 @@ static struct {
     unsigned https_port;              /* named in Location unless 443 */
 } redirect;
 
-/* host (len bytes, a Host value or an absolute-form authority) without its port, if it is a
- * name or an IP literal moat may write into a Location: 1, else 0. */
-static int host_part(const char *host, size_t len, size_t *host_len)
-{
-    size_t n = 0;
-    if (len > 0 && host[0] == '[') {
-        const char *close = memchr(host, ']', len);
-        if (close == NULL)
-            return 0;
-        n = (size_t)(close - host) + 1;
-        for (size_t i = 1; i + 1 < n; i++)
-            if (!strchr("0123456789abcdefABCDEF:.", host[i]))
-                return 0;
-    } else {
-        while (n < len && host[n] != ':') {
-            char ch = host[n];
-            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_'))
-                return 0;
-            n++;
-        }
-    }
-    *host_len = n;
-    return n > 0 && (n == len || host[n] == ':');
-}
-
 static void on_head(void *arg, struct moat_plain_conn *c, const struct moat_http_head *h)
 {
     (void)arg;
     int head_only = h->method == MOAT_HTTP_M_HEAD;
-    const char *path = h->target;
-    size_t path_len = h->target_len;
-    if (path_len > 0 && path[0] != '/') { /* absolute form: its path, or "/" */
-        const char *scheme_end = memmem(path, path_len, "://", 3);
-        const char *from = scheme_end != NULL ? scheme_end + 3 : path + path_len;
-        const char *slash = memchr(from, '/', path_len - (size_t)(from - path));
-        path = slash != NULL ? slash : "/";
-        path_len = slash != NULL ? h->target_len - (size_t)(slash - h->target) : 1;
-    }
-    size_t host_len = 0;
-    if (!host_part(h->host, h->host_len, &host_len)) {
+    char location[1100];
+    long n = moat_http_https_location(h, redirect.https_port, location, sizeof(location));
+    if (n == 0) {
         moat_plain_answer_text(c, 400, "a Host is needed to redirect to https://\n", head_only);
         return;
     }
-    if (path_len >= sizeof(ACME_PREFIX) - 1 && memcmp(path, ACME_PREFIX,
-                                                      sizeof(ACME_PREFIX) - 1) == 0) {
-        moat_plain_answer_text(c, 404, "no ACME challenge is pending here\n", head_only);
-        return;
-    }
-    char port[8] = "";
-    if (redirect.https_port != 443)
-        snprintf(port, sizeof(port), ":%u", redirect.https_port);
-    char extra[1400];
-    int n = snprintf(extra, sizeof(extra), "Location: https://%.*s%s%.*s\r\n", (int)host_len,
-                     h->host, port, (int)path_len, path);
-    if (n < 0 || (size_t)n >= sizeof(extra)) {
+    if (n < 0) {
         moat_plain_answer_text(c, 414, "too long to redirect\n", head_only);
         return;
     }
+    const char *path = strchr(location + 8, '/'); /* after "https://" and the host */
+    if (path != NULL && strncmp(path, ACME_PREFIX, sizeof(ACME_PREFIX) - 1) == 0) {
+        moat_plain_answer_text(c, 404, "no ACME challenge is pending here\n", head_only);
+        return;
+    }
+    char extra[1200];
+    snprintf(extra, sizeof(extra), "Location: %s\r\n", location);
     const char *body = "moved to https://\n";
     moat_plain_answer(c, 308, extra, "text/plain; charset=utf-8", body, strlen(body), head_only);
 }

@@ -50,6 +50,14 @@ static int on_head(void *ctx, const struct moat_http_head *h)
         memcpy(id, v, v_len);
         id[v_len] = '\0';
     }
+    /* The port-80 redirector's Location: "https://", then visible ASCII only (a header). */
+    static char loc[2048];
+    long ln = moat_http_https_location(h, 8443, loc, sizeof(loc));
+    if (ln > 0 && (strncmp(loc, "https://", 8) != 0 || strlen(loc) != (size_t)ln))
+        abort();
+    for (long i = 0; i < ln; i++)
+        if ((unsigned char)loc[i] <= 0x20 || (unsigned char)loc[i] >= 0x7f)
+            abort();
     struct moat_http_fwd fwd = {.client_addr = "192.0.2.7", .peer_is_trusted = h->n_fields & 1,
                                 .request_id = id};
     long n = moat_http_request_head_write(h, &fwd, out, sizeof(out));

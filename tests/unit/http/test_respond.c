@@ -134,6 +134,56 @@ static void test_cookie_lookup(void **state)
     assert_null(moat_http_field_find(&h, "Set-Cookie"));
 }
 
+/* The port-80 redirect's Location for a parsed request. */
+struct loc_case {
+    const char *request;
+    unsigned port;
+    const char *want; /* "" when refused (no usable Host) */
+};
+
+static int loc_head(void *ctx, const struct moat_http_head *h)
+{
+    const struct loc_case *c = ctx;
+    char out[256];
+    long n = moat_http_https_location(h, c->port, out, sizeof(out));
+    if (c->want[0] == '\0') {
+        assert_int_equal(n, 0);
+    } else {
+        assert_true(n > 0);
+        assert_string_equal(out, c->want);
+    }
+    assert_int_equal(moat_http_https_location(h, c->port, out, 9), c->want[0] ? -1 : 0);
+    return 0;
+}
+
+static void test_https_location(void **state)
+{
+    (void)state;
+    static const struct loc_case cases[] = {
+        {"GET /a/b?c=1 HTTP/1.1\r\nHost: example.test\r\n\r\n", 443,
+         "https://example.test/a/b?c=1"},
+        {"GET / HTTP/1.1\r\nHost: example.test:80\r\n\r\n", 8443, "https://example.test:8443/"},
+        {"GET http://abs.test/x?y HTTP/1.1\r\nHost: abs.test\r\n\r\n", 443,
+         "https://abs.test/x?y"},
+        {"OPTIONS * HTTP/1.1\r\nHost: a.test\r\n\r\n", 443, "https://a.test/"},
+        {"GET /p HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", 443, "https://[::1]/p"},
+        {"GET / HTTP/1.0\r\n\r\n", 443, ""},                       /* no Host */
+        {"GET / HTTP/1.1\r\nHost: a\"b\r\n\r\n", 443, ""},           /* not a host name */
+        {"GET / HTTP/1.1\r\nHost: user@a.test\r\n\r\n", 443, ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct moat_http_parser_cbs cbs = {.on_head = loc_head};
+        struct moat_http_parser *p =
+            moat_http_parser_new(MOAT_HTTP_REQUEST, NULL, &cbs, (void *)&cases[i]);
+        size_t used;
+        enum moat_http_status st = moat_http_parser_feed(p, cases[i].request,
+                                                         strlen(cases[i].request), &used);
+        if (st == MOAT_HTTP_ERROR && cases[i].want[0] != '\0')
+            fail_msg("case %zu did not parse", i);
+        moat_http_parser_free(p);
+    }
+}
+
 static void test_head_add_field(void **state)
 {
     (void)state;
@@ -155,6 +205,7 @@ int run_respond_tests(void)
         cmocka_unit_test(test_idempotent_methods),
         cmocka_unit_test(test_cookie_lookup),
         cmocka_unit_test(test_head_add_field),
+        cmocka_unit_test(test_https_location),
     };
     return cmocka_run_group_tests_name("http respond", tests, NULL, NULL);
 }
