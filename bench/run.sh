@@ -610,12 +610,17 @@ run_wrk() {
 }
 
 # hs_clients parallel `openssl s_time -new`: a fresh session every time, so every handshake is
-# full (wrk and h2load would resume). Units are completed handshakes.
+# full (wrk and h2load would resume). With other arguments (-reuse -www /small: each client
+# resumes the session of its first connection, reading a response so that TLS 1.3's ticket
+# arrives) the handshakes are resumed ones. Units are completed handshakes.
 handshake_clients() {
     local port=$1 prefix=$2 k pids=()
+    shift 2
+    local mode=("$@")
+    [ ${#mode[@]} -gt 0 ] || mode=(-new)
     for ((k = 1; k <= hs_clients; k++)); do
         taskset -c "$client_cpu" timeout $((dur_s + load_slack_s)) openssl s_time \
-            -connect "127.0.0.1:$port" -new -time "$dur_s" >"$prefix.$k" 2>&1 &
+            -connect "127.0.0.1:$port" "${mode[@]}" -time "$dur_s" >"$prefix.$k" 2>&1 &
         pids+=($!)
         started_pids+=($!)
     done
@@ -625,10 +630,11 @@ handshake_clients() {
     done
 }
 
-run_handshakes() { # ROUND PROXY TEST PORT
+run_handshakes() { # ROUND PROXY TEST PORT [S_TIME ARGUMENTS]
     local round=$1 p=$2 test=$3 port=$4 total errors=""
+    shift 4
     local prefix="$work/stime-$p-$test-$round"
-    metered "${pid_of[$p]}" handshake_clients "$port" "$prefix"
+    metered "${pid_of[$p]}" handshake_clients "$port" "$prefix" "$@"
     total=$(cat "$prefix".* | awk '/connections in .* real seconds/ {n += $1} END {print n + 0}')
     [ "$total" -gt 0 ] || errors="s_time_failed:$(tail -1 "$prefix.1" | tr ' ' '_')"
     record "$round" "$p" "$test" "$total" "$errors"
@@ -660,7 +666,8 @@ for ((round = 1; round <= rounds; round++)); do
     read -r -a order <<<"$proxies"
     shift_by=$(((round - 1) % ${#order[@]}))
     order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
-    for test in keepalive keepalive_lb handshakes handshakes_rsa download upload; do
+    for test in keepalive keepalive_lb handshakes handshakes_rsa resumed resumed12 download \
+        upload; do
         for p in "${order[@]}"; do
             [[ " $proxies " == *" $p "* ]] || continue
             # Load balancing: moat against nginx with the equivalent upstream block only.
@@ -672,6 +679,10 @@ for ((round = 1; round <= rounds; round++)); do
                 run_wrk "$round" "$p" keepalive_lb "$ka_conns" /small "$dur_s" -H "Host: lb.test" ;;
             handshakes) run_handshakes "$round" "$p" handshakes "${port_of[$p]}" ;;
             handshakes_rsa) run_handshakes "$round" "$p" handshakes_rsa "${rsa_port_of[$p]}" ;;
+            resumed) run_handshakes "$round" "$p" resumed "${port_of[$p]}" -reuse -www /small ;;
+            resumed12)
+                run_handshakes "$round" "$p" resumed12 "${port_of[$p]}" -reuse -www /small \
+                    -tls1_2 ;;
             download) run_wrk "$round" "$p" download "$bulk_conns" /1m "$dur_s" ;;
             upload)
                 run_wrk "$round" "$p" upload "$bulk_conns" /upload "$dur_s" -s "$work/upload.lua" ;;

@@ -20,6 +20,8 @@ TESTS = [
     ("keepalive_lb", "keep-alive, 4 weighted backends", "req/s", "req/CPU-s"),
     ("handshakes", "full TLS handshakes, ECDSA P-256", "conn/s", "conn/CPU-s"),
     ("handshakes_rsa", "full TLS handshakes, RSA-2048", "conn/s", "conn/CPU-s"),
+    ("resumed", "resumed TLS 1.3 handshakes (ticket)", "conn/s", "conn/CPU-s"),
+    ("resumed12", "resumed TLS 1.2 handshakes (ticket)", "conn/s", "conn/CPU-s"),
     ("download", "1 MiB responses", "MiB/s", "MiB/CPU-s"),
     ("upload", "1 MiB uploads", "MiB/s", "MiB/CPU-s"),
 ]
