@@ -13,6 +13,7 @@
 
 #include "http/http.h"
 #include "proxy/backends.h"
+#include "proxy/dns.h"
 #include "proxy/base/text.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
@@ -30,6 +31,7 @@ static struct {
     struct moat_plain_server *server;    /* owned; NULL once stopped */
     int writes_allowed;                  /* PUT is served (admin.writes, or on loopback) */
     int (*cert_swap)(void *arg, const char *why, char *msg, size_t cap); /* or NULL */
+    const struct moat_dns *dns;          /* borrowed: the backend names, or NULL */
     void *cert_swap_arg;
     struct moat_runtime *rt;             /* one reference: the configuration /backends shows */
 } admin;
@@ -79,6 +81,8 @@ static void serve_path(struct moat_plain_conn *c, const char *path, size_t len, 
         moat_text_put(&t, "%s", text);
         free(text);
         put_cert_expiry(&t);
+        if (admin.dns != NULL)
+            moat_dns_render(admin.dns, &t);
         if (t.failed) {
             free(t.buf);
             moat_plain_answer_text(c, 500, "out of memory\n", head_only);
@@ -130,6 +134,11 @@ static void serve_put(struct moat_plain_conn *c, const struct moat_http_head *h,
     if (status == 200)
         moat_log(MOAT_LOG_INFO, "main admin: %.*s", (int)strcspn(msg, "\n"), msg);
     moat_plain_answer_text(c, status, msg, 0);
+}
+
+void moat_admin_set_dns(const struct moat_dns *dns)
+{
+    admin.dns = dns;
 }
 
 void moat_admin_on_cert_swap(int (*swap)(void *arg, const char *why, char *msg, size_t cap),

@@ -22,6 +22,10 @@ int moat_admin_start(uv_loop_t *loop, struct moat_runtime *rt, struct moat_worke
  * the admin is off. Control thread only. */
 void moat_admin_map(struct moat_runtime *rt);
 
+/* /metrics shows dns's names too (NULL: none). */
+struct moat_dns;
+void moat_admin_set_dns(const struct moat_dns *dns);
+
 /* PUT /certificates/reload calls swap(arg, why, msg, cap): 0 and msg, or -1 and why not. */
 void moat_admin_on_cert_swap(int (*swap)(void *arg, const char *why, char *msg, size_t cap),
                              void *arg);

@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "proxy/base/list.h"
+#include "proxy/base/text.h"
 #include "proxy/log.h"
 #include "proxy/runtime.h"
 
@@ -48,6 +49,7 @@ struct name {
     uint64_t retry_ms;      /* the wait after a failed lookup; doubles up to refresh */
     uint64_t next_ms;       /* ask again this long after the last answer (0: never) */
     const char *why;        /* the last failure (static text), or NULL */
+    uint64_t answers[3];    /* lookups by result: addresses, no such name or address, failed */
     uv_timer_t timer;       /* the next refresh */
 };
 
@@ -308,6 +310,8 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
     const struct moat_dns *d = n->d;
     uint64_t now = uv_hrtime() / 1000000;
     int was_failing = n->why != NULL;
+    int is_gone = status == ARES_SUCCESS || status == ARES_ENOTFOUND || status == ARES_ENODATA;
+    n->answers[k > 0 ? 0 : is_gone ? 1 : 2]++;
     if (k > 0) {
         n->why = NULL;
         n->gone_since_ms = 0;
@@ -318,7 +322,7 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
         set_addrs(n, got, k, is_refresh);
         if (was_failing && is_refresh)
             moat_log(MOAT_LOG_INFO, "main dns %s: answering again", n->host);
-    } else if (status == ARES_SUCCESS || status == ARES_ENOTFOUND || status == ARES_ENODATA) {
+    } else if (is_gone) {
         /* The name (or its address) is gone: what it had serves on for hold. */
         n->why = status == ARES_ENOTFOUND ? "no such name" : "no address";
         if (n->gone_since_ms == 0)
@@ -521,4 +525,24 @@ void moat_dns_free(struct moat_dns *d)
         return;
     free(d);
     ares_library_cleanup();
+}
+
+void moat_dns_render(const struct moat_dns *d, struct moat_text *t)
+{
+    static const char *const results[3] = {"ok", "no_address", "failed"};
+    moat_text_put(t, "# HELP moat_dns_addresses Addresses a backend name has now.\n"
+                  "# TYPE moat_dns_addresses gauge\n");
+    for (struct moat_list *i = d->names.next; i != &d->names; i = i->next) {
+        const struct name *n = moat_list_entry(i, struct name, node);
+        moat_text_put(t, "moat_dns_addresses{name=\"%s\"} %zu\n", n->host, n->n);
+    }
+    moat_text_put(t, "# HELP moat_dns_lookups_total Lookups of backend names by result: ok "
+                  "(addresses), no_address (no such name, or no address), failed (timeout, "
+                  "SERVFAIL, refused).\n# TYPE moat_dns_lookups_total counter\n");
+    for (struct moat_list *i = d->names.next; i != &d->names; i = i->next) {
+        const struct name *n = moat_list_entry(i, struct name, node);
+        for (int r = 0; r < 3; r++)
+            moat_text_put(t, "moat_dns_lookups_total{name=\"%s\",result=\"%s\"} %llu\n",
+                          n->host, results[r], (unsigned long long)n->answers[r]);
+    }
 }

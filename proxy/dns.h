@@ -38,6 +38,11 @@ void moat_dns_start(struct moat_dns *d);
 size_t moat_dns_addresses(const struct moat_dns *d, const char *host, uint16_t port,
                           struct sockaddr_storage *out, size_t cap, const char **why);
 
+/* The Prometheus lines of every name: moat_dns_addresses{name} (how many it has now) and
+ * moat_dns_lookups_total{name,result}. Control loop only (as every other call here). */
+struct moat_text;
+void moat_dns_render(const struct moat_dns *d, struct moat_text *t);
+
 /* Stops asking and closes the handles (the loop runs their close callbacks); then
  * moat_dns_free() once the loop has finished. */
 void moat_dns_stop(struct moat_dns *d);

@@ -313,6 +313,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&ctl->sighup, NULL);
     uv_close((uv_handle_t *)&ctl->sigusr1, NULL);
     moat_admin_stop();
+    moat_admin_set_dns(NULL); /* stopped below */
     moat_redirect_stop();
     moat_certwatch_stop(ctl->watch);
     ctl->watch = NULL;
@@ -413,6 +414,7 @@ static int serve(struct control *ctl, const struct moat_privs *privs)
     moat_dns_start(ctl->dns);
     ctl->watch = moat_certwatch_start(loop, ctl->rt->cfg, swap_certificates, ctl);
     moat_admin_on_cert_swap(swap_certificates, ctl);
+    moat_admin_set_dns(ctl->dns);
     /* Last: a SIGHUP or SIGTERM sent as soon as this line shows finds its handler. */
     describe_start(ctl->rt, listen_names, n_workers);
     uv_run(loop, UV_RUN_DEFAULT); /* returns once a signal closed the watchers */

@@ -183,6 +183,7 @@ class TestFollow(DNSTestCase):
         want = {("moat_backend_responses_total",
                  frozenset([("pool", "default"), name, ("address", "%s:%d" % (b.host, port)),
                             ("code", "2xx")])): len(b.paths) for b in bs}
+        want[("moat_dns_addresses", frozenset([("name", NAME)]))] = 3
         self.assertEqual(until(lambda: self.metrics_differ(m, want) == {}, 5), True,
                          self.metrics_differ(m, want))
         self.stop_clean(m)
