@@ -173,14 +173,9 @@ struct hsts_keys {
 static void apply_hsts_max_age(struct walk *w, struct moat_yaml_node *v, const char *path,
                                void *target)
 {
-    const char *text = yw_word(w, v, path, "a number of seconds");
-    char *end = NULL;
-    unsigned long long n = text != NULL ? strtoull(text, &end, 10) : 0;
-    if (text != NULL && (end == text || *end != '\0' || text[0] == '-' || n > 2147483647ull))
-        yw_fail(w, v, path, "expected a number of seconds from 0 to 2147483647 (e.g. 31536000: "
-                "a year), got '%s'", text);
-    else if (text != NULL)
-        ((struct hsts_keys *)target)->max_age = n;
+    long n = yw_number(w, v, path, "a number of seconds", 0, 2147483647);
+    if (n >= 0)
+        ((struct hsts_keys *)target)->max_age = (unsigned long long)n;
 }
 
 static void apply_hsts_subdomains(struct walk *w, struct moat_yaml_node *v, const char *path,
@@ -496,12 +491,8 @@ static void apply_redirect_port(struct walk *w, struct moat_yaml_node *v, const 
                                 void *target)
 {
     (void)target;
-    const char *text = yw_word(w, v, path, "a port");
-    char *end = NULL;
-    unsigned long n = text != NULL ? strtoul(text, &end, 10) : 0;
-    if (text != NULL && (end == text || *end != '\0' || n < 1 || n > 65535))
-        yw_fail(w, v, path, "expected a port from 1 to 65535, got '%s'", text);
-    else if (text != NULL)
+    long n = yw_number(w, v, path, "a port", 1, 65535);
+    if (n >= 0)
         w->cfg->redirect_https_port = (unsigned)n;
 }
 

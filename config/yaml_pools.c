@@ -125,21 +125,6 @@ static void apply_sticky(struct walk *w, struct moat_yaml_node *v, const char *p
     yw_require(w, v, path, "cookie", "cookie: moat_backend");
 }
 
-/* A whole number from lo to hi, or -1 after saying why. */
-static long small_number(struct walk *w, struct moat_yaml_node *v, const char *path, long lo,
-                         long hi)
-{
-    const char *text = yw_word(w, v, path, "a number");
-    if (text == NULL)
-        return -1;
-    char *end = NULL;
-    long n = strtol(text, &end, 10);
-    if (end == text || *end != '\0' || n < lo || n > hi) {
-        yw_fail(w, v, path, "expected a number from %ld to %ld, got '%s'", lo, hi, text);
-        return -1;
-    }
-    return n;
-}
 
 /* A duration from min_ms to 1 h into *out ("0" too when min_ms is 0), or nothing after saying
  * why. */
@@ -162,7 +147,7 @@ static void small_duration(struct walk *w, struct moat_yaml_node *v, const char 
 static void apply_passive_errors(struct walk *w, struct moat_yaml_node *v, const char *path,
                                  void *target)
 {
-    long n = small_number(w, v, path, 0, 1000);
+    long n = yw_number(w, v, path, "a number", 0, 1000);
     if (n >= 0)
         ((struct moat_cfg_pool *)target)->passive_errors = (unsigned)n;
 }
@@ -186,7 +171,7 @@ static void apply_passive(struct walk *w, struct moat_yaml_node *v, const char *
 static void apply_retry_attempts(struct walk *w, struct moat_yaml_node *v, const char *path,
                                  void *target)
 {
-    long n = small_number(w, v, path, 0, 5);
+    long n = yw_number(w, v, path, "a number", 0, 5);
     if (n >= 0)
         ((struct moat_cfg_pool *)target)->retry_attempts = (unsigned)n;
 }
@@ -194,7 +179,7 @@ static void apply_retry_attempts(struct walk *w, struct moat_yaml_node *v, const
 static void apply_retry_budget(struct walk *w, struct moat_yaml_node *v, const char *path,
                                void *target)
 {
-    long n = small_number(w, v, path, 0, 100);
+    long n = yw_number(w, v, path, "a number", 0, 100);
     if (n >= 0)
         ((struct moat_cfg_pool *)target)->retry_budget_pct = (unsigned)n;
 }
@@ -246,7 +231,7 @@ static void apply_hc_timeout(struct walk *w, struct moat_yaml_node *v, const cha
 static void apply_hc_rise(struct walk *w, struct moat_yaml_node *v, const char *path,
                           void *target)
 {
-    long n = small_number(w, v, path, 1, 100);
+    long n = yw_number(w, v, path, "a number", 1, 100);
     if (n > 0)
         ((struct moat_cfg_health *)target)->rise = (unsigned)n;
 }
@@ -254,7 +239,7 @@ static void apply_hc_rise(struct walk *w, struct moat_yaml_node *v, const char *
 static void apply_hc_fall(struct walk *w, struct moat_yaml_node *v, const char *path,
                           void *target)
 {
-    long n = small_number(w, v, path, 1, 100);
+    long n = yw_number(w, v, path, "a number", 1, 100);
     if (n > 0)
         ((struct moat_cfg_health *)target)->fall = (unsigned)n;
 }

@@ -92,6 +92,21 @@ const char *yw_word(struct walk *w, struct moat_yaml_node *n, const char *path, 
 }
 
 /* Replaces *field with a copy of a non-empty scalar. */
+long yw_number(struct walk *w, struct moat_yaml_node *v, const char *path, const char *what,
+               long lo, long hi)
+{
+    const char *text = yw_word(w, v, path, what);
+    if (text == NULL)
+        return -1;
+    char *end = NULL;
+    long n = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || n < lo || n > hi) {
+        yw_fail(w, v, path, "expected %s from %ld to %ld, got '%s'", what, lo, hi, text);
+        return -1;
+    }
+    return n;
+}
+
 void yw_set_bool(struct walk *w, struct moat_yaml_node *v, const char *path, int *out)
 {
     /* YAML 1.1's booleans, which is what a reader of the file expects "on" and "no" to be. */

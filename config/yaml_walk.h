@@ -46,6 +46,10 @@ const char *yw_word(struct walk *w, struct moat_yaml_node *n, const char *path, 
 struct moat_cfg_tunable;
 void yw_set_tunable(struct walk *w, const struct moat_cfg_tunable *t, struct moat_yaml_node *v,
                     const char *path);
+/* A whole number from lo to hi (lo >= 0), what naming it in the message ("a number", "a
+ * port"), or -1 after saying why. */
+long yw_number(struct walk *w, struct moat_yaml_node *v, const char *path, const char *what,
+               long lo, long hi);
 /* true/yes/on or false/no/off into *out (1 or 0), or nothing after saying why. */
 void yw_set_bool(struct walk *w, struct moat_yaml_node *v, const char *path, int *out);
 void yw_set_string(struct walk *w, struct moat_yaml_node *v, const char *path, const char *what,

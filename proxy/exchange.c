@@ -236,7 +236,8 @@ static void client_cert_fields(struct moat_conn *c)
             free(v);
             continue;
         }
-        *out[chain] = v;
+        char *fit = realloc(v, (size_t)n + 1); /* kept for the connection's life */
+        *out[chain] = fit != NULL ? fit : v;
     }
 }
 

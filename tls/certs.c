@@ -28,10 +28,12 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(((const struct moat_tls_name *)a)->name, ((const struct moat_tls_name *)b)->name);
 }
 
-/* Lower-cased copy of len bytes; a wildcard's "*." is dropped and *is_wild set. NULL for what
- * cannot be a host name (empty, a partial wildcard such as "w*.example.com", bytes outside
- * letters, digits, '-', '.', '_'). */
-static char *host_name(const unsigned char *p, size_t len, int *is_wild)
+#define HOST_MAX 253
+
+/* Lower-cased copy of len bytes into out (HOST_MAX + 1 bytes); a wildcard's "*." is dropped and
+ * *is_wild set. 0, or -1 for what cannot be a host name (empty, a partial wildcard such as
+ * "w*.example.com", bytes outside letters, digits, '-', '.', '_'). */
+static int host_name(const unsigned char *p, size_t len, char *out, int *is_wild)
 {
     *is_wild = len > 2 && p[0] == '*' && p[1] == '.';
     if (*is_wild) {
@@ -40,19 +42,22 @@ static char *host_name(const unsigned char *p, size_t len, int *is_wild)
     }
     if (len > 0 && p[len - 1] == '.')
         len--;
-    if (len == 0 || len > 253)
-        return NULL;
-    char *out = malloc(len + 1);
-    for (size_t i = 0; out != NULL && i < len; i++) {
-        if (!isalnum(p[i]) && p[i] != '-' && p[i] != '.' && p[i] != '_') {
-            free(out);
-            return NULL;
-        }
+    if (len == 0 || len > HOST_MAX)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (!isalnum(p[i]) && p[i] != '-' && p[i] != '.' && p[i] != '_')
+            return -1;
         out[i] = (char)tolower(p[i]);
     }
-    if (out != NULL)
-        out[len] = '\0';
-    return out;
+    out[len] = '\0';
+    return 0;
+}
+
+/* host_name() into a new string, or NULL. */
+static char *host_name_dup(const unsigned char *p, size_t len, int *is_wild)
+{
+    char name[HOST_MAX + 1];
+    return host_name(p, len, name, is_wild) == 0 ? strdup(name) : NULL;
 }
 
 /* Appends every host name of pair's leaf to *names (grown as needed). 0 or -1 (memory). */
@@ -74,7 +79,7 @@ static int leaf_names(const mbedtls_x509_crt *leaf, size_t pair, struct leaf_nam
             *cap = bigger;
         }
         struct leaf_name *ln = &(*names)[*n];
-        ln->name = host_name(san->buf.p, san->buf.len, &ln->is_wild);
+        ln->name = host_name_dup(san->buf.p, san->buf.len, &ln->is_wild);
         ln->pair = pair;
         if (ln->name != NULL)
             (*n)++;
@@ -89,7 +94,7 @@ static int leaf_names(const mbedtls_x509_crt *leaf, size_t pair, struct leaf_nam
             return -1;
         *names = grown;
         *cap = *n + 1;
-        grown[*n].name = host_name(dn->val.p, dn->val.len, &grown[*n].is_wild);
+        grown[*n].name = host_name_dup(dn->val.p, dn->val.len, &grown[*n].is_wild);
         grown[*n].pair = pair;
         if (grown[*n].name != NULL)
             (*n)++;
@@ -221,15 +226,10 @@ static long find_in(const struct moat_tls_name *index, size_t n, const char *nam
 
 long moat_tls_site_find(const struct moat_tls_ctx *ctx, const char *name, size_t len)
 {
-    char host[256];
+    char host[HOST_MAX + 1];
     int is_wild;
-    char *lower = host_name((const unsigned char *)name, len, &is_wild);
-    if (lower == NULL || is_wild) { /* a client asks for a host, never for "*.x" */
-        free(lower);
-        return -1;
-    }
-    snprintf(host, sizeof(host), "%s", lower);
-    free(lower);
+    if (host_name((const unsigned char *)name, len, host, &is_wild) != 0 || is_wild)
+        return -1; /* a client asks for a host, never for "*.x" */
     long site = find_in(ctx->exact, ctx->n_exact, host);
     const char *dot = strchr(host, '.');
     if (site < 0 && dot != NULL && dot[1] != '\0')

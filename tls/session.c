@@ -599,6 +599,8 @@ const char *moat_tls_session_sni(const struct moat_tls_session *s, size_t *len)
 int moat_tls_session_is_misdirected(const struct moat_tls_session *s, const char *host,
                                     size_t len)
 {
+    if (s->srv->ctx->n_sites == 1)
+        return 0; /* one certificate: every name is its */
     long chosen = chosen_site(s);
     long site = moat_tls_site_find(s->srv->ctx, host, len);
     return chosen >= 0 && site >= 0 && site != chosen;

@@ -48,7 +48,9 @@ class TestCertSwap(MoatTestCase):
                                            timeout=10)
         self.addCleanup(kept.close)
         kept.request("GET", "/before")
-        self.assertEqual(kept.getresponse().read() and 200, 200)
+        resp = kept.getresponse()
+        resp.read()
+        self.assertEqual(resp.status, 200)
         failures, done = [], threading.Event()
 
         def handshakes():
